@@ -1,0 +1,30 @@
+"""Server settings: one object built by the CLI (flags and ``GENSIGHT_*`` variables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_UPSTREAMS = {"openai": "https://api.openai.com/v1"}
+
+
+@dataclass
+class Settings:
+    """Everything ``gensight serve`` is configured with."""
+
+    host: str = "127.0.0.1"
+    port: int = 4318
+    data_dir: Path = field(default_factory=lambda: Path("./gensight-data"))
+    store: str | None = None  # duckdb:///path.db; default: DATA_DIR/gensight.duckdb
+    prices: Path | None = None  # TOML price overrides
+    max_body: int = 16 * 1024 * 1024  # bytes, also after gunzip
+    upstreams: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_UPSTREAMS))
+    retries: int = 2
+    fallback: str | None = None
+    api_key: str | None = None
+    queue_size: int = 100_000  # records the writer holds before it drops
+    flush_interval: float = 0.2  # seconds between writer flushes
+
+    def store_url(self) -> str:
+        """The store URL, defaulting to a DuckDB file in the data dir."""
+        return self.store or f"duckdb:///{(self.data_dir / 'gensight.duckdb').resolve()}"

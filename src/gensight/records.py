@@ -1,0 +1,135 @@
+"""The one normalized shape every captured call and span becomes.
+
+Every receiver (gateway, OTLP ingest, the SDK's spans arriving over OTLP) produces
+``CallRecord`` and ``SpanRecord`` objects; the pipeline prices them and the store
+writes them. Field names are the API's names, the database's column names and the
+UI's labels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+#: ``error_class`` values (DESIGN.md, "The record").
+ERROR_CLASSES = (
+    "invalid_request",
+    "auth",
+    "rate_limit",
+    "upstream_error",
+    "timeout",
+    "connection",
+    "cancelled",
+    "unknown",
+)
+
+#: ``cost_source`` values.
+COST_SOURCES = ("computed", "reported", "override", "unknown")
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """One LLM call: what was asked, what came back, how long, how much, how it ended."""
+
+    id: str
+    trace_id: str
+    span_id: str
+    ts: datetime  # start time, UTC, timezone-aware
+    duration_ms: float
+    source: str  # "gateway" | "otlp"
+    producer: str | None = None  # openai-v2, openlit, traceloop, openinference, gensight-sdk, …
+    parent_span_id: str | None = None
+    ttft_ms: float | None = None
+    app: str | None = None
+    environment: str | None = None
+    provider: str | None = None
+    operation: str | None = None
+    request_model: str | None = None
+    response_model: str | None = None
+    response_id: str | None = None
+    stream: bool = False
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    tokens_estimated: bool = False
+    cost_usd: float | None = None
+    cost_source: str = "unknown"
+    reported_cost_usd: float | None = None  # the producer's own figure, when it sent one
+    status: str = "ok"
+    error_class: str | None = None
+    http_status: int | None = None
+    error_message: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    seed: int | None = None
+    user: str | None = None
+    session: str | None = None
+    tags: list[str] = field(default_factory=list)
+    server_address: str | None = None
+    attempts: int = 1
+    input_messages: list[dict[str, Any]] | None = None
+    output_messages: list[dict[str, Any]] | None = None
+    system_instructions: list[dict[str, Any]] | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as the API shows it (``ts`` in ISO 8601)."""
+        d = {f.name: getattr(self, f.name) for f in _CALL_FIELDS}
+        d["ts"] = self.ts.isoformat()
+        return d
+
+
+@dataclass(slots=True)
+class SpanRecord:
+    """One span of a trace, LLM or not, so a request shows as one tree."""
+
+    trace_id: str
+    span_id: str
+    name: str
+    ts: datetime
+    duration_ms: float
+    parent_span_id: str | None = None
+    kind: str = "internal"  # internal | server | client | producer | consumer
+    status: str = "ok"
+    status_message: str | None = None
+    app: str | None = None
+    call_id: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The span as the API shows it."""
+        d = {f.name: getattr(self, f.name) for f in _SPAN_FIELDS}
+        d["ts"] = self.ts.isoformat()
+        return d
+
+
+@dataclass(slots=True)
+class ContentEvent:
+    """Message content that arrived apart from its span (OTLP log events).
+
+    Legacy GenAI content events (``gen_ai.user.message``, ``gen_ai.choice``, …) and
+    ``gen_ai.client.inference.operation.details`` are joined to their call by
+    ``(trace_id, span_id)`` when read, so they may arrive before or after the span.
+    """
+
+    trace_id: str
+    span_id: str
+    ts: datetime
+    seq: int  # order within the producer's batch, to keep the conversation in order
+    kind: str  # "input" | "output" | "system"
+    message: dict[str, Any]
+
+
+_CALL_FIELDS = dataclasses.fields(CallRecord)
+_SPAN_FIELDS = dataclasses.fields(SpanRecord)
+CALL_FIELD_NAMES = tuple(f.name for f in _CALL_FIELDS)
+SPAN_FIELD_NAMES = tuple(f.name for f in _SPAN_FIELDS)
