@@ -27,4 +27,4 @@ class Settings:
 
     def store_url(self) -> str:
         """The store URL, defaulting to a DuckDB file in the data dir."""
-        return self.store or f"duckdb:///{(self.data_dir / 'gensight.duckdb').resolve()}"
+        return self.store or f"duckdb://{(self.data_dir / 'gensight.duckdb').resolve()}"

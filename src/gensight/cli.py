@@ -1,0 +1,136 @@
+"""The ``gensight`` command. Every flag also reads ``GENSIGHT_<FLAG>`` from the environment."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gensight.config import DEFAULT_UPSTREAMS, Settings
+
+app = typer.Typer(
+    name="gensight",
+    help="Self-hosted observability for applications that call LLM APIs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Self-hosted observability for applications that call LLM APIs."""
+
+
+def _env(flag: str) -> str:
+    return "GENSIGHT_" + flag.upper().replace("-", "_")
+
+
+def _parse_upstreams(values: list[str] | None) -> dict[str, str]:
+    upstreams = dict(DEFAULT_UPSTREAMS)
+    for value in values or []:
+        for item in value.split(","):
+            name, sep, url = item.strip().partition("=")
+            if not sep or not name or not url.startswith(("http://", "https://")):
+                raise typer.BadParameter(
+                    f"{item!r} is not NAME=http(s)://URL", param_hint="--upstream"
+                )
+            upstreams[name] = url.rstrip("/")
+    return upstreams
+
+
+def _parse_size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a size like 16MiB", param_hint="--max-body"
+        ) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar=_env("host"), help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(envvar=_env("port"), help="HTTP port (OTLP/HTTP, API, UI, gateway).")
+    ] = 4318,
+    data_dir: Annotated[
+        Path, typer.Option(envvar=_env("data_dir"), help="Where the DuckDB file lives.")
+    ] = Path("./gensight-data"),
+    store: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("store"), help="duckdb:///path.db (default DATA_DIR/gensight.duckdb)."
+        ),
+    ] = None,
+    prices: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=_env("prices"), help="TOML file of per-model prices (USD per 1M tokens)."
+        ),
+    ] = None,
+    max_body: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("max_body"), help="Largest accepted request body, also after gunzip."
+        ),
+    ] = "16MiB",
+    upstream: Annotated[
+        list[str] | None,
+        typer.Option(
+            envvar=_env("upstream"),
+            help="NAME=URL of an upstream the gateway may reach (repeatable).",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar=_env("api_key"), help="Require this key on every request.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(envvar=_env("log_level"))] = "info",
+) -> None:
+    """Run the server: OTLP ingest, gateway, API and UI on one port."""
+    import uvicorn
+
+    from gensight.server import create_app
+
+    if prices is not None and not prices.is_file():
+        raise typer.BadParameter(f"{prices} does not exist", param_hint="--prices")
+    settings = Settings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        store=store,
+        prices=prices,
+        max_body=_parse_size(max_body),
+        upstreams=_parse_upstreams(upstream),
+        api_key=api_key,
+    )
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asgi = create_app(settings)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    typer.echo(f"Gensight on http://{host}:{port}  (store: {settings.store_url()})")
+    uvicorn.run(
+        asgi,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

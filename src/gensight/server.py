@@ -1,0 +1,109 @@
+"""Builds the one ASGI app: OTLP ingest, JSON API (and later gateway and UI)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gensight.api.params import ParamError
+from gensight.api.routes import router as api_router
+from gensight.config import Settings
+from gensight.ingest.otlp_http import otlp_routes
+from gensight.pipeline import Pipeline
+from gensight.pricing import Pricer
+from gensight.store import open_store
+
+log = logging.getLogger("gensight.server")
+
+
+def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
+    """The whole server as one FastAPI app (the store is opened here unless given)."""
+    store = store if store is not None else open_store(settings.store_url())
+    pricer = Pricer(settings.prices)
+    pipeline = Pipeline(
+        store, pricer, queue_size=settings.queue_size, flush_interval=settings.flush_interval
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pipeline.start()
+        try:
+            yield
+        finally:
+            pipeline.stop()
+            store.close()
+
+    app = FastAPI(
+        title="Gensight",
+        version="0.1.0",
+        description="Observability for applications that call LLM APIs.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.pipeline = pipeline
+    app.state.pricer = pricer
+    app.state.counters = {}
+
+    @app.exception_handler(ParamError)
+    async def _param_error(request: Request, exc: ParamError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "param": exc.param}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
+        param = ".".join(loc) or "request"
+        message = f"invalid parameter {param!r}: {first.get('msg', 'invalid value')}"
+        return JSONResponse({"detail": message, "param": param}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    app.include_router(api_router)
+    for route in otlp_routes(pipeline.submit, settings.max_body, app.state.counters):
+        app.router.routes.append(route)
+    if settings.api_key:
+        app.add_middleware(KeyMiddleware, key=settings.api_key)
+    return app
+
+
+class KeyMiddleware:
+    """With ``--api-key``: every request needs ``Authorization: Bearer KEY`` or
+    ``X-Gensight-Key: KEY``; gateway routes only the latter (their Authorization header
+    belongs to the upstream)."""
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app = app
+        self.key = key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        path: str = scope.get("path", "")
+        offered = headers.get(b"x-gensight-key")
+        gateway = path.startswith(("/openai/", "/p/"))
+        if offered is None and not gateway:
+            auth = headers.get(b"authorization", b"")
+            if auth[:7].lower() == b"bearer ":
+                offered = auth[7:].strip()
+        if offered is None or not hmac.compare_digest(offered, self.key):
+            response = JSONResponse(
+                {"detail": "missing or wrong Gensight key (X-Gensight-Key or Bearer)"},
+                status_code=401,
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

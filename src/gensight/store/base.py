@@ -1,0 +1,98 @@
+"""The store seam: what every backend (DuckDB, ClickHouse) offers the layers above."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from gensight.records import CallRecord, ContentEvent, SpanRecord
+
+
+@dataclass(frozen=True)
+class CallFilters:
+    """The filters shared by the call log, stats and analysis (the API's query parameters)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    app: str | None = None
+    model: str | None = None  # matches request or response model
+    provider: str | None = None
+    status: str | None = None
+    error_class: str | None = None
+    user: str | None = None
+    session: str | None = None
+    environment: str | None = None
+    operation: str | None = None
+    source: str | None = None
+    trace_id: str | None = None
+    q: str | None = None  # substring of message content, case-insensitive
+
+    def active(self) -> dict[str, Any]:
+        """The filters that are set."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Position after the last item of a page (newest-first order: ts, then id)."""
+
+    ts: datetime
+    id: str
+
+    def encode(self) -> str:
+        """Opaque URL-safe form."""
+        raw = f"{self.ts.isoformat()}|{self.id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """Parse an opaque cursor; ValueError when it is not one of ours."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            ts, _, id_ = raw.partition("|")
+            parsed = datetime.fromisoformat(ts)
+        except Exception as e:
+            raise ValueError("not a valid cursor") from e
+        if not id_:
+            raise ValueError("not a valid cursor")
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return cls(parsed, id_)
+
+
+class Store(Protocol):
+    """A backend: writes batches, answers the query layer."""
+
+    def write(
+        self,
+        calls: Sequence[CallRecord],
+        spans: Sequence[SpanRecord],
+        events: Sequence[ContentEvent],
+    ) -> None:
+        """Insert one batch (called only from the pipeline's writer thread)."""
+        ...
+
+    def list_calls(
+        self, filters: CallFilters, limit: int, cursor: Cursor | None
+    ) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """A page of calls, newest first, without message content; and the next cursor."""
+        ...
+
+    def get_call(self, call_id: str) -> dict[str, Any] | None:
+        """One call with its messages (joined with content events), or None."""
+        ...
+
+    def get_trace(self, trace_id: str) -> dict[str, Any] | None:
+        """All spans and calls of a trace, or None when nothing of it is stored."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """Backend name, reachability and sizes."""
+        ...
+
+    def close(self) -> None:
+        """Release the backend."""
+        ...
