@@ -1,0 +1,93 @@
+"""Shared fixtures: a real `gensight serve` process, OTLP payloads made by the real SDK."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A free loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A running `gensight serve` subprocess and an HTTP client for it."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.log_path = data_dir / "server.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("wb")
+        cmd = [
+            sys.executable, "-m", "gensight.cli", "serve",
+            "--port", str(self.port), "--data-dir", str(data_dir), *args,
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gensight serve exited: {self.log_path.read_text()}")
+            try:
+                if self.client.get("/api/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("gensight serve did not start")
+
+    def wait_calls(self, n: int, timeout: float = 10, **params: str) -> list[dict]:
+        """Poll /api/calls until at least ``n`` calls match, and return them."""
+        deadline = time.monotonic() + timeout
+        items: list[dict] = []
+        while time.monotonic() < deadline:
+            items = self.client.get("/api/calls", params={"limit": 1000, **params}).json()["items"]
+            if len(items) >= n:
+                return items
+            time.sleep(0.1)
+        raise AssertionError(f"expected {n} calls matching {params}, got {len(items)}")
+
+    def stop(self, sig: int = 15) -> int:
+        """Stop the server (SIGTERM by default) and return its exit code."""
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One `gensight serve` shared by tests that only add data and filter by their own ids."""
+    srv = Server(tmp_path_factory.mktemp("gensight-shared"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[Server]:
+    """A `gensight serve` of the test's own, on an empty store."""
+    srv = Server(tmp_path / "data")
+    yield srv
+    srv.stop()
