@@ -51,6 +51,8 @@ def log_to_events(record: Any, seq_start: int) -> list[ContentEvent]:
     out: list[ContentEvent] = []
 
     def add(kind: str, message: dict[str, Any]) -> None:
+        if not msg.has_content(message):  # capture off: the event carries only a role
+            return
         out.append(ContentEvent(trace_id, span_id, ts, seq_start + len(out), kind, message))
 
     if name in _LEGACY:

@@ -216,3 +216,29 @@ def openlit_messages(value: Any, role: str) -> list[Message] | None:
     if isinstance(parsed, list | dict):
         return messages_from_value(parsed, role)
     return [{"role": role, "content": str(value)}]
+
+
+#: What producers write in place of content they were told not to capture.
+_PLACEHOLDERS = frozenset({"__REDACTED__", "<redacted>", "[REDACTED]"})
+
+
+def has_content(m: Message) -> bool:
+    """Whether a message carries anything beyond its role (text, tool calls, parts)."""
+    content = m.get("content")
+    return bool(
+        (content not in (None, "") and content not in _PLACEHOLDERS)
+        or m.get("tool_calls")
+        or m.get("parts")
+    )
+
+
+def drop_empty(messages: list[Message] | None) -> list[Message] | None:
+    """None when no message has content (capture off or redacted by the producer)."""
+    if not messages:
+        return None
+    if not any(has_content(m) for m in messages):
+        return None
+    for m in messages:
+        if m.get("content") in _PLACEHOLDERS:
+            m["content"] = None
+    return messages

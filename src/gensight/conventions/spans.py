@@ -31,6 +31,7 @@ from gensight.conventions.otlp_values import (
     hex_id,
     nanos_to_datetime,
 )
+from gensight.conventions.secrets import scrub_secrets
 from gensight.records import CallRecord, SpanRecord
 
 # Attributes whose content lands in the record's message fields; not repeated in attributes.
@@ -46,6 +47,7 @@ _CONTENT_KEYS = frozenset(
     }
 )
 _CONTENT_PREFIXES = (
+    "embedding.embeddings.",  # OpenInference: embedded texts (content) and vectors (bulk)
     "gen_ai.prompt.",
     "gen_ai.completion.",
     "llm.input_messages.",
@@ -79,6 +81,8 @@ _PROVIDER_ALIASES = {
     "bedrock": "aws.bedrock",
     "aws_bedrock": "aws.bedrock",
 }
+
+_OPENAI_FAMILY = frozenset({"openai", "azure.ai.openai"})
 
 _OPENINFERENCE_LLM_KINDS = {"LLM": "chat", "EMBEDDING": "embeddings"}
 
@@ -197,6 +201,9 @@ def producer_of(scope_name: str, resource_attrs: dict[str, Any]) -> str | None:
         return "traceloop"
     if s.startswith("gensight"):
         return "gensight-sdk"
+    if s.startswith("opentelemetry.util.genai"):
+        # the official instrumentations' shared handler (openai-v2 in latest mode, …)
+        return "otel-genai"
     sdk = resource_attrs.get("telemetry.sdk.name")
     if sdk == "openlit":
         return "openlit"
@@ -241,12 +248,14 @@ def span_to_records(
         events=[],
     )
     if not is_llm_span(attrs):
-        srec.attributes = attrs
+        srec.attributes = scrub_secrets(attrs)
         srec.events = events
         return srec, None
 
     call = _call_from_attrs(attrs, events, resource, trace_id, span_id, parent, ts, duration_ms)
     call.producer = producer_of(scope_name, {}) or resource.producer
+    if call.producer == "otel-genai" and call.provider in _OPENAI_FAMILY:
+        call.producer = "openai-v2"
     if code == 2 or "error.type" in attrs:
         _set_error(call, attrs, events, span.status.message)
     srec.call_id = call.id
@@ -277,7 +286,9 @@ def _call_from_attrs(
     if operation is None:
         operation = "chat"
 
-    response_model = _first(attrs, "gen_ai.response.model", "llm.response.model")
+    response_model = _first(
+        attrs, "gen_ai.response.model", "llm.response.model", "embedding.model_name"
+    )
     request_model = _first(attrs, "gen_ai.request.model", "llm.request.model") or invocation.get(
         "model"
     )
@@ -286,7 +297,13 @@ def _call_from_attrs(
         request_model = request_model or attrs["llm.model_name"]
 
     stream = _bool(
-        _first(attrs, "gen_ai.request.stream", "gen_ai.request.is_stream", "llm.is_streaming")
+        _first(
+            attrs,
+            "gen_ai.request.stream",
+            "gen_ai.request.is_stream",
+            "gen_ai.is_streaming",
+            "llm.is_streaming",
+        )
     )
     if stream is None:
         stream = _bool(invocation.get("stream"))
@@ -300,6 +317,8 @@ def _call_from_attrs(
     )
     if stream is None:
         stream = ttft_s is not None
+    elif not stream:
+        ttft_s = None  # OpenLIT reports a "first token" time for whole responses too
 
     input_tokens = _int(
         _first(
@@ -370,7 +389,9 @@ def _call_from_attrs(
             )
         ),
         reported_cost_usd=_float(_first(attrs, "gen_ai.usage.cost", "llm.cost.total")),
-        finish_reasons=_str_list(attrs.get("gen_ai.response.finish_reasons")),
+        finish_reasons=_str_list(
+            _first(attrs, "gen_ai.response.finish_reasons", "llm.finish_reason")
+        ),
         temperature=_float(
             _first(attrs, "gen_ai.request.temperature") or invocation.get("temperature")
         ),
@@ -409,7 +430,7 @@ def _call_from_attrs(
         http_status=_int(_first(attrs, "http.response.status_code", "http.status_code")),
     )
     _set_messages(call, attrs, events)
-    call.attributes = {k: v for k, v in attrs.items() if not _is_content_key(k)}
+    call.attributes = scrub_secrets({k: v for k, v in attrs.items() if not _is_content_key(k)})
     return call
 
 
@@ -454,8 +475,12 @@ def _set_messages(call: CallRecord, attrs: dict[str, Any], events: list[dict[str
             out = [msg.normalize_message(c, "assistant") for c in choices]
         elif call.operation != "embeddings":
             out = msg.messages_from_value(body, "assistant")
-    if system and inp is None:
-        inp = []
+    inp, out, system = msg.drop_empty(inp), msg.drop_empty(out), msg.drop_empty(system)
+    if system and inp:
+        # OpenLIT sends the system prompt both ways; show it once.
+        in_system = {m.get("content") for m in inp if m.get("role") == "system"}
+        if all(m.get("content") in in_system for m in system):
+            system = None
     call.input_messages = inp
     call.output_messages = out
     call.system_instructions = system
