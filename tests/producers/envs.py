@@ -1,0 +1,83 @@
+"""One virtualenv per OTel GenAI producer, built with uv and cached.
+
+The producers pin conflicting versions (openlit wants openai 2.x, the others
+take 3.x; openai-v2 needs a specific opentelemetry-util-genai), so each one gets
+its own venv, built from ``requirements-<name>.txt`` beside this file into
+``<repo>/.cache/producer-envs/<name>-<sha256 of the requirements>[:12]``.
+A rebuilt requirements file gets a new directory; an unchanged one is reused
+instantly. Needs PyPI the first time (CI builds them itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+CACHE = Path(os.environ.get("GENSIGHT_PRODUCER_ENVS", REPO / ".cache" / "producer-envs"))
+PRODUCERS = ("openai-v2", "openlit", "traceloop", "openinference")
+PYTHON_VERSION = "3.11"
+
+_locks: dict[str, threading.Lock] = {name: threading.Lock() for name in PRODUCERS}
+
+
+def requirements_file(name: str) -> Path:
+    return HERE / f"requirements-{name}.txt"
+
+
+def env_dir(name: str) -> Path:
+    """Where the venv of ``name`` lives (depends on the requirements' content)."""
+    digest = hashlib.sha256(requirements_file(name).read_bytes()).hexdigest()[:12]
+    return CACHE / f"{name}-{digest}"
+
+
+def _python_in(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _uv(*args: str) -> None:
+    cmd = [sys.executable, "-m", "uv", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+
+
+def ensure_env(name: str) -> Path:
+    """Return the python executable of producer ``name``'s venv, building it if needed."""
+    if name not in PRODUCERS:
+        raise ValueError(f"unknown producer {name!r}; expected one of {PRODUCERS}")
+    venv = env_dir(name)
+    marker = venv / ".complete"
+    python = _python_in(venv)
+    with _locks[name]:
+        if marker.exists() and python.exists():
+            return python
+        tmp = venv.with_name(venv.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        _uv("venv", "--quiet", "--relocatable", "--python", PYTHON_VERSION, str(tmp))
+        _uv(
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(_python_in(tmp)),
+            "-r",
+            str(requirements_file(name)),
+        )
+        # built in a temporary directory, then renamed: a half-built env is never used
+        shutil.rmtree(venv, ignore_errors=True)
+        tmp.rename(venv)
+        marker.write_text(requirements_file(name).read_text())
+        return python
+
+
+if __name__ == "__main__":
+    for producer in sys.argv[1:] or PRODUCERS:
+        print(producer, ensure_env(producer))
