@@ -276,7 +276,9 @@ def _call_from_attrs(
     duration_ms: float,
 ) -> CallRecord:
     oi_kind = attrs.get("openinference.span.kind")
-    invocation = msg.parse_json(attrs.get("llm.invocation_parameters"))
+    invocation = msg.parse_json(
+        _first(attrs, "llm.invocation_parameters", "embedding.invocation_parameters")
+    )
     if not isinstance(invocation, dict):
         invocation = {}
 
