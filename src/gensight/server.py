@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -34,6 +35,8 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # genai-prices loads its data on first use (~0.7 s): do it now, off the writer.
+        threading.Thread(target=_warm_prices, args=(pricer,), daemon=True).start()
         pipeline.start()
         try:
             yield
@@ -76,6 +79,13 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
     if settings.api_key:
         app.add_middleware(KeyMiddleware, key=settings.api_key)
     return app
+
+
+def _warm_prices(pricer: Pricer) -> None:
+    try:
+        pricer.cost(provider="openai", model="gpt-4o-mini", input_tokens=1, output_tokens=1)
+    except Exception as e:  # never fatal: calls are priced later or marked unknown
+        log.warning("price data failed to load: %s", e)
 
 
 class KeyMiddleware:
