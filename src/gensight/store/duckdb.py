@@ -20,6 +20,7 @@ import orjson
 import pyarrow as pa
 
 from gensight.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, SpanRecord
+from gensight.store import analysis
 from gensight.store.base import CallFilters, Cursor
 
 _CALL_TYPES: dict[str, tuple[str, pa.DataType]] = {
@@ -390,6 +391,165 @@ class DuckDBStore:
             spans.append(s)
         calls.sort(key=lambda c: c["ts"])
         return {"trace_id": trace_id, "spans": spans, "calls": calls}
+
+    # -- analysis -----------------------------------------------------------
+    _MEASURES = """
+        count(*) AS calls,
+        count(*) FILTER (WHERE status = 'error') AS errors,
+        sum(input_tokens) AS input_tokens,
+        sum(output_tokens) AS output_tokens,
+        sum(cost_usd) AS cost_usd,
+        count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_calls,
+        quantile_cont(duration_ms, 0.5) AS lat_p50,
+        quantile_cont(duration_ms, 0.95) AS lat_p95,
+        quantile_cont(duration_ms, 0.99) AS lat_p99,
+        quantile_cont(ttft_ms, 0.5) AS ttft_p50,
+        quantile_cont(ttft_ms, 0.95) AS ttft_p95
+    """
+
+    def _rows(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        cur = self._cursor()
+        try:
+            res = cur.execute(sql, params)
+            names = [d[0] for d in res.description]
+            return [dict(zip(names, r, strict=True)) for r in res.fetchall()]
+        finally:
+            cur.close()
+
+    def overview(self, filters: CallFilters, interval: int, group_by: str | None) -> dict[str, Any]:
+        """Totals and a time series (``filters.since``/``until`` must be set)."""
+        assert filters.since is not None and filters.until is not None
+        where, params = self.where(filters)
+        (totals,) = self._rows(f"SELECT {self._MEASURES} FROM calls c WHERE {where}", params)
+        grp = analysis.GROUP_BY[group_by] if group_by else "NULL"
+        micros = interval * 1_000_000
+        rows = self._rows(
+            f"SELECT make_timestamp(epoch_us(ts) // {micros} * {micros}) AS bucket,"
+            f" {grp} AS grp, {self._MEASURES} FROM calls c WHERE {where}"
+            " GROUP BY ALL ORDER BY bucket",
+            params,
+        )
+        return {
+            "totals": analysis.totals_row(totals),
+            "interval": interval,
+            "since": _iso(filters.since),
+            "until": _iso(filters.until),
+            "group_by": group_by,
+            "series": analysis.fill_series(
+                rows, filters.since, filters.until, interval, group_by is not None
+            ),
+        }
+
+    def latency_vs_tokens(self, filters: CallFilters, max_points: int) -> dict[str, Any]:
+        """Successful calls' output tokens vs latency, and per model a least-squares fit."""
+        where, params = self.where(filters)
+        where += " AND c.status = 'ok' AND c.output_tokens > 0"
+        model = analysis.GROUP_BY["model"]
+        points = self._rows(
+            f"SELECT id, {model} AS model, output_tokens, duration_ms, ttft_ms, stream"
+            f" FROM calls c WHERE {where} ORDER BY ts DESC LIMIT ?",
+            [*params, max_points],
+        )
+        fits = self._rows(
+            f"SELECT {model} AS model, count(*) AS calls,"
+            " regr_slope(duration_ms, output_tokens) AS slope_ms_per_token,"
+            " regr_intercept(duration_ms, output_tokens) AS intercept_ms,"
+            " regr_r2(duration_ms, output_tokens) AS r2"
+            f" FROM calls c WHERE {where} GROUP BY ALL HAVING count(*) >= 2 ORDER BY calls DESC",
+            params,
+        )
+        for f in fits:
+            slope = f["slope_ms_per_token"]
+            f["seconds_per_100_tokens"] = slope / 10.0 if slope is not None else None
+        return {"points": points, "models": fits}
+
+    def correlations(self, filters: CallFilters, target: str) -> dict[str, Any]:
+        """Attribute values over-represented among slow (above p95) or failed calls."""
+        where, params = self.where(filters)
+        (base,) = self._rows(
+            "SELECT count(*) AS total, quantile_cont(duration_ms, 0.95) AS p95,"
+            " count(*) FILTER (WHERE status = 'error') AS errors"
+            f" FROM calls c WHERE {where}",
+            params,
+        )
+        if target == "slow":
+            threshold = base["p95"]
+            predicate = "duration_ms > ?"
+            tparams: list[Any] = [threshold]
+        else:
+            threshold = None
+            predicate = "status = 'error'"
+            tparams = []
+        dims = {
+            k: v
+            for k, v in analysis.CORRELATION_DIMENSIONS.items()
+            if not (target == "error" and k == "error_class")
+        }
+        parts = [
+            f"SELECT '{name}' AS dim, CAST({expr} AS VARCHAR) AS value,"
+            f" count(*) FILTER (WHERE {predicate}) AS tcount, count(*) AS n"
+            f" FROM calls c WHERE {where} GROUP BY ALL"
+            for name, expr in dims.items()
+        ]
+        all_params: list[Any] = []
+        for _ in parts:
+            all_params += tparams + params
+        rows = self._rows(" UNION ALL ".join(parts), all_params) if base["total"] else []
+        target_total = sum(r["tcount"] for r in rows if r["dim"] == "app") if rows else 0
+        counts = [(r["dim"], r["value"], r["tcount"], r["n"]) for r in rows]
+        return {
+            "target": target,
+            "threshold_ms": threshold,
+            "total": base["total"],
+            "target_total": target_total,
+            "items": analysis.lifts(counts, target_total, base["total"]),
+        }
+
+    _DOWNSTREAM = """coalesce(
+        'db:' || json_extract_string(s.attributes, '$."db.system"'),
+        'db:' || json_extract_string(s.attributes, '$."db.system.name"'),
+        'http:' || json_extract_string(s.attributes, '$."server.address"'),
+        'http:' || json_extract_string(s.attributes, '$."net.peer.name"'),
+        'rpc:' || json_extract_string(s.attributes, '$."rpc.service"'),
+        'messaging:' || json_extract_string(s.attributes, '$."messaging.system"'),
+        'tool:' || json_extract_string(s.attributes, '$."gen_ai.tool.name"'),
+        s.kind || ':' || s.name)"""
+
+    def dependencies(self, filters: CallFilters) -> dict[str, Any]:
+        """Where request time goes: per LLM provider/model and per non-LLM downstream."""
+        where, params = self.where(filters)
+        model = analysis.GROUP_BY["model"]
+        llm = self._rows(
+            f"SELECT 'llm' AS type, coalesce(provider, '?') || '/' || coalesce({model}, '?')"
+            " AS downstream, count(*) AS calls, sum(duration_ms) AS total_ms,"
+            " quantile_cont(duration_ms, 0.95) AS p95_ms,"
+            " count(*) FILTER (WHERE status = 'error') / count(*) AS error_rate,"
+            " count(DISTINCT trace_id) AS traces"
+            f" FROM calls c WHERE {where} GROUP BY ALL",
+            params,
+        )
+        sf = CallFilters(since=filters.since, until=filters.until, app=filters.app)
+        swhere, sparams = self.where(sf, alias="s")
+        other = self._rows(
+            f"SELECT 'span' AS type, {self._DOWNSTREAM} AS downstream, count(*) AS calls,"
+            " sum(duration_ms) AS total_ms, quantile_cont(duration_ms, 0.95) AS p95_ms,"
+            " count(*) FILTER (WHERE status = 'error') / count(*) AS error_rate,"
+            " count(DISTINCT trace_id) AS traces"
+            f" FROM spans s WHERE {swhere} AND s.call_id IS NULL"
+            " AND s.parent_span_id IS NOT NULL GROUP BY ALL",
+            sparams,
+        )
+        (roots,) = self._rows(
+            "SELECT coalesce(sum(duration_ms), 0) AS trace_ms, count(*) AS traces"
+            f" FROM spans s WHERE {swhere} AND s.parent_span_id IS NULL",
+            sparams,
+        )
+        trace_ms = roots["trace_ms"] or 0.0
+        items = llm + other
+        for it in items:
+            it["share_of_trace_time"] = (it["total_ms"] / trace_ms) if trace_ms else None
+        items.sort(key=lambda r: -(r["total_ms"] or 0))
+        return {"trace_ms": trace_ms, "traces": roots["traces"], "items": items}
 
     def health(self) -> dict[str, Any]:
         """Reachability and row counts."""

@@ -1,0 +1,170 @@
+"""Backend-neutral parts of the query layer: intervals, series filling, lift, fits.
+
+Each store runs the SQL; these functions shape what it returns into the API's answers,
+so DuckDB and ClickHouse give the same numbers the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+#: Candidate bucket widths (seconds) for automatically chosen intervals.
+NICE_INTERVALS = (
+    1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400,
+)  # fmt: skip
+
+#: Dimensions ``group_by`` accepts, and the column expression each groups on.
+GROUP_BY = {
+    "app": "app",
+    "model": "coalesce(request_model, response_model)",
+    "provider": "provider",
+    "user": '"user"',
+    "error_class": "error_class",
+    "environment": "environment",
+    "operation": "operation",
+    "source": "source",
+}
+
+#: Record fields whose values the correlations analysis compares.
+CORRELATION_DIMENSIONS = {
+    "app": "app",
+    "model": "coalesce(request_model, response_model)",
+    "provider": "provider",
+    "operation": "operation",
+    "environment": "environment",
+    "user": '"user"',
+    "stream": "CAST(stream AS VARCHAR)",
+    "error_class": "error_class",
+    "server_address": "server_address",
+    "source": "source",
+    "producer": "producer",
+}
+
+MAX_SERIES_GROUPS = 10
+
+
+def choose_interval(since: datetime, until: datetime, buckets: int = 60) -> int:
+    """The smallest nice bucket width giving at most about ``buckets`` buckets."""
+    span = max(1.0, (until - since).total_seconds())
+    for seconds in NICE_INTERVALS:
+        if span / seconds <= buckets:
+            return seconds
+    return NICE_INTERVALS[-1]
+
+
+def bucket_start(ts: datetime, seconds: int) -> datetime:
+    """The start of the bucket holding ``ts`` (buckets aligned to the Unix epoch)."""
+    epoch = int(ts.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+
+
+def totals_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One aggregate row as the API's measures object."""
+    calls = int(row.get("calls") or 0)
+    errors = int(row.get("errors") or 0)
+    return {
+        "calls": calls,
+        "errors": errors,
+        "error_rate": (errors / calls) if calls else 0.0,
+        "input_tokens": int(row.get("input_tokens") or 0),
+        "output_tokens": int(row.get("output_tokens") or 0),
+        "cost_usd": float(row.get("cost_usd") or 0.0),
+        "unpriced_calls": int(row.get("unpriced_calls") or 0),
+        "latency_ms": {
+            "p50": row.get("lat_p50"),
+            "p95": row.get("lat_p95"),
+            "p99": row.get("lat_p99"),
+        },
+        "ttft_ms": {"p50": row.get("ttft_p50"), "p95": row.get("ttft_p95")},
+    }
+
+
+def fill_series(
+    rows: Iterable[dict[str, Any]],
+    since: datetime,
+    until: datetime,
+    seconds: int,
+    grouped: bool,
+) -> list[dict[str, Any]]:
+    """Series points for every bucket in the range (empty buckets as zeros), oldest first.
+
+    With a group-by, the ``MAX_SERIES_GROUPS`` groups with the most calls keep their name;
+    the rest are summed as ``"(other)"`` (percentiles are not summable: null there).
+    """
+    rows = list(rows)
+    groups: list[str | None] = [None]
+    if grouped:
+        by_calls: dict[str | None, int] = {}
+        for r in rows:
+            by_calls[r["grp"]] = by_calls.get(r["grp"], 0) + int(r["calls"] or 0)
+        ranked = sorted(by_calls, key=lambda g: (-by_calls[g], str(g)))
+        groups = ranked[:MAX_SERIES_GROUPS]
+        if len(ranked) > MAX_SERIES_GROUPS:
+            keep = set(groups)
+            other: dict[datetime, dict[str, Any]] = {}
+            for r in rows:
+                if r["grp"] in keep:
+                    continue
+                o = other.setdefault(
+                    r["bucket"], {"bucket": r["bucket"], "grp": "(other)", "calls": 0}
+                )
+                for k in ("calls", "errors", "input_tokens", "output_tokens", "cost_usd"):
+                    o[k] = (o.get(k) or 0) + (r.get(k) or 0)
+            rows = [r for r in rows if r["grp"] in keep] + list(other.values())
+            groups.append("(other)")
+    index = {(_as_utc(r["bucket"]), r.get("grp") if grouped else None): r for r in rows}
+    out = []
+    t = bucket_start(since, seconds)
+    step = timedelta(seconds=seconds)
+    while t < until:
+        for g in groups:
+            r = index.get((t, g), {})
+            point = {"bucket": t.isoformat(), "group": g, **totals_row(r)}
+            out.append(point)
+        t += step
+    return out
+
+
+def _as_utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def lifts(
+    counts: Iterable[tuple[str, str | None, int, int]],
+    target_total: int,
+    total: int,
+    min_count: int = 3,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Attribute values over-represented among target calls.
+
+    ``counts`` holds ``(dimension, value, target_count, count)``. Lift is the value's
+    share among target calls over its share among all calls; values with lift > 1 seen
+    in at least ``min_count`` target calls are kept, highest lift (then count) first.
+    """
+    out = []
+    if not target_total or not total:
+        return out
+    for dim, value, tcount, count in counts:
+        if value is None or tcount < min_count or not count:
+            continue
+        target_share = tcount / target_total
+        share = count / total
+        lift = target_share / share
+        if lift <= 1.0:
+            continue
+        out.append(
+            {
+                "attribute": dim,
+                "value": value,
+                "target_count": int(tcount),
+                "count": int(count),
+                "target_share": target_share,
+                "share": share,
+                "lift": lift,
+            }
+        )
+    out.sort(key=lambda r: (-r["lift"], -r["target_count"], r["attribute"], str(r["value"])))
+    return out[:limit]
