@@ -22,9 +22,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CACHE = Path(os.environ.get("GENSIGHT_PRODUCER_ENVS", REPO / ".cache" / "producer-envs"))
 PRODUCERS = ("openai-v2", "openlit", "traceloop", "openinference")
+#: every environment: the producers, plus an older traceloop (pre gen_ai.input.messages)
+ENVS = (*PRODUCERS, "traceloop-legacy")
 PYTHON_VERSION = "3.11"
 
-_locks: dict[str, threading.Lock] = {name: threading.Lock() for name in PRODUCERS}
+_locks: dict[str, threading.Lock] = {name: threading.Lock() for name in ENVS}
 
 
 def requirements_file(name: str) -> Path:
@@ -50,8 +52,8 @@ def _uv(*args: str) -> None:
 
 def ensure_env(name: str) -> Path:
     """Return the python executable of producer ``name``'s venv, building it if needed."""
-    if name not in PRODUCERS:
-        raise ValueError(f"unknown producer {name!r}; expected one of {PRODUCERS}")
+    if name not in ENVS:
+        raise ValueError(f"unknown producer env {name!r}; expected one of {ENVS}")
     venv = env_dir(name)
     marker = venv / ".complete"
     python = _python_in(venv)
@@ -79,5 +81,5 @@ def ensure_env(name: str) -> Path:
 
 
 if __name__ == "__main__":
-    for producer in sys.argv[1:] or PRODUCERS:
+    for producer in sys.argv[1:] or ENVS:
         print(producer, ensure_env(producer))

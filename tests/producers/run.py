@@ -34,11 +34,12 @@ class Variant:
     producer: str
     mode: str = "default"  # "latest": OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental
     content: bool = False
+    env: str = ""  # venv to run in (default: the producer's own)
 
     @property
     def name(self) -> str:
         return (
-            self.producer
+            (self.env or self.producer)
             + ("-latest" if self.mode == "latest" else "")
             + ("-content" if self.content else "")
         )
@@ -53,6 +54,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("openlit", content=True),
     Variant("traceloop"),
     Variant("traceloop", content=True),
+    Variant("traceloop", env="traceloop-legacy"),
+    Variant("traceloop", content=True, env="traceloop-legacy"),
     Variant("openinference"),
     Variant("openinference", content=True),
 )
@@ -76,7 +79,7 @@ def run_variant(
     variant: Variant, out_dir: Path | None = None, timeout: float = 180.0
 ) -> tuple[CaptureServer, subprocess.CompletedProcess[str]]:
     """Run ``variant`` once; return the capture (already stopped) and the process result."""
-    python = ensure_env(variant.producer)
+    python = ensure_env(variant.env or variant.producer)
     if out_dir is not None:
         shutil.rmtree(out_dir, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB and not k.startswith(
@@ -108,7 +111,7 @@ def main(argv: list[str]) -> int:
     wanted = set(argv)
     failed = 0
     for variant in VARIANTS:
-        if wanted and variant.producer not in wanted and variant.name not in wanted:
+        if wanted and not wanted & {variant.producer, variant.env, variant.name}:
             continue
         capture, proc = run_variant(variant, FIXTURES / variant.name)
         counts = {k: len(v) for k, v in capture.requests.items()}
