@@ -19,8 +19,13 @@ class Settings:
     prices: Path | None = None  # TOML price overrides
     max_body: int = 16 * 1024 * 1024  # bytes, also after gunzip
     upstreams: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_UPSTREAMS))
-    retries: int = 2
-    fallback: str | None = None
+    retries: int = 2  # gateway retries on 429, 5xx and connection failures
+    fallback: str | None = None  # upstream tried after the last retry
+    upstream_timeout: float = 600.0  # seconds without a byte from the upstream: 504
+    connect_timeout: float = 10.0  # seconds to connect to an upstream
+    retry_backoff: float = 0.5  # first retry delay (doubles, with jitter)
+    retry_max_wait: float = 30.0  # longer Retry-After: answer now instead of waiting
+    capture_content: bool = True  # store gateway calls' messages
     api_key: str | None = None
     queue_size: int = 100_000  # records the writer holds before it drops
     flush_interval: float = 0.2  # seconds between writer flushes

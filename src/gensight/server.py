@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gensight.api.params import ParamError
 from gensight.api.routes import router as api_router
 from gensight.config import Settings
+from gensight.gateway import from_settings as gateway_from_settings
+from gensight.gateway import gateway_routes
 from gensight.ingest.otlp_http import otlp_routes
 from gensight.pipeline import Pipeline
 from gensight.pricing import Pricer
@@ -32,15 +34,19 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
     pipeline = Pipeline(
         store, pricer, queue_size=settings.queue_size, flush_interval=settings.flush_interval
     )
+    counters: dict[str, int] = {}
+    gateway = gateway_from_settings(settings, pipeline.submit, counters)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # genai-prices loads its data on first use (~0.7 s): do it now, off the writer.
         threading.Thread(target=_warm_prices, args=(pricer,), daemon=True).start()
         pipeline.start()
+        await gateway.start()
         try:
             yield
         finally:
+            await gateway.close()
             pipeline.stop()
             store.close()
 
@@ -54,7 +60,8 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
     app.state.store = store
     app.state.pipeline = pipeline
     app.state.pricer = pricer
-    app.state.counters = {}
+    app.state.counters = counters
+    app.state.gateway = gateway
 
     @app.exception_handler(ParamError)
     async def _param_error(request: Request, exc: ParamError) -> JSONResponse:
@@ -75,6 +82,8 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
 
     app.include_router(api_router)
     for route in otlp_routes(pipeline.submit, settings.max_body, app.state.counters):
+        app.router.routes.append(route)
+    for route in gateway_routes(gateway):
         app.router.routes.append(route)
     if settings.api_key:
         app.add_middleware(KeyMiddleware, key=settings.api_key)

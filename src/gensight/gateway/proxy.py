@@ -103,6 +103,7 @@ class _Call:
         "method",
         "path",
         "response_started",
+        "route",
         "start",
         "target",
         "ts",
@@ -123,6 +124,7 @@ class _Call:
         self.path = path
         self.capture = capture
         self.meta = meta
+        self.route = path
         self.attempts: list[SpanRecord] = []
         self.target: Upstream | None = None
         self.http_status: int | None = None
@@ -358,6 +360,7 @@ class Gateway:
                 headers.append((key.decode("latin-1"), value.decode("latin-1")))
         path = rest.decode("latin-1")
         call = _Call(start, ts, method, path, Capture(method, path, bytes(body)), meta)
+        call.route = scope["path"]
         query: bytes = scope.get("query_string") or b""
         target = rest + (b"?" + query if query else b"")
 
@@ -713,7 +716,7 @@ class Gateway:
             status = "error"
         else:
             call.error_message = None
-        attrs: dict[str, Any] = {"http.request.method": call.method, "url.path": call.path}
+        attrs: dict[str, Any] = {"http.request.method": call.method, "url.path": call.route}
         if up is not None:
             attrs["gensight.upstream"] = up.name
         if len({s.attributes["gensight.upstream"] for s in call.attempts}) > 1:
