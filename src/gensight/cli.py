@@ -87,6 +87,31 @@ def serve(
             help="NAME=URL of an upstream the gateway may reach (repeatable).",
         ),
     ] = None,
+    retries: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("retries"),
+            min=0,
+            help="Gateway retries on 429, 5xx and connection failures (before any byte is sent).",
+        ),
+    ] = 2,
+    fallback: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("fallback"), help="Upstream NAME the gateway tries after the last retry."
+        ),
+    ] = None,
+    upstream_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("upstream_timeout"),
+            help="Seconds without a byte from an upstream before the gateway answers 504.",
+        ),
+    ] = 600.0,
+    capture_content: Annotated[
+        bool,
+        typer.Option(envvar=_env("capture_content"), help="Store the messages of gateway calls."),
+    ] = True,
     api_key: Annotated[
         str | None, typer.Option(envvar=_env("api_key"), help="Require this key on every request.")
     ] = None,
@@ -107,6 +132,10 @@ def serve(
         prices=prices,
         max_body=_parse_size(max_body),
         upstreams=_parse_upstreams(upstream),
+        retries=retries,
+        fallback=fallback,
+        upstream_timeout=upstream_timeout,
+        capture_content=capture_content,
         api_key=api_key,
     )
     logging.basicConfig(
@@ -123,6 +152,7 @@ def serve(
         port=port,
         log_level=log_level,
         access_log=False,
+        server_header=False,  # gateway answers carry the upstream's own Server header
         timeout_graceful_shutdown=10,
     )
 

@@ -34,7 +34,10 @@ Injection (works through any client, no custom code)
       ``x-fake-disconnect-after: N``: the connection drops after N chunks;
       ``x-fake-completion-tokens``, ``x-fake-cached-tokens``,
       ``x-fake-reasoning-tokens``: force those counts; ``x-fake-retry-after``:
-      the Retry-After value of an injected 429/503.
+      the Retry-After value of an injected 429/503;
+    * ``x-fake-ignore-include-usage: 1`` (or ``UpstreamConfig(honor_include_usage=False)``):
+      streams never carry usage, like OpenAI-compatible servers that ignore
+      ``stream_options.include_usage``.
 
 Latency
     :class:`ModelProfile` per model (exact name or longest prefix), default
@@ -173,6 +176,7 @@ class UpstreamConfig:
     api_key: str | None = None
     models: Sequence[str] = DEFAULT_MODELS
     retry_after_s: int = 1
+    honor_include_usage: bool = True
     seed: int = 0
     log_limit: int = 10_000
     organization: str = "org-fake"
@@ -519,6 +523,7 @@ class _Plan:
     completion_tokens: int | None = None
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
+    ignore_include_usage: bool = False
 
 
 _FAKE_MODEL_RE = re.compile(r"^fake-(\d{3})(?:-([a-z]+))?$")
@@ -576,6 +581,9 @@ class _Upstream:
         plan.completion_tokens = _int_header(headers, "x-fake-completion-tokens")
         plan.cached_tokens = _int_header(headers, "x-fake-cached-tokens")
         plan.reasoning_tokens = _int_header(headers, "x-fake-reasoning-tokens")
+        plan.ignore_include_usage = not cfg.honor_include_usage or headers.get(
+            "x-fake-ignore-include-usage", ""
+        ).lower() in ("1", "true", "yes")
         return plan
 
     def _headers(self, started: float, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -905,6 +913,7 @@ class _Upstream:
             )
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = include_usage and not plan.ignore_include_usage
 
         def chunk(chs: list[dict[str, Any]], usage_value: Any = None) -> dict[str, Any]:
             out: dict[str, Any] = {
@@ -1018,6 +1027,7 @@ class _Upstream:
                 },
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = include_usage and not plan.ignore_include_usage
 
         def chunk(chs: list[dict[str, Any]], usage_value: Any = None) -> str:
             out: dict[str, Any] = {
