@@ -47,6 +47,7 @@ PRODUCERS = {
     "openai-v2-latest": "openai-v2",
     "openlit": "openlit",
     "traceloop": "traceloop",
+    "traceloop-legacy": "traceloop",
     "openinference": "openinference",
 }
 
@@ -61,13 +62,15 @@ def test_each_producer_maps_to_the_same_calls(name, capture):
     for c in calls:
         assert c.producer == PRODUCERS[name]
         assert c.provider == "openai"
-        assert c.app == f"producer-{name.split('-latest')[0]}"
+        assert c.app == f"producer-{PRODUCERS[name]}"
         assert c.source == "otlp" and c.id == c.span_id
     ok = [c for c in chats if c.status == "ok"]
     assert len(ok) == 3
     for c in ok:
         assert c.request_model == "gpt-4o-mini"
         assert c.response_model == "gpt-4o-mini-2024-07-18"
+        if c.stream and name == "traceloop-legacy":
+            continue  # old OpenLLMetry sends no usage for streamed calls
         assert c.input_tokens > 0 and c.output_tokens > 0
     first = min(ok, key=lambda c: c.ts)
     assert (first.input_tokens, first.output_tokens) == (24, 18)
@@ -113,7 +116,7 @@ def test_each_producer_maps_to_the_same_calls(name, capture):
 
 
 def test_streaming_flag_where_the_producer_says_so():
-    for name in ("openlit", "traceloop", "openinference"):
+    for name in ("openlit", "traceloop", "traceloop-legacy", "openinference"):
         calls, _, _ = load(name)
         streamed = [c for c in calls if c.stream]
         assert len(streamed) == 1, name

@@ -76,9 +76,16 @@ _SCRUB = (
 
 
 def run_variant(
-    variant: Variant, out_dir: Path | None = None, timeout: float = 180.0
+    variant: Variant,
+    out_dir: Path | None = None,
+    timeout: float = 180.0,
+    otlp: str | None = None,
 ) -> tuple[CaptureServer, subprocess.CompletedProcess[str]]:
-    """Run ``variant`` once; return the capture (already stopped) and the process result."""
+    """Run ``variant`` once; return the capture (already stopped) and the process result.
+
+    With ``otlp`` (a running Gensight), the producer exports there instead of to the
+    capture receiver, which then stays empty.
+    """
     python = ensure_env(variant.env or variant.producer)
     if out_dir is not None:
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -96,7 +103,7 @@ def run_variant(
             "--upstream",
             upstream,
             "--otlp",
-            capture.url,
+            otlp or capture.url,
             "--mode",
             variant.mode,
         ]
