@@ -120,7 +120,8 @@ def test_streaming_flag_where_the_producer_says_so():
         calls, _, _ = load(name)
         streamed = [c for c in calls if c.stream]
         assert len(streamed) == 1, name
-        assert (streamed[0].input_tokens, streamed[0].output_tokens) == (12, 12)
+        if name != "traceloop-legacy":  # which sends no usage for streams
+            assert (streamed[0].input_tokens, streamed[0].output_tokens) == (12, 12)
     calls, _, _ = load("openlit")
     (streamed,) = [c for c in calls if c.stream]
     assert streamed.ttft_ms is not None and 0 < streamed.ttft_ms <= streamed.duration_ms
