@@ -1,0 +1,179 @@
+"""What every SQL store does the same way: run the shared queries, shape their rows.
+
+A backend subclasses ``SQLStore`` with its ``dialect``, ``_rows`` (run a ``Query``,
+return dicts) and ``write``; everything the API asks goes through here, so DuckDB and
+ClickHouse give identical answers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from gensight.records import CALL_FIELD_NAMES
+from gensight.store import analysis, sql
+from gensight.store.base import CallFilters, Cursor
+
+
+def iso(ts: datetime | None) -> str | None:
+    """A stored (naive UTC) time as ISO 8601 with offset."""
+    if ts is None:
+        return None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat()
+
+
+def json_text(value: Any) -> str | None:
+    """A JSON column value (None stays NULL)."""
+    if value is None:
+        return None
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def merge_content_events(call: dict[str, Any], events: list[tuple[str, Any]]) -> None:
+    """Fill a call's message fields from content events when the span carried none."""
+    by_kind: dict[str, list[Any]] = {"system": [], "input": [], "output": []}
+    for kind, message in events:
+        by_kind.setdefault(kind, []).append(message)
+    if not call.get("input_messages") and (by_kind["input"] or by_kind["system"]):
+        inputs = by_kind["input"]
+        in_system = {m.get("content") for m in inputs if m.get("role") == "system"}
+        system = [m for m in by_kind["system"] if m.get("content") not in in_system]
+        call["input_messages"] = system + inputs
+    if not call.get("output_messages") and by_kind["output"]:
+        call["output_messages"] = by_kind["output"]
+        if not call.get("finish_reasons"):
+            call["finish_reasons"] = [
+                m["finish_reason"] for m in by_kind["output"] if m.get("finish_reason")
+            ]
+
+
+class SQLStore:
+    """The query half of a store, shared by the backends."""
+
+    name = "?"
+    dialect: sql.Dialect
+
+    def _rows(self, q: sql.Query) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _call_row(row: dict[str, Any]) -> dict[str, Any]:
+        row["ts"] = iso(row["ts"])
+        for name in sql.JSON_CALL_FIELDS:
+            if name in row and row[name] is not None:
+                row[name] = orjson.loads(row[name])
+        for name in ("finish_reasons", "tags"):
+            if name in row:
+                row[name] = list(row[name] or [])
+        for name in ("stream", "tokens_estimated"):
+            if name in row:
+                row[name] = bool(row[name])
+        return row
+
+    # -- calls and traces -----------------------------------------------------
+    def list_calls(
+        self, filters: CallFilters, limit: int, cursor: Cursor | None
+    ) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """A page of calls, newest first (messages and attributes left out)."""
+        rows = self._rows(sql.list_calls(self.dialect, filters, limit, cursor))
+        nxt = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            nxt = Cursor(last["ts"].replace(tzinfo=UTC), last["id"])
+        return [self._call_row(r) for r in rows[:limit]], nxt
+
+    def get_call(self, call_id: str) -> dict[str, Any] | None:
+        """One call with its messages, merging content that arrived as log events."""
+        rows = self._rows(sql.get_call(self.dialect, call_id))
+        if not rows:
+            return None
+        call = self._call_row(rows[0])
+        events = self._rows(sql.content_events(self.dialect, call["trace_id"], call["span_id"]))
+        if events:
+            merge_content_events(call, [(e["kind"], orjson.loads(e["message"])) for e in events])
+        return call
+
+    def get_trace(self, trace_id: str) -> dict[str, Any] | None:
+        """Spans (oldest first) and calls of a trace."""
+        spans = self._rows(sql.trace_spans(self.dialect, trace_id))
+        calls, _ = self.list_calls(CallFilters(trace_id=trace_id), 10_000, None)
+        if not spans and not calls:
+            return None
+        for s in spans:
+            s["ts"] = iso(s["ts"])
+            s["attributes"] = orjson.loads(s["attributes"]) if s["attributes"] else {}
+            s["events"] = orjson.loads(s["events"]) if s["events"] else []
+        calls.sort(key=lambda c: (c["ts"], c["id"]))
+        return {"trace_id": trace_id, "spans": spans, "calls": calls}
+
+    # -- stats and analysis ---------------------------------------------------
+    def overview(self, filters: CallFilters, interval: int, group_by: str | None) -> dict[str, Any]:
+        """Totals and a time series (``filters.since``/``until`` must be set)."""
+        assert filters.since is not None and filters.until is not None
+        d = self.dialect
+        (totals,) = self._rows(sql.overview_totals(d, filters))
+        rows = self._rows(sql.overview_series(d, filters, interval, group_by))
+        return {
+            "totals": analysis.totals_row(totals),
+            "interval": interval,
+            "since": iso(filters.since),
+            "until": iso(filters.until),
+            "group_by": group_by,
+            "series": analysis.fill_series(
+                rows, filters.since, filters.until, interval, group_by is not None
+            ),
+        }
+
+    def latency_vs_tokens(self, filters: CallFilters, max_points: int) -> dict[str, Any]:
+        """Successful calls' output tokens vs latency, and per model a least-squares fit."""
+        points = self._rows(sql.latency_points(self.dialect, filters, max_points))
+        for p in points:
+            p["stream"] = bool(p["stream"])
+        fits = self._rows(sql.latency_fits(self.dialect, filters))
+        for f in fits:
+            f["calls"] = int(f["calls"])
+            slope = f["slope_ms_per_token"]
+            f["seconds_per_100_tokens"] = slope / 10.0 if slope is not None else None
+        return {"points": points, "models": fits}
+
+    def correlations(self, filters: CallFilters, target: str) -> dict[str, Any]:
+        """Attribute values over-represented among slow (above p95) or failed calls."""
+        (base,) = self._rows(sql.correlation_base(self.dialect, filters))
+        total = int(base["total"])
+        threshold = base["p95"] if target == "slow" else None
+        rows = (
+            self._rows(sql.correlation_counts(self.dialect, filters, target, threshold))
+            if total
+            else []
+        )
+        # every call has exactly one value per dimension: one dimension's counts sum up
+        target_total = sum(int(r["tcount"]) for r in rows if r["dim"] == "app")
+        counts = [(r["dim"], r["value"], int(r["tcount"]), int(r["n"])) for r in rows]
+        return {
+            "target": target,
+            "threshold_ms": threshold,
+            "total": total,
+            "target_total": target_total,
+            "items": analysis.lifts(counts, target_total, total),
+        }
+
+    def dependencies(self, filters: CallFilters) -> dict[str, Any]:
+        """Where request time goes: per LLM provider/model and per non-LLM downstream."""
+        d = self.dialect
+        items = self._rows(sql.dependencies_llm(d, filters))
+        items += self._rows(sql.dependencies_spans(d, filters))
+        (roots,) = self._rows(sql.dependencies_roots(d, filters))
+        trace_ms = float(roots["trace_ms"] or 0.0)
+        for it in items:
+            it["calls"] = int(it["calls"])
+            it["traces"] = int(it["traces"])
+            it["share_of_trace_time"] = (it["total_ms"] / trace_ms) if trace_ms else None
+        items.sort(key=lambda r: (-(r["total_ms"] or 0), r["downstream"]))
+        return {"trace_ms": trace_ms, "traces": int(roots["traces"]), "items": items}
+
+
+__all__ = ["CALL_FIELD_NAMES", "SQLStore", "iso", "json_text", "merge_content_events"]

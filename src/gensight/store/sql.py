@@ -1,0 +1,438 @@
+"""The query layer's SQL, written once for every backend.
+
+Each store supplies a ``Dialect`` (how DuckDB or ClickHouse spells a parameter, a
+conditional count, an exact percentile, a time bucket, a JSON lookup); the statements
+here are shared, so both stores answer every API question with the same SQL shape and
+the same numbers. Values always travel as bound parameters, never inside the SQL text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gensight.records import CALL_FIELD_NAMES
+from gensight.store import analysis
+from gensight.store.base import CallFilters, Cursor
+
+MESSAGE_FIELDS = ("input_messages", "output_messages", "system_instructions")
+JSON_CALL_FIELDS = (*MESSAGE_FIELDS, "attributes")
+#: Columns of a call in lists (the API leaves content and attributes to the detail view).
+LIST_COLUMNS = [c for c in CALL_FIELD_NAMES if c not in JSON_CALL_FIELDS]
+SPAN_COLUMNS = [
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "kind",
+    "ts",
+    "duration_ms",
+    "status",
+    "status_message",
+    "app",
+    "call_id",
+    "attributes",
+    "events",
+]
+
+_EQUALITY_FILTERS = (
+    "app",
+    "provider",
+    "status",
+    "error_class",
+    "user",
+    "session",
+    "environment",
+    "operation",
+    "source",
+    "trace_id",
+)
+
+
+def utc_naive(ts: datetime) -> datetime:
+    """An aware time as naive UTC (how both stores keep times)."""
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
+    return ts
+
+
+class Dialect:
+    """How one backend spells the few things that differ. Subclasses fill these in."""
+
+    name = "?"
+
+    def param(self, q: Query, value: Any) -> str:
+        """Bind ``value`` and return its placeholder."""
+        raise NotImplementedError
+
+    def param_ts(self, q: Query, value: datetime) -> str:
+        """Bind a time (naive UTC, microsecond precision)."""
+        raise NotImplementedError
+
+    def countif(self, cond: str) -> str:
+        raise NotImplementedError
+
+    def quantile(self, expr: str, level: float) -> str:
+        """Exact, linearly interpolated percentile (the same numbers on every backend)."""
+        raise NotImplementedError
+
+    def bucket(self, col: str, seconds: int) -> str:
+        """Start of the epoch-aligned bucket of ``seconds`` holding ``col``."""
+        raise NotImplementedError
+
+    def contains_ci(self, expr: str, needle_placeholder: str) -> str:
+        """Case-insensitive substring test (the needle is bound lowercased)."""
+        raise NotImplementedError
+
+    def json_str(self, col: str, key: str) -> str:
+        """A string member of a JSON object column, NULL when absent."""
+        raise NotImplementedError
+
+    def concat_strict(self, a: str, b: str) -> str:
+        """``a`` followed by ``b``, NULL when either is NULL."""
+        raise NotImplementedError
+
+    def slope(self, y: str, x: str) -> str:
+        raise NotImplementedError
+
+    def intercept(self, y: str, x: str) -> str:
+        raise NotImplementedError
+
+    def r2(self, y: str, x: str) -> str:
+        raise NotImplementedError
+
+    def exists_content(self, alias: str, needle: str) -> str:
+        """Whether a content event of the call contains the needle."""
+        return (
+            f"EXISTS (SELECT 1 FROM content_events e WHERE e.trace_id = {alias}.trace_id"
+            f" AND e.span_id = {alias}.span_id AND {self.contains_ci('e.message', needle)})"
+        )
+
+
+@dataclass
+class Query:
+    """SQL text plus its bound parameters, built through a dialect."""
+
+    dialect: Dialect
+    sql: str = ""
+    params: Any = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.params is None:
+            self.params = self.dialect.new_params()  # type: ignore[attr-defined]
+
+
+class DuckDBDialect(Dialect):
+    """DuckDB: ``?`` parameters, FILTER clauses, ``quantile_cont``."""
+
+    name = "duckdb"
+
+    def new_params(self) -> list[Any]:
+        return []
+
+    def param(self, q: Query, value: Any) -> str:
+        q.params.append(value)
+        return "?"
+
+    def param_ts(self, q: Query, value: datetime) -> str:
+        return self.param(q, utc_naive(value))
+
+    def countif(self, cond: str) -> str:
+        return f"count(*) FILTER (WHERE {cond})"
+
+    def quantile(self, expr: str, level: float) -> str:
+        return f"quantile_cont({expr}, {level})"
+
+    def bucket(self, col: str, seconds: int) -> str:
+        micros = seconds * 1_000_000
+        return f"make_timestamp(epoch_us({col}) // {micros} * {micros})"
+
+    def contains_ci(self, expr: str, needle_placeholder: str) -> str:
+        return f"contains(lower({expr}), {needle_placeholder})"
+
+    def json_str(self, col: str, key: str) -> str:
+        return f"json_extract_string({col}, '$.\"{key}\"')"
+
+    def concat_strict(self, a: str, b: str) -> str:
+        return f"({a} || {b})"
+
+    def slope(self, y: str, x: str) -> str:
+        return f"regr_slope({y}, {x})"
+
+    def intercept(self, y: str, x: str) -> str:
+        return f"regr_intercept({y}, {x})"
+
+    def r2(self, y: str, x: str) -> str:
+        return f"regr_r2({y}, {x})"
+
+
+class ClickHouseDialect(Dialect):
+    """ClickHouse (server or chDB): ``%(pN)s`` parameters bound by clickhouse-connect."""
+
+    name = "clickhouse"
+
+    def new_params(self) -> dict[str, Any]:
+        return {}
+
+    def param(self, q: Query, value: Any) -> str:
+        key = f"p{len(q.params)}"
+        q.params[key] = value
+        return f"%({key})s"
+
+    def param_ts(self, q: Query, value: datetime) -> str:
+        text = utc_naive(value).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return f"toDateTime64({self.param(q, text)}, 6, 'UTC')"
+
+    def countif(self, cond: str) -> str:
+        return f"countIf({cond})"
+
+    def quantile(self, expr: str, level: float) -> str:
+        return f"quantileExactInclusive({level})({expr})"
+
+    def bucket(self, col: str, seconds: int) -> str:
+        micros = seconds * 1_000_000
+        return (
+            f"fromUnixTimestamp64Micro(intDiv(toUnixTimestamp64Micro({col}), {micros})"
+            f" * {micros}, 'UTC')"
+        )
+
+    def contains_ci(self, expr: str, needle_placeholder: str) -> str:
+        return f"positionCaseInsensitiveUTF8(ifNull({expr}, ''), {needle_placeholder}) > 0"
+
+    def json_str(self, col: str, key: str) -> str:
+        return f"nullIf(JSONExtractString({col}, '{key}'), '')"
+
+    def concat_strict(self, a: str, b: str) -> str:
+        return f"concat({a}, {b})"
+
+    def slope(self, y: str, x: str) -> str:
+        return f"tupleElement(simpleLinearRegression({x}, {y}), 1)"
+
+    def intercept(self, y: str, x: str) -> str:
+        return f"tupleElement(simpleLinearRegression({x}, {y}), 2)"
+
+    def r2(self, y: str, x: str) -> str:
+        return f"pow(corr({x}, {y}), 2)"
+
+
+def where(d: Dialect, q: Query, filters: CallFilters, alias: str = "c") -> str:
+    """The predicate for call filters; binds its values into ``q``."""
+    a = alias
+    clauses: list[str] = []
+    if filters.since:
+        clauses.append(f"{a}.ts >= {d.param_ts(q, filters.since)}")
+    if filters.until:
+        clauses.append(f"{a}.ts < {d.param_ts(q, filters.until)}")
+    for name in _EQUALITY_FILTERS:
+        value = getattr(filters, name)
+        if value:
+            clauses.append(f'{a}."{name}" = {d.param(q, value)}')
+    if filters.model:
+        m1, m2 = d.param(q, filters.model), d.param(q, filters.model)
+        clauses.append(f"({a}.request_model = {m1} OR {a}.response_model = {m2})")
+    if filters.q:
+        needle = filters.q.lower()
+        content = [d.contains_ci(f"{a}.{f}", d.param(q, needle)) for f in MESSAGE_FIELDS]
+        content.append(d.exists_content(a, d.param(q, needle)))
+        clauses.append(f"({' OR '.join(content)})")
+    return " AND ".join(clauses) if clauses else "1 = 1"
+
+
+def _cols(names: list[str] | tuple[str, ...], alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f'{prefix}"{n}"' for n in names)
+
+
+def list_calls(d: Dialect, filters: CallFilters, limit: int, cursor: Cursor | None) -> Query:
+    """A page of calls newest first (one row more than ``limit``, to know if there is more)."""
+    q = Query(d)
+    w = where(d, q, filters)
+    if cursor is not None:
+        ts1, ts2 = d.param_ts(q, cursor.ts), d.param_ts(q, cursor.ts)
+        cid = d.param(q, cursor.id)
+        w += f" AND (c.ts < {ts1} OR (c.ts = {ts2} AND c.id < {cid}))"
+    q.sql = (
+        f"SELECT {_cols(LIST_COLUMNS, 'c')} FROM calls c WHERE {w}"
+        f" ORDER BY c.ts DESC, c.id DESC LIMIT {int(limit) + 1}"
+    )
+    return q
+
+
+def get_call(d: Dialect, call_id: str) -> Query:
+    """One call, all columns."""
+    q = Query(d)
+    q.sql = (
+        f"SELECT {_cols(CALL_FIELD_NAMES)} FROM calls WHERE id = {d.param(q, call_id)}"
+        " ORDER BY ts DESC LIMIT 1"
+    )
+    return q
+
+
+def content_events(d: Dialect, trace_id: str, span_id: str) -> Query:
+    """The content events of one call, in order."""
+    q = Query(d)
+    q.sql = (
+        "SELECT kind, message FROM content_events"
+        f" WHERE trace_id = {d.param(q, trace_id)} AND span_id = {d.param(q, span_id)}"
+        " ORDER BY ts, seq"
+    )
+    return q
+
+
+def trace_spans(d: Dialect, trace_id: str) -> Query:
+    """Every span of a trace, oldest first."""
+    q = Query(d)
+    q.sql = (
+        f"SELECT {_cols(SPAN_COLUMNS)} FROM spans WHERE trace_id = {d.param(q, trace_id)}"
+        " ORDER BY ts, span_id"
+    )
+    return q
+
+
+def measures(d: Dialect) -> str:
+    """The aggregate columns of every totals and series row."""
+    return f"""
+        count(*) AS calls,
+        {d.countif("status = 'error'")} AS errors,
+        sum(input_tokens) AS input_tokens,
+        sum(output_tokens) AS output_tokens,
+        sum(cost_usd) AS cost_usd,
+        {d.countif("cost_usd IS NULL")} AS unpriced_calls,
+        {d.quantile("duration_ms", 0.5)} AS lat_p50,
+        {d.quantile("duration_ms", 0.95)} AS lat_p95,
+        {d.quantile("duration_ms", 0.99)} AS lat_p99,
+        {d.quantile("ttft_ms", 0.5)} AS ttft_p50,
+        {d.quantile("ttft_ms", 0.95)} AS ttft_p95
+    """
+
+
+def overview_totals(d: Dialect, filters: CallFilters) -> Query:
+    q = Query(d)
+    q.sql = f"SELECT {measures(d)} FROM calls c WHERE {where(d, q, filters)}"
+    return q
+
+
+def overview_series(d: Dialect, filters: CallFilters, seconds: int, group: str | None) -> Query:
+    q = Query(d)
+    grp = analysis.GROUP_BY[group] if group else "NULL"
+    q.sql = (
+        f"SELECT {d.bucket('ts', seconds)} AS bucket, {grp} AS grp, {measures(d)}"
+        f" FROM calls c WHERE {where(d, q, filters)} GROUP BY bucket, grp ORDER BY bucket"
+    )
+    return q
+
+
+_MODEL = analysis.GROUP_BY["model"]
+_ERRORS = "status = 'error'"
+
+
+def latency_points(d: Dialect, filters: CallFilters, max_points: int) -> Query:
+    q = Query(d)
+    w = where(d, q, filters) + " AND c.status = 'ok' AND c.output_tokens > 0"
+    q.sql = (
+        f"SELECT id, {_MODEL} AS model, output_tokens, duration_ms, ttft_ms, stream"
+        f" FROM calls c WHERE {w} ORDER BY ts DESC, id DESC LIMIT {int(max_points)}"
+    )
+    return q
+
+
+def latency_fits(d: Dialect, filters: CallFilters) -> Query:
+    q = Query(d)
+    w = where(d, q, filters) + " AND c.status = 'ok' AND c.output_tokens > 0"
+    x, y = "CAST(output_tokens AS DOUBLE)", "duration_ms"
+    q.sql = (
+        f"SELECT {_MODEL} AS model, count(*) AS calls,"
+        f" {d.slope(y, x)} AS slope_ms_per_token, {d.intercept(y, x)} AS intercept_ms,"
+        f" {d.r2(y, x)} AS r2 FROM calls c WHERE {w} GROUP BY model"
+        " HAVING count(*) >= 2 ORDER BY calls DESC, model"
+    )
+    return q
+
+
+def correlation_base(d: Dialect, filters: CallFilters) -> Query:
+    q = Query(d)
+    q.sql = (
+        f"SELECT count(*) AS total, {d.quantile('duration_ms', 0.95)} AS p95,"
+        f" {d.countif(_ERRORS)} AS errors"
+        f" FROM calls c WHERE {where(d, q, filters)}"
+    )
+    return q
+
+
+def correlation_counts(
+    d: Dialect, filters: CallFilters, target: str, threshold: float | None
+) -> Query:
+    """Per dimension and value: calls in the target set, and all calls."""
+    q = Query(d)
+    parts = []
+    for name, expr in analysis.CORRELATION_DIMENSIONS.items():
+        if target == "error" and name == "error_class":
+            continue
+        cond = f"duration_ms > {d.param(q, threshold)}" if target == "slow" else "status = 'error'"
+        parts.append(
+            f"SELECT '{name}' AS dim, CAST({expr} AS VARCHAR) AS value,"
+            f" {d.countif(cond)} AS tcount, count(*) AS n"
+            f" FROM calls c WHERE {where(d, q, filters)} GROUP BY value"
+        )
+    q.sql = " UNION ALL ".join(parts)
+    return q
+
+
+def _downstream(d: Dialect) -> str:
+    keys = (
+        ("db:", "db.system"),
+        ("db:", "db.system.name"),
+        ("http:", "server.address"),
+        ("http:", "net.peer.name"),
+        ("rpc:", "rpc.service"),
+        ("messaging:", "messaging.system"),
+        ("tool:", "gen_ai.tool.name"),
+    )
+    options = [d.concat_strict(f"'{p}'", d.json_str("s.attributes", k)) for p, k in keys]
+    return f"coalesce({', '.join(options)}, concat(s.kind, ':', s.name))"
+
+
+def _dependency_measures(d: Dialect) -> str:
+    return (
+        "count(*) AS calls, sum(duration_ms) AS total_ms,"
+        f" {d.quantile('duration_ms', 0.95)} AS p95_ms,"
+        f" {d.countif(_ERRORS)} / count(*) AS error_rate,"
+        " count(DISTINCT trace_id) AS traces"
+    )
+
+
+def dependencies_llm(d: Dialect, filters: CallFilters) -> Query:
+    q = Query(d)
+    q.sql = (
+        "SELECT 'llm' AS type, concat(coalesce(provider, '?'), '/', coalesce("
+        f"{_MODEL}, '?')) AS downstream, {_dependency_measures(d)}"
+        f" FROM calls c WHERE {where(d, q, filters)} GROUP BY downstream"
+    )
+    return q
+
+
+def _span_filters(filters: CallFilters) -> CallFilters:
+    return CallFilters(since=filters.since, until=filters.until, app=filters.app)
+
+
+def dependencies_spans(d: Dialect, filters: CallFilters) -> Query:
+    """Non-LLM, non-root spans grouped by what they call (db, http host, tool, …)."""
+    q = Query(d)
+    w = where(d, q, _span_filters(filters), alias="s")
+    q.sql = (
+        f"SELECT 'span' AS type, {_downstream(d)} AS downstream, {_dependency_measures(d)}"
+        f" FROM spans s WHERE {w} AND s.call_id IS NULL AND s.parent_span_id IS NOT NULL"
+        " GROUP BY downstream"
+    )
+    return q
+
+
+def dependencies_roots(d: Dialect, filters: CallFilters) -> Query:
+    q = Query(d)
+    w = where(d, q, _span_filters(filters), alias="s")
+    q.sql = (
+        "SELECT coalesce(sum(duration_ms), 0) AS trace_ms, count(*) AS traces"
+        f" FROM spans s WHERE {w} AND s.parent_span_id IS NULL"
+    )
+    return q
