@@ -1,0 +1,680 @@
+"""The wrappers: one span, its metrics and (opt-in) content per OpenAI call.
+
+A wrapped method opens a ``Call`` (the span, started as the current span, with the
+request's attributes), runs the original method, then either ends the call with the
+response's attributes or, for a stream, hands the call to the stream: the span then
+ends when the stream does (read to the end, closed, failed, or dropped by the app).
+
+Nothing here may raise into the app: if telemetry fails the original method still
+runs, and the app's own exceptions pass through unchanged after being recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import openai
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from gensight.sdk import attributes as a
+from gensight.sdk import content
+from gensight.sdk.instruments import Instruments
+from gensight.sdk.operations import Operation, _given
+
+log = logging.getLogger("gensight.sdk")
+
+_RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+_perf = time.perf_counter
+_time_ns = time.time_ns
+
+#: Streams dropped by the app without being closed, waiting for their span to end.
+#: Their finalizer runs inside the garbage collector, where ending a span (which
+#: takes the span processor's locks) could deadlock; the next call ends them instead.
+_orphans: collections.deque[tuple[Call, float, int]] = collections.deque()
+
+_warned: set[str] = set()
+
+#: Ways a call ends without an answer because the caller gave up on it.
+_CANCELLED = (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt, SystemExit)
+
+
+def _warn_once(key: str, message: str, *args: Any) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message, *args, exc_info=log.isEnabledFor(logging.DEBUG))
+
+
+def drain_orphans() -> None:
+    """End the spans of streams the app dropped (see ``_orphans``)."""
+    while _orphans:
+        try:
+            call, end_perf, end_ns = _orphans.popleft()
+        except IndexError:
+            return
+        call.end_abandoned(end_perf, end_ns)
+
+
+# -- where a client's calls go ---------------------------------------------------------
+
+#: Host suffix → ``gen_ai.provider.name``; anything else speaking the OpenAI API is
+#: reported as ``openai`` (the conventions' "telemetry flavour" reading of the name).
+_PROVIDER_HOSTS = (
+    ("openai.azure.com", "azure.ai.openai"),
+    ("cognitiveservices.azure.com", "azure.ai.openai"),
+    ("services.ai.azure.com", "azure.ai.inference"),
+    ("models.inference.ai.azure.com", "azure.ai.inference"),
+    ("api.deepseek.com", "deepseek"),
+    ("api.moonshot.ai", "moonshot_ai"),
+    ("api.moonshot.cn", "moonshot_ai"),
+    ("api.x.ai", "x_ai"),
+    ("api.groq.com", "groq"),
+    ("api.mistral.ai", "mistral_ai"),
+    ("api.perplexity.ai", "perplexity"),
+    ("generativelanguage.googleapis.com", "gcp.gemini"),
+    ("aiplatform.googleapis.com", "gcp.vertex_ai"),
+    ("api.anthropic.com", "anthropic"),
+    ("api.cohere.ai", "cohere"),
+    ("api.cohere.com", "cohere"),
+)
+_AZURE_CLIENTS = (openai.AzureOpenAI, openai.AsyncAzureOpenAI)
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"})
+_GATEWAY_PATH = re.compile(r"^/(?:openai/v1|p/[^/]+/v1)(?:/|$)")
+
+
+class Gateway:
+    """Recognizes base URLs that point at the Gensight gateway of ``endpoint``."""
+
+    def __init__(self, endpoint: str) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(endpoint)
+        host = (parts.hostname or "").lower()
+        self.hosts = _LOOPBACK if host in _LOOPBACK else frozenset({host})
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+
+    def matches(self, host: str, port: int, path: str) -> bool:
+        """Whether ``host:port/path`` is this gateway's ``/openai/v1`` or ``/p/NAME/v1``."""
+        return host in self.hosts and port == self.port and bool(_GATEWAY_PATH.match(path))
+
+
+class Target:
+    """What a client's base URL means for its spans, resolved once per URL."""
+
+    __slots__ = ("url", "provider", "attrs", "metric_attrs", "via_gateway", "headers")
+
+    def __init__(self, url: Any, client: Any, gateway: Gateway | None, app: str | None) -> None:
+        self.url = url
+        host = (url.host or "").lower()
+        port = url.port or (443 if url.scheme == "https" else 80)
+        provider = "openai"
+        for suffix, name in _PROVIDER_HOSTS:
+            if host == suffix or host.endswith("." + suffix):
+                provider = name
+                break
+        if provider == "openai" and isinstance(client, _AZURE_CLIENTS):
+            provider = "azure.ai.openai"
+        self.provider = provider
+        self.via_gateway = gateway is not None and gateway.matches(host, port, url.path)
+        self.metric_attrs = {
+            a.GEN_AI_PROVIDER_NAME: provider,
+            a.SERVER_ADDRESS: host,
+            a.SERVER_PORT: port,
+        }
+        self.attrs = dict(self.metric_attrs)
+        self.headers: dict[str, str] = {}
+        if self.via_gateway:
+            self.attrs[a.GENSIGHT_VIA_GATEWAY] = True
+            if app:
+                self.headers["X-Gensight-App"] = app
+
+
+# -- the telemetry of one instrumentation ----------------------------------------------
+
+
+class Telemetry:
+    """Everything a wrapper needs: tracer, instruments, settings, caches."""
+
+    def __init__(
+        self,
+        tracer: Any,
+        meter: Any,
+        logger: Any,
+        *,
+        capture_span: bool,
+        capture_event: bool,
+        pricer: Any = None,
+        load_prices: Callable[[Telemetry], None] | None = None,
+        gateway: Gateway | None = None,
+        app: str | None = None,
+        stream_usage: bool = True,
+    ) -> None:
+        self.tracer = tracer
+        self.instruments = Instruments(meter)
+        self.logger = logger
+        self.capture_span = capture_span
+        self.capture_event = capture_event
+        self.capture = capture_span or capture_event
+        #: a ``gensight.pricing.Pricer`` once its price data is loaded, else None
+        self.pricer = pricer
+        #: called once, at the first call with usage, to set ``pricer`` (in the background)
+        self.load_prices = load_prices
+        self.gateway = gateway
+        self.app = app
+        self.stream_usage = stream_usage
+        self._targets: dict[int, Target] = {}
+
+    def target(self, client: Any) -> Target:
+        url = client.base_url
+        t = self._targets.get(id(url))
+        if t is None or t.url is not url:
+            t = Target(url, client, self.gateway, self.app)
+            if len(self._targets) > 1000:
+                self._targets.clear()
+            self._targets[id(url)] = t
+        return t
+
+    def cost(self, call: Call) -> float | None:
+        if call.input_tokens is None and call.output_tokens is None:
+            return None
+        pricer = self.pricer
+        if pricer is None:
+            load, self.load_prices = self.load_prices, None
+            if load is not None:
+                load(self)
+            return None
+        provider = call.target.provider
+        for model in (call.response_model, call.request_model):
+            if model:
+                usd, _ = pricer.cost(
+                    provider=provider,
+                    model=model,
+                    input_tokens=call.input_tokens,
+                    output_tokens=call.output_tokens,
+                    cache_read_tokens=call.cache_read_tokens,
+                    reasoning_tokens=call.reasoning_tokens,
+                )
+                if usd is not None:
+                    return usd
+        return None
+
+    def begin(self, op: Operation, resource: Any, kwargs: dict[str, Any]) -> Call | None:
+        """Start the span of a call about to be made; adjusts ``kwargs`` in place.
+
+        Returns None (the call then runs untraced) if anything goes wrong.
+        """
+        try:
+            if _orphans:
+                drain_orphans()
+            target = self.target(resource._client)
+            model = kwargs.get("model")
+            attrs = {a.GEN_AI_OPERATION_NAME: op.name, **target.attrs}
+            if op.api_type is not None:
+                attrs[a.OPENAI_API_TYPE] = op.api_type
+            if isinstance(model, str):
+                attrs[a.GEN_AI_REQUEST_MODEL] = model
+                name = f"{op.name} {model}"
+            else:
+                model = None
+                name = op.name
+            stream = kwargs.get("stream") is True
+            if stream:
+                attrs[a.GEN_AI_REQUEST_STREAM] = True
+            op.request(kwargs, attrs)
+            span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+
+            call = StreamCall() if stream else Call()
+            call.tel = self
+            call.op = op
+            call.span = span
+            call.target = target
+            call.request_model = model
+            call.stream = stream
+            call.capture = self.capture
+            extra = kwargs.get("extra_headers")
+            if extra:
+                call.raw = extra.get(_RAW_RESPONSE_HEADER)
+            if stream and op.usage_needs_stream_options and self.stream_usage:
+                _ask_stream_usage(kwargs, call)
+            if self.capture:
+                op.request_content(kwargs, call)
+            span_context = otel_trace.set_span_in_context(span)
+            if target.via_gateway:
+                headers = dict(extra) if extra else {}
+                headers.update(target.headers)
+                propagate.inject(headers, context=span_context)
+                kwargs["extra_headers"] = headers
+            call.token = otel_context.attach(span_context)
+            call.t0 = _perf()
+            return call
+        except Exception:
+            _warn_once("begin", "gensight: could not start the span of an OpenAI call")
+            return None
+
+
+def _ask_stream_usage(kwargs: dict[str, Any], call: Call) -> None:
+    """Ask for the final usage chunk, which the app then does not see unless it asked."""
+    options = _given(kwargs, "stream_options")
+    if options is None:
+        kwargs["stream_options"] = {"include_usage": True}
+        call.hide_usage_chunk = True
+    elif isinstance(options, dict) and "include_usage" not in options:
+        kwargs["stream_options"] = {**options, "include_usage": True}
+        call.hide_usage_chunk = True
+
+
+# -- one call in flight ----------------------------------------------------------------
+
+
+class Call:
+    """One OpenAI call in flight: its span and what the response said so far.
+
+    Unset fields fall back to the class defaults, so starting a call only sets what
+    it knows.
+    """
+
+    tel: Telemetry
+    op: Operation
+    span: Any
+    target: Target
+    token: Any = None
+    t0: float = 0.0
+    request_model: str | None = None
+    stream = False
+    capture = False
+    raw: str | None = None
+    is_async = False
+    hide_usage_chunk = False
+    done = False
+    reading = False
+    ttft: float | None = None
+    response_id: str | None = None
+    response_model: str | None = None
+    finish_reasons: list[str] | None = None
+    finish: dict[int, str] | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    service_tier: str | None = None
+    fingerprint: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    input_messages: list[dict[str, Any]] | None = None
+    output_messages: list[dict[str, Any]] | None = None
+    system_instructions: list[dict[str, Any]] | None = None
+    texts: dict[int, list[str]] | None = None
+    tools: dict[int, dict[int, dict[str, Any]]] | None = None
+
+    def detach(self) -> None:
+        token = self.token
+        if token is not None:
+            self.token = None
+            try:  # noqa: SIM105 - hot path: a plain try costs nothing, suppress() does
+                otel_context.detach(token)
+            except Exception:
+                pass
+
+    # -- outcomes --------------------------------------------------------------------
+
+    def succeed(self, result: Any) -> Any:
+        """The original method returned ``result``: end the span or hand it to the stream."""
+        try:
+            self.detach()
+            raw = self.raw
+            if raw == "stream":  # with_streaming_response: the body is the app's to read
+                self._follow_raw_stream(result)
+                return result
+            parsed = result.parse() if raw else result
+            if self.stream:
+                if isinstance(parsed, openai.Stream):
+                    _wrap_stream(parsed, self)
+                    return result
+                if isinstance(parsed, openai.AsyncStream):
+                    _wrap_async_stream(parsed, self)
+                    return result
+            self.op.response(parsed, self)
+            self.end()
+        except Exception:
+            _warn_once("succeed", "gensight: could not record an OpenAI response")
+            self.end()
+        return result
+
+    def fail(self, exc: BaseException) -> None:
+        """The call (or its stream) raised ``exc``."""
+        if self.done:
+            return
+        try:
+            self.detach()
+            if isinstance(exc, openai.APIStatusError):
+                self.span.set_attribute(a.HTTP_RESPONSE_STATUS_CODE, exc.status_code)
+            elif isinstance(exc, _CANCELLED):
+                self.error_type = "cancelled"
+                self.error_message = f"{type(exc).__name__}: the call was interrupted"
+                self.end()
+                return
+            self.error_type = type(exc).__qualname__
+            self.error_message = str(exc)[:1000] or self.error_type
+            self.end()
+        except Exception:
+            _warn_once("fail", "gensight: could not record an OpenAI error")
+
+    def end_closed(self) -> None:
+        """The app closed the stream: fine if the answer was complete, else cancelled."""
+        if not self.done and not self._complete():
+            self.error_type = "cancelled"
+            self.error_message = "the stream was closed before it was complete"
+        self.end()
+
+    def end_abandoned(self, end_perf: float, end_ns: int) -> None:
+        """The app dropped the stream without closing it (see ``_orphans``)."""
+        if not self.done and not self._complete():
+            self.error_type = "cancelled"
+            self.error_message = "the stream was abandoned before it was complete"
+        self.end(end_perf, end_ns)
+
+    def _complete(self) -> bool:
+        return bool(self.finish or self.finish_reasons)
+
+    def _follow_raw_stream(self, response: Any) -> None:
+        """End the span when the app closes a ``with_streaming_response`` response."""
+        http = response.http_response
+        if http.status_code >= 400:
+            self.span.set_attribute(a.HTTP_RESPONSE_STATUS_CODE, http.status_code)
+            self.error_type = str(http.status_code)
+        if self.is_async:
+            original_aclose = http.aclose
+
+            async def aclose() -> None:
+                try:
+                    await original_aclose()
+                finally:
+                    self.end()
+
+            http.aclose = aclose
+        else:
+            original_close = http.close
+
+            def close() -> None:
+                try:
+                    original_close()
+                finally:
+                    self.end()
+
+            http.close = close
+
+    # -- the end ---------------------------------------------------------------------
+
+    def end(self, end_perf: float | None = None, end_ns: int | None = None) -> None:
+        """Set the response attributes, end the span, record the metrics. Idempotent."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            self._end(end_perf, end_ns)
+        except Exception:
+            _warn_once("end", "gensight: could not end the span of an OpenAI call")
+            with contextlib.suppress(Exception):
+                self.span.end()
+
+    def _end(self, end_perf: float | None, end_ns: int | None) -> None:
+        duration = (end_perf if end_perf is not None else _perf()) - self.t0
+        tel = self.tel
+        span = self.span
+        attrs: dict[str, Any] = {}
+        if self.response_id:
+            attrs[a.GEN_AI_RESPONSE_ID] = self.response_id
+        if self.response_model:
+            attrs[a.GEN_AI_RESPONSE_MODEL] = self.response_model
+        finish = self.finish_reasons
+        if finish is None and self.finish:
+            finish = [self.finish[i] for i in sorted(self.finish)]
+        if finish:
+            attrs[a.GEN_AI_RESPONSE_FINISH_REASONS] = finish
+        if self.input_tokens is not None:
+            attrs[a.GEN_AI_USAGE_INPUT_TOKENS] = self.input_tokens
+        if self.output_tokens is not None:
+            attrs[a.GEN_AI_USAGE_OUTPUT_TOKENS] = self.output_tokens
+        if self.cache_read_tokens is not None:
+            attrs[a.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = self.cache_read_tokens
+        if self.reasoning_tokens is not None:
+            attrs[a.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_tokens
+        cost = tel.cost(self)
+        if cost is not None:
+            attrs[a.GEN_AI_USAGE_COST] = cost
+        if self.stream and self.ttft is not None:
+            attrs[a.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.ttft
+        if self.service_tier:
+            attrs[a.OPENAI_RESPONSE_SERVICE_TIER] = self.service_tier
+        if self.fingerprint:
+            attrs[a.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = self.fingerprint
+        error_type = self.error_type
+        if error_type is not None:
+            attrs[a.ERROR_TYPE] = error_type
+        if self.capture:
+            self._content(attrs)
+        span.set_attributes(attrs)
+        if error_type is not None:
+            span.set_status(Status(StatusCode.ERROR, self.error_message or error_type))
+        span.end(end_ns)
+
+        target = self.target
+        m = {a.GEN_AI_OPERATION_NAME: self.op.name, **target.metric_attrs}
+        if self.request_model:
+            m[a.GEN_AI_REQUEST_MODEL] = self.request_model
+        if self.response_model:
+            m[a.GEN_AI_RESPONSE_MODEL] = self.response_model
+        if error_type is not None:
+            m[a.ERROR_TYPE] = error_type
+        instruments = tel.instruments
+        instruments.operation_duration.record(duration, m)
+        if self.input_tokens is not None or self.output_tokens is not None:
+            m.pop(a.ERROR_TYPE, None)
+            if self.input_tokens is not None:
+                instruments.token_usage.record(
+                    self.input_tokens, {**m, a.GEN_AI_TOKEN_TYPE: "input"}
+                )
+            if self.output_tokens is not None:
+                instruments.token_usage.record(
+                    self.output_tokens, {**m, a.GEN_AI_TOKEN_TYPE: "output"}
+                )
+        if self.stream and self.ttft is not None:
+            instruments.time_to_first_chunk.record(self.ttft, m)
+
+    def _content(self, attrs: dict[str, Any]) -> None:
+        """The messages, on the span and/or as a log event (capture on only)."""
+        if self.stream and self.output_messages is None and (self.texts or self.tools):
+            self.output_messages = content.streamed_output(
+                self.texts or {}, self.tools or {}, self.finish or {}
+            )
+        messages = {}
+        if self.system_instructions:
+            messages[a.GEN_AI_SYSTEM_INSTRUCTIONS] = self.system_instructions
+        if self.input_messages:
+            messages[a.GEN_AI_INPUT_MESSAGES] = self.input_messages
+        if self.output_messages:
+            messages[a.GEN_AI_OUTPUT_MESSAGES] = self.output_messages
+        if not messages:
+            return
+        tel = self.tel
+        if tel.capture_span:
+            for key, value in messages.items():
+                attrs[key] = content.to_json(value)
+        if tel.capture_event and tel.logger is not None:
+            event = {
+                a.GEN_AI_OPERATION_NAME: self.op.name,
+                a.GEN_AI_PROVIDER_NAME: self.target.provider,
+                **messages,
+            }
+            if self.request_model:
+                event[a.GEN_AI_REQUEST_MODEL] = self.request_model
+            for key in (a.GEN_AI_RESPONSE_ID, a.GEN_AI_RESPONSE_MODEL):
+                if key in attrs:
+                    event[key] = attrs[key]
+            tel.logger.emit(
+                event_name=a.GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS,
+                attributes=event,
+                context=otel_trace.set_span_in_context(self.span),
+            )
+
+
+class StreamCall(Call):
+    """A streamed call: ends with its stream, even one the app drops unread."""
+
+    def __del__(self) -> None:
+        if not self.done and self.t0:
+            _orphans.append((self, _perf(), _time_ns()))
+
+
+# -- streams ---------------------------------------------------------------------------
+
+
+def _wrap_stream(stream: Any, call: Call) -> None:
+    """Watch a sync ``openai.Stream`` in place: same object, its chunks seen on the way."""
+    call.finish = {}
+    if call.capture:
+        call.texts = {}
+        call.tools = {}
+    stream._iterator = _iterate(stream._iterator, call)
+    response = stream.response
+    original_close = response.close
+
+    def close() -> None:
+        try:
+            original_close()
+        finally:
+            if not call.reading:
+                call.end_closed()
+
+    response.close = close
+
+
+def _iterate(inner: Iterator[Any], call: Call) -> Iterator[Any]:
+    on_chunk = call.op.chunk
+    call.reading = True
+    try:
+        for chunk in inner:
+            call.reading = False
+            if call.ttft is None:
+                call.ttft = _perf() - call.t0
+            try:
+                keep = on_chunk(chunk, call)
+            except Exception:
+                _warn_once("chunk", "gensight: could not read a stream chunk")
+                keep = True
+            if keep:
+                yield chunk
+            call.reading = True
+    except GeneratorExit:
+        # closed by the garbage collector: end the span outside of it
+        call.reading = False
+        if not call.done:
+            _orphans.append((call, _perf(), _time_ns()))
+        raise
+    except BaseException as exc:
+        call.reading = False
+        call.fail(exc)
+        raise
+    call.reading = False
+    call.end()
+
+
+def _wrap_async_stream(stream: Any, call: Call) -> None:
+    """Watch an ``openai.AsyncStream`` in place (see ``_wrap_stream``)."""
+    call.finish = {}
+    if call.capture:
+        call.texts = {}
+        call.tools = {}
+    stream._iterator = _aiterate(stream._iterator, call)
+    response = stream.response
+    original_aclose = response.aclose
+
+    async def aclose() -> None:
+        try:
+            await original_aclose()
+        finally:
+            if not call.reading:
+                call.end_closed()
+
+    response.aclose = aclose
+
+
+async def _aiterate(inner: AsyncIterator[Any], call: Call) -> AsyncIterator[Any]:
+    on_chunk = call.op.chunk
+    call.reading = True
+    try:
+        async for chunk in inner:
+            call.reading = False
+            if call.ttft is None:
+                call.ttft = _perf() - call.t0
+            try:
+                keep = on_chunk(chunk, call)
+            except Exception:
+                _warn_once("chunk", "gensight: could not read a stream chunk")
+                keep = True
+            if keep:
+                yield chunk
+            call.reading = True
+    except GeneratorExit:
+        # finalized by the event loop (not inside the garbage collector)
+        call.reading = False
+        call.end_abandoned(_perf(), _time_ns())
+        raise
+    except BaseException as exc:
+        call.reading = False
+        call.fail(exc)
+        raise
+    call.reading = False
+    call.end()
+
+
+# -- the wrappers ----------------------------------------------------------------------
+
+
+def wrap_sync(original: Callable[..., Any], op: Operation, tel: Telemetry) -> Callable[..., Any]:
+    """A traced version of a sync resource method such as ``Completions.create``."""
+
+    @functools.wraps(original)
+    def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
+        call = tel.begin(op, self, kwargs)
+        if call is None:
+            return original(self, *args, **kwargs)
+        try:
+            result = original(self, *args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        return call.succeed(result)
+
+    traced.__gensight_original__ = original  # type: ignore[attr-defined]
+    return traced
+
+
+def wrap_async(original: Callable[..., Any], op: Operation, tel: Telemetry) -> Callable[..., Any]:
+    """A traced version of an async resource method such as ``AsyncCompletions.create``."""
+
+    @functools.wraps(original)
+    async def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
+        call = tel.begin(op, self, kwargs)
+        if call is None:
+            return await original(self, *args, **kwargs)
+        call.is_async = True
+        try:
+            result = await original(self, *args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        return call.succeed(result)
+
+    traced.__gensight_original__ = original  # type: ignore[attr-defined]
+    return traced
