@@ -78,9 +78,24 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One `gensight serve` shared by tests that only add data and filter by their own ids."""
-    srv = Server(tmp_path_factory.mktemp("gensight-shared"))
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one chDB data path this pytest process may use (chDB allows one per process)."""
+    return tmp_path_factory.mktemp("chdb") / "data"
+
+
+STORES = ["duckdb", "chdb"]
+
+
+def store_args(kind: str, data_dir: Path) -> list[str]:
+    """`gensight serve` flags for a store kind (the default DuckDB file, or chDB)."""
+    return [] if kind == "duckdb" else ["--store", f"chdb://{data_dir / 'chdb'}"]
+
+
+@pytest.fixture(scope="session", params=STORES)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One `gensight serve` per store, shared by tests that filter by their own ids."""
+    data = tmp_path_factory.mktemp(f"gensight-shared-{request.param}")
+    srv = Server(data, *store_args(request.param, data))
     yield srv
     srv.stop()
 

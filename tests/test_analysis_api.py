@@ -12,6 +12,7 @@ from gensight.config import Settings
 from gensight.records import CallRecord, SpanRecord
 from gensight.server import create_app
 from gensight.store.duckdb import DuckDBStore
+from stores import fresh_chdb_store
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # an hour boundary
 
@@ -37,9 +38,13 @@ def _call(i: int, **kw) -> CallRecord:
     return CallRecord(**base)
 
 
-@pytest.fixture
-def client(tmp_path: Path):
-    store = DuckDBStore(tmp_path / "seed.duckdb")
+@pytest.fixture(params=["duckdb", "chdb"])
+def client(request, tmp_path: Path, chdb_path: Path):
+    """The API over each store, seeded with the same records: answers must be identical."""
+    if request.param == "duckdb":
+        store = DuckDBStore(tmp_path / "seed.duckdb")
+    else:
+        store = fresh_chdb_store(chdb_path)
     calls = []
     # 20 calls of gpt-4o-mini in the first 20 minutes: latency 100..1950 ms = 100 + 100*k,
     # output tokens 10*k → exactly 10 ms per output token (1 s per 100 tokens)

@@ -6,12 +6,24 @@ from gensight.store.base import CallFilters, Cursor, Store
 
 
 def open_store(url: str) -> Store:
-    """Open the store a ``--store`` URL names (``duckdb:///path.db``)."""
+    """Open the store a ``--store`` URL names (duckdb, clickhouse or chdb)."""
     if url.startswith("duckdb://"):
         from gensight.store.duckdb import DuckDBStore
 
         return DuckDBStore.from_url(url)
-    raise ValueError(f"unsupported store URL {url!r}: use duckdb:///path.db")
+    if url.startswith(("clickhouse://", "clickhouses://", "chdb://")):
+        try:
+            from gensight.store.clickhouse import ClickHouseStore
+        except ImportError as e:
+            raise ValueError(
+                f"{url.split(':')[0]} store needs the clickhouse extra:"
+                f" pip install 'gensight[clickhouse]' ({e})"
+            ) from None
+        return ClickHouseStore.from_url(url)
+    raise ValueError(
+        f"unsupported store URL {url!r}: use duckdb:///path.db,"
+        " clickhouse://user:pass@host:8123/db or chdb:///path"
+    )
 
 
 __all__ = ["CallFilters", "Cursor", "Store", "open_store"]

@@ -35,7 +35,7 @@ CORRELATION_DIMENSIONS = {
     "operation": "operation",
     "environment": "environment",
     "user": '"user"',
-    "stream": "CAST(stream AS VARCHAR)",
+    "stream": "stream",
     "error_class": "error_class",
     "server_address": "server_address",
     "source": "source",

@@ -18,111 +18,34 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from gensight.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, SpanRecord
-from gensight.store import sql
-from gensight.store.common import SQLStore, json_text
-from gensight.store.sql import utc_naive
+from gensight.records import CallRecord, ContentEvent, SpanRecord
+from gensight.store import arrow, sql
+from gensight.store.common import SQLStore
 
-_CALL_TYPES: dict[str, tuple[str, pa.DataType]] = {
-    "id": ("VARCHAR", pa.string()),
-    "trace_id": ("VARCHAR", pa.string()),
-    "span_id": ("VARCHAR", pa.string()),
-    "ts": ("TIMESTAMP", pa.timestamp("us")),
-    "duration_ms": ("DOUBLE", pa.float64()),
-    "source": ("VARCHAR", pa.string()),
-    "producer": ("VARCHAR", pa.string()),
-    "parent_span_id": ("VARCHAR", pa.string()),
-    "ttft_ms": ("DOUBLE", pa.float64()),
-    "app": ("VARCHAR", pa.string()),
-    "environment": ("VARCHAR", pa.string()),
-    "provider": ("VARCHAR", pa.string()),
-    "operation": ("VARCHAR", pa.string()),
-    "request_model": ("VARCHAR", pa.string()),
-    "response_model": ("VARCHAR", pa.string()),
-    "response_id": ("VARCHAR", pa.string()),
-    "stream": ("BOOLEAN", pa.bool_()),
-    "input_tokens": ("BIGINT", pa.int64()),
-    "output_tokens": ("BIGINT", pa.int64()),
-    "cache_read_tokens": ("BIGINT", pa.int64()),
-    "cache_write_tokens": ("BIGINT", pa.int64()),
-    "reasoning_tokens": ("BIGINT", pa.int64()),
-    "tokens_estimated": ("BOOLEAN", pa.bool_()),
-    "cost_usd": ("DOUBLE", pa.float64()),
-    "cost_source": ("VARCHAR", pa.string()),
-    "reported_cost_usd": ("DOUBLE", pa.float64()),
-    "status": ("VARCHAR", pa.string()),
-    "error_class": ("VARCHAR", pa.string()),
-    "http_status": ("INTEGER", pa.int32()),
-    "error_message": ("VARCHAR", pa.string()),
-    "finish_reasons": ("VARCHAR[]", pa.list_(pa.string())),
-    "temperature": ("DOUBLE", pa.float64()),
-    "top_p": ("DOUBLE", pa.float64()),
-    "max_tokens": ("BIGINT", pa.int64()),
-    "frequency_penalty": ("DOUBLE", pa.float64()),
-    "presence_penalty": ("DOUBLE", pa.float64()),
-    "seed": ("BIGINT", pa.int64()),
-    "user": ("VARCHAR", pa.string()),
-    "session": ("VARCHAR", pa.string()),
-    "tags": ("VARCHAR[]", pa.list_(pa.string())),
-    "server_address": ("VARCHAR", pa.string()),
-    "attempts": ("INTEGER", pa.int32()),
-    "input_messages": ("VARCHAR", pa.string()),
-    "output_messages": ("VARCHAR", pa.string()),
-    "system_instructions": ("VARCHAR", pa.string()),
-    "attributes": ("VARCHAR", pa.string()),
-}
-assert tuple(_CALL_TYPES) == CALL_FIELD_NAMES, "calls schema out of step with CallRecord"
-
-_SPAN_TYPES: dict[str, tuple[str, pa.DataType]] = {
-    "trace_id": ("VARCHAR", pa.string()),
-    "span_id": ("VARCHAR", pa.string()),
-    "parent_span_id": ("VARCHAR", pa.string()),
-    "name": ("VARCHAR", pa.string()),
-    "kind": ("VARCHAR", pa.string()),
-    "ts": ("TIMESTAMP", pa.timestamp("us")),
-    "duration_ms": ("DOUBLE", pa.float64()),
-    "status": ("VARCHAR", pa.string()),
-    "status_message": ("VARCHAR", pa.string()),
-    "app": ("VARCHAR", pa.string()),
-    "call_id": ("VARCHAR", pa.string()),
-    "attributes": ("VARCHAR", pa.string()),
-    "events": ("VARCHAR", pa.string()),
+_SQL_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.timestamp("us"): "TIMESTAMP",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+    pa.int64(): "BIGINT",
+    pa.int32(): "INTEGER",
+    pa.list_(pa.string()): "VARCHAR[]",
 }
 
-_EVENT_TYPES: dict[str, tuple[str, pa.DataType]] = {
-    "trace_id": ("VARCHAR", pa.string()),
-    "span_id": ("VARCHAR", pa.string()),
-    "ts": ("TIMESTAMP", pa.timestamp("us")),
-    "seq": ("INTEGER", pa.int32()),
-    "kind": ("VARCHAR", pa.string()),
-    "message": ("VARCHAR", pa.string()),
-}
 
-assert list(_SPAN_TYPES) == sql.SPAN_COLUMNS, "spans schema out of step with the queries"
-
-
-def _ddl(table: str, types: dict[str, tuple[str, pa.DataType]]) -> str:
-    cols = ", ".join(f'"{name}" {sql}' for name, (sql, _) in types.items())
+def _ddl(table: str, schema: pa.Schema) -> str:
+    cols = ", ".join(f'"{f.name}" {_SQL_TYPES[f.type]}' for f in schema)
     return f"CREATE TABLE IF NOT EXISTS {table} ({cols})"
 
 
 #: Versioned migrations, applied in order at open; never edit a released one.
 MIGRATIONS: list[list[str]] = [
     [
-        _ddl("calls", _CALL_TYPES),
-        _ddl("spans", _SPAN_TYPES),
-        _ddl("content_events", _EVENT_TYPES),
+        _ddl("calls", arrow.CALL_SCHEMA),
+        _ddl("spans", arrow.SPAN_SCHEMA),
+        _ddl("content_events", arrow.EVENT_SCHEMA),
     ],
 ]
-
-
-def _schema(types: dict[str, tuple[str, pa.DataType]]) -> pa.Schema:
-    return pa.schema([(name, t) for name, (_, t) in types.items()])
-
-
-_CALL_SCHEMA = _schema(_CALL_TYPES)
-_SPAN_SCHEMA = _schema(_SPAN_TYPES)
-_EVENT_SCHEMA = _schema(_EVENT_TYPES)
 
 
 class DuckDBStore(SQLStore):
@@ -185,11 +108,11 @@ class DuckDBStore(SQLStore):
         """Insert one batch in one transaction, via Arrow tables."""
         tables: list[tuple[str, pa.Table]] = []
         if calls:
-            tables.append(("calls", self._calls_table(calls)))
+            tables.append(("calls", arrow.calls_table(calls)))
         if spans:
-            tables.append(("spans", self._spans_table(spans)))
+            tables.append(("spans", arrow.spans_table(spans)))
         if events:
-            tables.append(("content_events", self._events_table(events)))
+            tables.append(("content_events", arrow.events_table(events)))
         if not tables:
             return
         with self._write_lock:
@@ -206,44 +129,6 @@ class DuckDBStore(SQLStore):
             except Exception:
                 con.execute("ROLLBACK")
                 raise
-
-    @staticmethod
-    def _calls_table(calls: Sequence[CallRecord]) -> pa.Table:
-        cols: dict[str, list[Any]] = {}
-        for name in CALL_FIELD_NAMES:
-            if name == "ts":
-                cols[name] = [utc_naive(c.ts) for c in calls]
-            elif name in sql.JSON_CALL_FIELDS:
-                cols[name] = [json_text(getattr(c, name)) for c in calls]
-            else:
-                cols[name] = [getattr(c, name) for c in calls]
-        return pa.table(cols, schema=_CALL_SCHEMA)
-
-    @staticmethod
-    def _spans_table(spans: Sequence[SpanRecord]) -> pa.Table:
-        cols: dict[str, list[Any]] = {}
-        for name in _SPAN_TYPES:
-            if name == "ts":
-                cols[name] = [utc_naive(s.ts) for s in spans]
-            elif name in ("attributes", "events"):
-                cols[name] = [json_text(getattr(s, name)) for s in spans]
-            else:
-                cols[name] = [getattr(s, name) for s in spans]
-        return pa.table(cols, schema=_SPAN_SCHEMA)
-
-    @staticmethod
-    def _events_table(events: Sequence[ContentEvent]) -> pa.Table:
-        return pa.table(
-            {
-                "trace_id": [e.trace_id for e in events],
-                "span_id": [e.span_id for e in events],
-                "ts": [utc_naive(e.ts) for e in events],
-                "seq": [e.seq for e in events],
-                "kind": [e.kind for e in events],
-                "message": [json_text(e.message) for e in events],
-            },
-            schema=_EVENT_SCHEMA,
-        )
 
     # -- reading ------------------------------------------------------------
     def _rows(self, q: sql.Query) -> list[dict[str, Any]]:

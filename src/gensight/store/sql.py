@@ -93,6 +93,10 @@ class Dialect:
         """``a`` followed by ``b``, NULL when either is NULL."""
         raise NotImplementedError
 
+    def to_text(self, expr: str) -> str:
+        """``expr`` as text, NULL staying NULL."""
+        raise NotImplementedError
+
     def slope(self, y: str, x: str) -> str:
         raise NotImplementedError
 
@@ -157,6 +161,9 @@ class DuckDBDialect(Dialect):
     def concat_strict(self, a: str, b: str) -> str:
         return f"({a} || {b})"
 
+    def to_text(self, expr: str) -> str:
+        return f"CAST({expr} AS VARCHAR)"
+
     def slope(self, y: str, x: str) -> str:
         return f"regr_slope({y}, {x})"
 
@@ -205,6 +212,9 @@ class ClickHouseDialect(Dialect):
 
     def concat_strict(self, a: str, b: str) -> str:
         return f"concat({a}, {b})"
+
+    def to_text(self, expr: str) -> str:
+        return f"CAST({expr} AS Nullable(String))"
 
     def slope(self, y: str, x: str) -> str:
         return f"tupleElement(simpleLinearRegression({x}, {y}), 1)"
@@ -291,19 +301,23 @@ def trace_spans(d: Dialect, trace_id: str) -> Query:
 
 
 def measures(d: Dialect) -> str:
-    """The aggregate columns of every totals and series row."""
+    """The aggregate columns of every totals and series row (over ``calls c``).
+
+    Columns are qualified: ClickHouse would otherwise read ``cost_usd`` inside a later
+    aggregate as the alias ``sum(cost_usd) AS cost_usd``.
+    """
     return f"""
         count(*) AS calls,
-        {d.countif("status = 'error'")} AS errors,
-        sum(input_tokens) AS input_tokens,
-        sum(output_tokens) AS output_tokens,
-        sum(cost_usd) AS cost_usd,
-        {d.countif("cost_usd IS NULL")} AS unpriced_calls,
-        {d.quantile("duration_ms", 0.5)} AS lat_p50,
-        {d.quantile("duration_ms", 0.95)} AS lat_p95,
-        {d.quantile("duration_ms", 0.99)} AS lat_p99,
-        {d.quantile("ttft_ms", 0.5)} AS ttft_p50,
-        {d.quantile("ttft_ms", 0.95)} AS ttft_p95
+        {d.countif("c.status = 'error'")} AS errors,
+        sum(c.input_tokens) AS input_tokens,
+        sum(c.output_tokens) AS output_tokens,
+        sum(c.cost_usd) AS cost_usd,
+        {d.countif("c.cost_usd IS NULL")} AS unpriced_calls,
+        {d.quantile("c.duration_ms", 0.5)} AS lat_p50,
+        {d.quantile("c.duration_ms", 0.95)} AS lat_p95,
+        {d.quantile("c.duration_ms", 0.99)} AS lat_p99,
+        {d.quantile("c.ttft_ms", 0.5)} AS ttft_p50,
+        {d.quantile("c.ttft_ms", 0.95)} AS ttft_p95
     """
 
 
@@ -371,7 +385,7 @@ def correlation_counts(
             continue
         cond = f"duration_ms > {d.param(q, threshold)}" if target == "slow" else "status = 'error'"
         parts.append(
-            f"SELECT '{name}' AS dim, CAST({expr} AS VARCHAR) AS value,"
+            f"SELECT '{name}' AS dim, {d.to_text(expr)} AS value,"
             f" {d.countif(cond)} AS tcount, count(*) AS n"
             f" FROM calls c WHERE {where(d, q, filters)} GROUP BY value"
         )
