@@ -52,6 +52,7 @@ class Pipeline:
         *,
         queue_size: int = 100_000,
         flush_interval: float = 0.2,
+        maintenance_interval: float = 3600.0,
     ) -> None:
         self.store = store
         self.pricer = pricer
@@ -69,6 +70,9 @@ class Pipeline:
         self.write_errors = 0
         self.last_error: str | None = None
         self.last_write_at: float | None = None
+        self.maintenance_interval = maintenance_interval
+        self._next_maintenance = time.monotonic() + 5.0
+        self.expired = 0
 
     # -- request path -------------------------------------------------------
     def submit(
@@ -139,6 +143,8 @@ class Pipeline:
     def _run(self) -> None:
         backoff = 0.1
         while True:
+            if time.monotonic() >= self._next_maintenance:
+                self._maintain()
             with self._cond:
                 if not self._queue and not self._stopping:
                     self._cond.wait(self.flush_interval)
@@ -165,6 +171,17 @@ class Pipeline:
             with self._cond:
                 self._inflight = 0
 
+    def _maintain(self) -> None:
+        """Retention, on the writer thread (the only one that changes the store)."""
+        self._next_maintenance = time.monotonic() + self.maintenance_interval
+        apply = getattr(self.store, "apply_retention", None)
+        if apply is None:
+            return
+        try:
+            self.expired += apply()
+        except Exception as e:  # retention failing must not stop ingest
+            log.warning("retention failed: %s", e)
+
     def _write(
         self, calls: list[CallRecord], spans: list[SpanRecord], events: list[ContentEvent]
     ) -> None:
@@ -189,4 +206,5 @@ class Pipeline:
             "dropped": self.dropped,
             "write_errors": self.write_errors,
             "last_error": self.last_error,
+            "expired": self.expired,
         }

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from gensight.store.base import CallFilters, Cursor, Store
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, retention: timedelta | None = None) -> Store:
     """Open the store a ``--store`` URL names (duckdb, clickhouse or chdb)."""
     if url.startswith("duckdb://"):
         from gensight.store.duckdb import DuckDBStore
 
-        return DuckDBStore.from_url(url)
+        return DuckDBStore.from_url(url, retention)
     if url.startswith(("clickhouse://", "clickhouses://", "chdb://")):
         try:
             from gensight.store.clickhouse import ClickHouseStore
@@ -19,7 +21,7 @@ def open_store(url: str) -> Store:
                 f"{url.split(':')[0]} store needs the clickhouse extra:"
                 f" pip install 'gensight[clickhouse]' ({e})"
             ) from None
-        return ClickHouseStore.from_url(url)
+        return ClickHouseStore.from_url(url, retention)
     raise ValueError(
         f"unsupported store URL {url!r}: use duckdb:///path.db,"
         " clickhouse://user:pass@host:8123/db or chdb:///path"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -105,33 +105,33 @@ _EVENT_COLUMNS: dict[str, str] = {
 }
 
 
-def _table(name: str, columns: dict[str, str], order_by: str, ttl_days: int | None) -> str:
+def _table(name: str, columns: dict[str, str], order_by: str) -> str:
     cols = ", ".join(f"`{c}` {t}" for c, t in columns.items())
-    ttl = f" TTL toDateTime(ts) + INTERVAL {int(ttl_days)} DAY" if ttl_days else ""
     return (
         f"CREATE TABLE IF NOT EXISTS {name} ({cols}) ENGINE = MergeTree"
-        f" PARTITION BY toDate(ts) ORDER BY ({order_by}){ttl}"
+        f" PARTITION BY toDate(ts) ORDER BY ({order_by})"
         " SETTINGS index_granularity = 8192"
     )
 
 
-def migrations(ttl_days: int | None) -> list[list[str]]:
-    """Versioned schema steps, in order; never edit a released one."""
-    return [
-        [
-            _table(
-                "calls",
-                _CALL_COLUMNS,
-                "toStartOfHour(ts), ifNull(app, ''), ifNull(request_model, ''), ts",
-                ttl_days,
-            ),
-            "ALTER TABLE calls ADD INDEX IF NOT EXISTS idx_trace trace_id"
-            " TYPE bloom_filter GRANULARITY 4",
-            "ALTER TABLE calls ADD INDEX IF NOT EXISTS idx_id id TYPE bloom_filter GRANULARITY 4",
-            _table("spans", _SPAN_COLUMNS, "trace_id, ts", ttl_days),
-            _table("content_events", _EVENT_COLUMNS, "trace_id, span_id, ts", ttl_days),
-        ],
-    ]
+#: Versioned schema steps, in order; never edit a released one.
+MIGRATIONS: list[list[str]] = [
+    [
+        _table(
+            "calls",
+            _CALL_COLUMNS,
+            "toStartOfHour(ts), ifNull(app, ''), ifNull(request_model, ''), ts",
+        ),
+        "ALTER TABLE calls ADD INDEX IF NOT EXISTS idx_trace trace_id"
+        " TYPE bloom_filter GRANULARITY 4",
+        "ALTER TABLE calls ADD INDEX IF NOT EXISTS idx_id id TYPE bloom_filter GRANULARITY 4",
+        _table("spans", _SPAN_COLUMNS, "trace_id, ts"),
+        _table("content_events", _EVENT_COLUMNS, "trace_id, span_id, ts"),
+    ],
+]
+
+#: Tables whose rows expire with ``--retention``.
+DATA_TABLES = ("calls", "spans", "content_events")
 
 
 assert list(_CALL_COLUMNS) == arrow.CALL_SCHEMA.names
@@ -144,23 +144,24 @@ class ClickHouseStore(SQLStore):
     name = "clickhouse"
     dialect = sql.ClickHouseDialect()
 
-    def __init__(self, client: Any, *, label: str, retention_days: int | None = None) -> None:
+    def __init__(self, client: Any, *, label: str, retention: timedelta | None = None) -> None:
         self.client = client
         self.label = label
-        self.retention_days = retention_days
+        self.retention = retention
         # chDB is one engine per process and its client is not safe across threads
         self._lock = threading.RLock()
         self._migrate()
+        self._apply_ttl()
 
     @classmethod
-    def from_url(cls, url: str, retention_days: int | None = None) -> ClickHouseStore:
+    def from_url(cls, url: str, retention: timedelta | None = None) -> ClickHouseStore:
         """``clickhouse://user:pass@host:8123/db`` (``clickhouses://`` for TLS) or
         ``chdb:///path``."""
         import clickhouse_connect
 
         if url.startswith("chdb://"):
             client = clickhouse_connect.get_client(dsn=url)
-            return cls(client, label=url, retention_days=retention_days)
+            return cls(client, label=url, retention=retention)
         u = urlparse(url)
         database = u.path.strip("/") or "default"
         secure = u.scheme == "clickhouses"
@@ -175,7 +176,7 @@ class ClickHouseStore(SQLStore):
         admin.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         client = clickhouse_connect.get_client(database=database, **kwargs)
         label = f"{u.scheme}://{u.hostname}:{kwargs['port']}/{database}"  # no credentials
-        return cls(client, label=label, retention_days=retention_days)
+        return cls(client, label=label, retention=retention)
 
     def _migrate(self) -> None:
         with self._lock:
@@ -185,7 +186,7 @@ class ClickHouseStore(SQLStore):
                 " applied_at DateTime) ENGINE = MergeTree ORDER BY version"
             )
             current = c.query("SELECT max(version) FROM schema_migrations").result_rows[0][0]
-            for version, statements in enumerate(migrations(self.retention_days), start=1):
+            for version, statements in enumerate(MIGRATIONS, start=1):
                 if current and version <= current:
                     continue
                 for statement in statements:
@@ -195,6 +196,24 @@ class ClickHouseStore(SQLStore):
                     [[version, datetime.now(UTC).replace(tzinfo=None)]],
                     column_names=["version", "applied_at"],
                 )
+
+    def _apply_ttl(self) -> None:
+        """Retention as a table TTL: ClickHouse drops expired rows in the background."""
+        with self._lock:
+            for table in DATA_TABLES:
+                if self.retention:
+                    seconds = int(self.retention.total_seconds())
+                    self.client.command(
+                        f"ALTER TABLE {table} MODIFY TTL toDateTime(ts) + INTERVAL {seconds} SECOND"
+                    )
+                else:
+                    ddl = self.client.command(f"SHOW CREATE TABLE {table}")
+                    if " TTL " in str(ddl):
+                        self.client.command(f"ALTER TABLE {table} REMOVE TTL")
+
+    def apply_retention(self) -> int:
+        """Nothing to do by hand: the TTL expires rows (returns 0 deleted here)."""
+        return 0
 
     @property
     def schema_version(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,9 @@ class DuckDBStore(SQLStore):
     name = "duckdb"
     dialect = sql.DuckDBDialect()
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, retention: timedelta | None = None) -> None:
         self.path = str(path)
+        self.retention = retention
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(self.path)
@@ -63,12 +64,12 @@ class DuckDBStore(SQLStore):
         self._migrate()
 
     @classmethod
-    def from_url(cls, url: str) -> DuckDBStore:
+    def from_url(cls, url: str, retention: timedelta | None = None) -> DuckDBStore:
         """``duckdb:///abs/path.db`` or ``duckdb://rel/path.db`` or ``duckdb://:memory:``."""
         path = url.removeprefix("duckdb://")
         if path.startswith("//"):  # duckdb:////abs/path written with one slash too many
             path = path[1:]
-        return cls(path or ":memory:")
+        return cls(path or ":memory:", retention)
 
     def _migrate(self) -> None:
         con = self._con
@@ -129,6 +130,18 @@ class DuckDBStore(SQLStore):
             except Exception:
                 con.execute("ROLLBACK")
                 raise
+
+    def apply_retention(self) -> int:
+        """Delete rows older than ``--retention`` (the pipeline calls this hourly)."""
+        if not self.retention:
+            return 0
+        cutoff = datetime.now(UTC).replace(tzinfo=None) - self.retention
+        deleted = 0
+        with self._write_lock:
+            for table in ("content_events", "spans", "calls"):
+                row = self._con.execute(f"DELETE FROM {table} WHERE ts < ?", [cutoff]).fetchone()
+                deleted += int(row[0]) if row else 0
+        return deleted
 
     # -- reading ------------------------------------------------------------
     def _rows(self, q: sql.Query) -> list[dict[str, Any]]:
