@@ -42,6 +42,12 @@ class Enricher(Protocol):
     def price(self, call: CallRecord) -> None: ...
 
 
+class Observer(Protocol):
+    """Told of every batch once it is stored (metrics, OTLP forwarding); must not block."""
+
+    def __call__(self, calls: Sequence[CallRecord], spans: Sequence[SpanRecord]) -> None: ...
+
+
 class Pipeline:
     """Bounded queue + background writer thread."""
 
@@ -71,6 +77,7 @@ class Pipeline:
         self.last_error: str | None = None
         self.last_write_at: float | None = None
         self.maintenance_interval = maintenance_interval
+        self._observers: list[Observer] = []
         self._next_maintenance = time.monotonic() + 5.0
         self.expired = 0
 
@@ -195,6 +202,15 @@ class Pipeline:
         self.store.write(calls, spans, events)
         self.written += len(calls) + len(spans) + len(events)
         self.last_write_at = time.time()
+        for observe in self._observers:
+            try:
+                observe(calls, spans)
+            except Exception as e:  # an observer's failure is its own, never the write's
+                log.warning("observer %r failed: %s", observe, e)
+
+    def add_observer(self, observer: Observer) -> None:
+        """Call ``observer(calls, spans)`` after each stored batch, on the writer thread."""
+        self._observers.append(observer)
 
     def stats(self) -> dict[str, Any]:
         """Queue and writer counters for /api/health and /metrics."""
