@@ -23,6 +23,7 @@ from gensight.ingest.otlp_http import otlp_routes
 from gensight.pipeline import Pipeline
 from gensight.pricing import Pricer
 from gensight.store import open_store
+from gensight.ui import mount_ui
 
 log = logging.getLogger("gensight.server")
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     app.include_router(api_router)
+    mount_ui(app)
     for route in otlp_routes(pipeline.submit, settings.max_body, app.state.counters):
         app.router.routes.append(route)
     for route in gateway_routes(gateway):

@@ -1,0 +1,29 @@
+"""The web UI: server-rendered pages over the same query layer as the JSON API.
+
+Pages (all HTML, all usable without JavaScript except the charts):
+
+- ``/`` dashboard: time range, group-by, auto-refresh; tiles and charts.
+- ``/calls`` the call log (the ``/api/calls`` filters as query parameters) and
+  ``/calls/{id}`` one call.
+- ``/traces/{trace_id}`` the waterfall of a trace.
+- ``/analysis`` latency against output tokens, correlations, dependencies.
+
+Static files (stylesheet, the page script, Chart.js vendored under ``static/vendor``)
+are served from ``/static``; nothing is fetched from elsewhere.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+
+from gensight.ui.pages import router
+from gensight.ui.render import STATIC_DIR
+
+__all__ = ["mount_ui", "router"]
+
+
+def mount_ui(app: FastAPI) -> None:
+    """Add the pages and ``/static`` to the server's app."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,0 +1,76 @@
+/* Gensight charts: draws every <canvas data-chart="NAME"> from the page's
+ * <script type="application/json" id="gensight-charts"> block with Chart.js.
+ * The server builds the whole Chart.js config; this file only adds number formats
+ * (named in each config's "gensight" key) and keeps the charts in window.gensightCharts.
+ * Everything else on the page works without JavaScript. */
+(function () {
+  "use strict";
+  var source = document.getElementById("gensight-charts");
+  if (!source || typeof Chart === "undefined") return;
+  var configs = JSON.parse(source.textContent);
+
+  var formats = {
+    int: function (v) { return Number(v).toLocaleString("en-US", { maximumFractionDigits: 0 }); },
+    ms: function (v) { return v >= 1000 ? (v / 1000).toFixed(2) + " s" : Math.round(v) + " ms"; },
+    s: function (v) { return Number(v).toFixed(2) + " s"; },
+    usd: function (v) {
+      if (v === 0) return "$0";
+      var a = Math.abs(v);
+      return "$" + (a >= 1 ? v.toFixed(2) : a >= 0.01 ? v.toFixed(4) : v.toFixed(6));
+    },
+    pct: function (v) { return (v * 100).toFixed(1) + "%"; }
+  };
+
+  Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+  Chart.defaults.font.size = 11;
+  Chart.defaults.color = "#4a5563";
+  Chart.defaults.maintainAspectRatio = false;
+  Chart.defaults.animation = false;
+  Chart.defaults.plugins.legend.labels.boxWidth = 12;
+
+  function withFormats(config) {
+    var fmt = config.gensight || {};
+    delete config.gensight;
+    var options = config.options = config.options || {};
+    var scales = options.scales = options.scales || {};
+    ["x", "y"].forEach(function (axis) {
+      var f = formats[fmt[axis]];
+      if (!f || config.type === "doughnut") return;
+      scales[axis] = scales[axis] || {};
+      scales[axis].ticks = scales[axis].ticks || {};
+      if (fmt[axis] === "int") scales[axis].ticks.precision = 0;
+      scales[axis].ticks.callback = function (value) {
+        var scale = this;
+        // category axes pass an index; only numeric axes get the format
+        return scale.type === "category" ? scale.getLabelForValue(value) : f(value);
+      };
+    });
+    var valueAxis = fmt.y ? "y" : "x";
+    var f = formats[fmt[valueAxis]] || formats.int;
+    options.plugins = options.plugins || {};
+    options.plugins.tooltip = {
+      callbacks: {
+        label: function (ctx) {
+          var raw = ctx.raw;
+          var v = raw !== null && typeof raw === "object" ? raw[valueAxis] : raw;
+          var text = v === null || v === undefined ? "–" : f(v);
+          if (raw !== null && typeof raw === "object" && fmt.x) {
+            text = formats[fmt.x](raw.x) + " tokens, " + text;
+          }
+          return (ctx.dataset.label ? ctx.dataset.label + ": " : "") + text;
+        }
+      }
+    };
+    options.interaction = options.interaction || (config.type === "scatter" || config.type === "doughnut"
+      ? { mode: "nearest", intersect: true } : { mode: "index", intersect: false });
+    return config;
+  }
+
+  window.gensightCharts = {};
+  document.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
+    var name = canvas.getAttribute("data-chart");
+    var config = configs[name];
+    if (!config) return;
+    window.gensightCharts[name] = new Chart(canvas, withFormats(config));
+  });
+})();
