@@ -17,8 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gensight.api.params import ParamError
 from gensight.api.routes import router as api_router
 from gensight.config import Settings
+from gensight.gateway import GatewayMiddleware
 from gensight.gateway import from_settings as gateway_from_settings
-from gensight.gateway import gateway_routes
 from gensight.ingest.otlp_http import otlp_routes
 from gensight.pipeline import Pipeline
 from gensight.pricing import Pricer
@@ -85,8 +85,7 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
     mount_ui(app)
     for route in otlp_routes(pipeline.submit, settings.max_body, app.state.counters):
         app.router.routes.append(route)
-    for route in gateway_routes(gateway):
-        app.router.routes.append(route)
+    app.add_middleware(GatewayMiddleware, gateway=gateway)
     if settings.api_key:
         app.add_middleware(KeyMiddleware, key=settings.api_key)
     return app

@@ -45,35 +45,38 @@ a full queue or a down store costs records (counted in ``/api/health``), never c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gensight.config import Settings
 from gensight.gateway.proxy import Gateway, Submit, openai_error
 
-__all__ = ["Gateway", "from_settings", "gateway_routes", "openai_error"]
+__all__ = ["Gateway", "GatewayMiddleware", "from_settings", "openai_error"]
 
 
-class _Endpoint:
-    """The ASGI app behind a gateway route (no request/response objects on the hot path)."""
+class GatewayMiddleware:
+    """Serves the gateway's paths ahead of the rest of the app.
 
-    def __init__(self, gateway: Gateway, upstream: str | None) -> None:
+    A proxy's overhead is per request, so gateway requests skip the web framework's
+    routing and middleware (the key check, added outside this, still applies):
+    ``/openai/v1/…`` and ``/p/{name}/v1/…`` go straight to ``Gateway.handle``.
+    """
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
         self.gateway = gateway
-        self.upstream = upstream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        name = self.upstream or scope["path_params"]["name"]
-        await self.gateway.handle(scope, receive, send, name)
-
-
-def gateway_routes(gateway: Gateway) -> Sequence[Route]:
-    """The gateway's routes, to append to the server's router."""
-    return [
-        Route("/openai/v1/{path:path}", _Endpoint(gateway, "openai"), include_in_schema=False),
-        Route("/p/{name}/v1/{path:path}", _Endpoint(gateway, None), include_in_schema=False),
-    ]
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/openai/v1/"):
+                await self.gateway.handle(scope, receive, send, "openai")
+                return
+            if path.startswith("/p/"):
+                name, _, rest = path[3:].partition("/")
+                if name and rest.startswith("v1/"):
+                    await self.gateway.handle(scope, receive, send, name)
+                    return
+        await self.app(scope, receive, send)
 
 
 def from_settings(settings: Settings, submit: Submit, counters: dict[str, int]) -> Gateway:

@@ -201,7 +201,7 @@ def _retry_after(headers: Any) -> float | None:
 
 
 def _new_id(bits: int) -> str:
-    return f"{random.getrandbits(bits):0{bits // 4}x}"
+    return ("%032x" if bits == 128 else "%016x") % random.getrandbits(bits)
 
 
 def parse_traceparent(value: bytes | None) -> tuple[str, str] | None:
@@ -317,9 +317,13 @@ class Gateway:
                 ),
             )
             return
+        # The path after ``…/v1``, still percent-encoded as the client sent it.
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        marker = raw_path.find(b"/v1/", 1)
-        rest = raw_path[marker + 3 :] if marker != -1 else b""
+        if raw_path.startswith(b"/p/"):
+            slash = raw_path.find(b"/", 3)
+            rest = raw_path[slash + 3 :] if slash != -1 else b""
+        else:
+            rest = raw_path.partition(b"/v1")[2]
         if not rest.startswith(b"/"):
             await _send_json(send, 404, openai_error("Not found.", "invalid_request_error"))
             return
@@ -365,7 +369,13 @@ class Gateway:
         target = rest + (b"?" + query if query else b"")
 
         task = asyncio.current_task()
-        watcher = asyncio.create_task(self._watch_disconnect(receive, call, task))
+        # A client leaving a stream cancels it upstream. Non-streamed answers are not
+        # watched: a task per request costs more than the rare early hang-up saves.
+        watcher = (
+            asyncio.create_task(self._watch_disconnect(receive, call, task))
+            if call.capture.stream
+            else None
+        )
         try:
             await self._exchange(upstream, method, target, CIMultiDict(headers), call, send)
         except asyncio.CancelledError:
@@ -375,7 +385,8 @@ class Gateway:
             call.error_class = "cancelled"
             call.error_message = "the client disconnected before the answer was complete"
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             try:
                 await self._record(call)
             except Exception:  # fail-open: recording never breaks a call
@@ -649,7 +660,7 @@ class Gateway:
     async def _fail(self, failure: _Failure, call: _Call, send: Send) -> None:
         """Answer a request no upstream answered: 504 for timeouts, 502 otherwise."""
         up = call.target
-        where = f"upstream {up.name!r} ({up.address()})" if up else "the upstream"
+        where = f"upstream {up.name!r} ({up.address})" if up else "the upstream"
         status = 504 if failure.error_class == "timeout" else 502
         message = f"Gensight gateway: {where} failed: {failure.message}"
         call.error_class = failure.error_class
@@ -675,7 +686,7 @@ class Gateway:
                 "gensight.attempt": n,
                 "http.request.method": method,
                 "server.address": up.host,
-                "url.full": up.address() + call.path,
+                "url.full": up.address + call.path,
             },
         )
         call.attempts.append(span)

@@ -53,12 +53,14 @@ def provider_for(name: str, url: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Upstream:
     """One configured upstream: ``name`` (the route), ``url`` (its base, e.g. ``…/v1``),
-    ``provider`` (gen_ai.provider.name spelling), ``host`` (its host name, for records)."""
+    ``provider`` (gen_ai.provider.name spelling), ``host`` (its host name) and
+    ``address`` (its URL without credentials or query, for records and messages)."""
 
     name: str
     url: str
     provider: str
     host: str
+    address: str
 
     @classmethod
     def from_config(cls, name: str, url: str) -> Upstream:
@@ -67,10 +69,11 @@ class Upstream:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"upstream {name!r}: {url!r} is not an http(s) URL")
-        return cls(name=name, url=url, provider=provider_for(name, url), host=parts.hostname)
-
-    def address(self) -> str:
-        """Where calls go, for records and error messages (no credentials, no query)."""
-        parts = urlsplit(self.url)
-        host = parts.hostname or ""
-        return f"{parts.scheme}://{host}{':' + str(parts.port) if parts.port else ''}{parts.path}"
+        port = f":{parts.port}" if parts.port else ""
+        return cls(
+            name=name,
+            url=url,
+            provider=provider_for(name, url),
+            host=parts.hostname,
+            address=f"{parts.scheme}://{parts.hostname}{port}{parts.path}",
+        )
