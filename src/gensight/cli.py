@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from gensight.api.params import parse_duration
 from gensight.config import DEFAULT_UPSTREAMS, Settings
 
 app = typer.Typer(
@@ -115,6 +116,12 @@ def serve(
     api_key: Annotated[
         str | None, typer.Option(envvar=_env("api_key"), help="Require this key on every request.")
     ] = None,
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("retention"), help="Keep calls this long (30d, 12h); default: forever."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(envvar=_env("log_level"))] = "info",
 ) -> None:
     """Run the server: OTLP ingest, gateway, API and UI on one port."""
@@ -124,6 +131,12 @@ def serve(
 
     if prices is not None and not prices.is_file():
         raise typer.BadParameter(f"{prices} does not exist", param_hint="--prices")
+    keep = None
+    if retention:
+        try:
+            keep = parse_duration(retention)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--retention") from None
     settings = Settings(
         host=host,
         port=port,
@@ -137,6 +150,7 @@ def serve(
         upstream_timeout=upstream_timeout,
         capture_content=capture_content,
         api_key=api_key,
+        retention=keep,
     )
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

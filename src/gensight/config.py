@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 DEFAULT_UPSTREAMS = {"openai": "https://api.openai.com/v1"}
@@ -27,6 +28,7 @@ class Settings:
     retry_max_wait: float = 30.0  # longer Retry-After: answer now instead of waiting
     capture_content: bool = True  # store gateway calls' messages
     api_key: str | None = None
+    retention: timedelta | None = None  # delete calls older than this
     queue_size: int = 100_000  # records the writer holds before it drops
     flush_interval: float = 0.2  # seconds between writer flushes
 

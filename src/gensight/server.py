@@ -1,4 +1,4 @@
-"""Builds the one ASGI app: OTLP ingest, JSON API (and later gateway and UI)."""
+"""Builds the one ASGI app: OTLP ingest, gateway, JSON API and web UI on one port."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ log = logging.getLogger("gensight.server")
 
 def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
     """The whole server as one FastAPI app (the store is opened here unless given)."""
-    store = store if store is not None else open_store(settings.store_url())
+    store = store if store is not None else open_store(settings.store_url(), settings.retention)
     pricer = Pricer(settings.prices)
     pipeline = Pipeline(
         store, pricer, queue_size=settings.queue_size, flush_interval=settings.flush_interval
