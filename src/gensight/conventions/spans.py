@@ -247,7 +247,9 @@ def span_to_records(
         attributes={},
         events=[],
     )
-    if not is_llm_span(attrs):
+    if not is_llm_span(attrs) or _bool(attrs.get("gensight.via_gateway")):
+        # A Gensight SDK span of a call made through the Gensight gateway: the gateway's
+        # record (its child in the trace) is the call; this span stays a plain span.
         srec.attributes = scrub_secrets(attrs)
         srec.events = events
         return srec, None
