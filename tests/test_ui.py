@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -357,12 +358,13 @@ def test_dashboard_tiles_show_the_api_totals(seeded: Seeded):
     assert totals["calls"] == 15
     assert page.text("tile-calls") == "15"
     assert page.text("tile-error-rate") == f"{totals['error_rate'] * 100:.1f}%"
-    from gensight.ui.render import fmt_ms, fmt_usd
+    from gensight.ui.render import fmt_compact, fmt_ms, fmt_usd
 
     assert page.text("tile-cost") == fmt_usd(totals["cost_usd"])
     assert page.text("tile-p95") == fmt_ms(totals["latency_ms"]["p95"])
     assert page.text("tile-ttft") == fmt_ms(totals["ttft_ms"]["p95"])
-    assert page.text("tile-tokens") == (f"{totals['input_tokens']:,} / {totals['output_tokens']:,}")
+    tokens = f"{fmt_compact(totals['input_tokens'])} / {fmt_compact(totals['output_tokens'])}"
+    assert page.text("tile-tokens") == tokens == "7,152 / 2,247"
     # tables carry the chart numbers for people without JavaScript
     models = {row["data-group"]: row for row in page.rows["table-models"]}
     assert set(models) >= {"gpt-4o", "deepseek-chat", "gpt-4o-mini"}
@@ -785,3 +787,70 @@ def test_browser_empty_state(browser: Any, empty_server: Server):
         tab.assert_clean()
     finally:
         tab.close()
+
+
+def demo_traffic(now: int, n: int, seed: int) -> Callable[[trace.Tracer], None]:
+    """A day of one app's plausible traffic (several models, streams, a few failures)."""
+    rng = random.Random(seed)
+    # model, provider, share, ms per output token, TTFT ms
+    models = [
+        ("gpt-4o-mini", "openai", 0.45, 9, 300),
+        ("gpt-4o", "openai", 0.2, 16, 450),
+        ("deepseek-chat", "deepseek", 0.2, 22, 700),
+        ("o3-mini", "openai", 0.15, 11, 1800),
+    ]
+    failures = [("openai.RateLimitError", "Error code: 429", 0.04),
+                ("openai.InternalServerError", "Error code: 503", 0.012),
+                ("openai.APITimeoutError", "Request timed out.", 0.006)]  # fmt: skip
+
+    def build(tracer: trace.Tracer) -> None:
+        for _ in range(n):
+            hours_ago = rng.triangular(0, 24, 8)  # busier in the (UTC) working day
+            model, provider, _, per_token, ttft = rng.choices(models, [m[2] for m in models])[0]
+            out_tokens = int(rng.lognormvariate(5.2, 0.6))
+            in_tokens = int(rng.lognormvariate(6.5, 0.8))
+            duration = ttft + per_token * out_tokens * rng.uniform(0.85, 1.2)
+            error = None
+            roll = rng.random()
+            for error_type, message, p in failures:
+                if roll < p:
+                    error = (error_type, message)
+                    duration = 30_000 if "Timeout" in error_type else rng.uniform(80, 400)
+                    out_tokens = 0
+                    break
+                roll -= p
+            start = now - int(hours_ago * 3_600_000) * MS
+            end = start + int(duration) * MS
+            with _timed(tracer, f"chat {model}", start, end, SpanKind.CLIENT) as s:
+                stream = rng.random() < 0.5 and not error
+                _llm(s, model, in_tokens, out_tokens, provider=provider,
+                     user=f"user-{rng.randrange(40)}", ttft_s=ttft / 1000 if stream else None,
+                     error=error)  # fmt: skip
+
+    return build
+
+
+@needs_chromium
+def test_docs_dashboard_screenshot(browser: Any, tmp_path: Path):
+    """``GENSIGHT_DOCS_SCREENSHOT=1`` makes docs/dashboard.png for the README."""
+    if not os.environ.get("GENSIGHT_DOCS_SCREENSHOT"):
+        pytest.skip("set GENSIGHT_DOCS_SCREENSHOT=1 to refresh docs/dashboard.png")
+    srv = Server(tmp_path / "docs")
+    try:
+        now = time.time_ns()
+        apps = {"support-bot": 230, "shop-api": 150, "docs-search": 80, "digest": 40}
+        for seed, (app, n) in enumerate(apps.items()):
+            spans = record_spans(demo_traffic(now, n, seed), service=app)
+            r = srv.client.post("/v1/traces", content=traces_protobuf(spans), headers=PB)
+            assert r.status_code == 200
+        srv.wait_calls(sum(apps.values()), timeout=30)
+        tab = Tab(browser, srv.url)
+        try:
+            tab.goto("/?group_by=app")
+            (ROOT / "docs").mkdir(exist_ok=True)
+            tab.page.screenshot(path=str(ROOT / "docs" / "dashboard.png"), full_page=True)
+            tab.assert_clean()
+        finally:
+            tab.close()
+    finally:
+        srv.stop()

@@ -114,6 +114,16 @@ def group_totals(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _isolated(data: list[Any]) -> list[int]:
+    """Point radii: a dot only where a value has no neighbour to draw a line to."""
+    radius = []
+    for i, v in enumerate(data):
+        before = data[i - 1] if i > 0 else None
+        after = data[i + 1] if i + 1 < len(data) else None
+        radius.append(3 if v is not None and before is None and after is None else 0)
+    return radius
+
+
 def _line(label: str, data: list[Any], colour: str, **extra: Any) -> dict[str, Any]:
     return {
         "type": "line",
@@ -122,7 +132,8 @@ def _line(label: str, data: list[Any], colour: str, **extra: Any) -> dict[str, A
         "borderColor": colour,
         "backgroundColor": colour,
         "borderWidth": 2,
-        "pointRadius": 2,
+        "pointRadius": _isolated(data),
+        "pointHoverRadius": 4,
         "tension": 0.25,
         **extra,
     }

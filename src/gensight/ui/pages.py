@@ -130,6 +130,7 @@ def dashboard(request: Request) -> Response:
         nav="dashboard",
         params=params,
         url=_link("/"),
+        link_params={**params, "refresh": "on"} if refresh else params,
         calls_link=calls_link,
         refresh=REFRESH_SECONDS if refresh else None,
         refresh_on=refresh,

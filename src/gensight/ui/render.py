@@ -69,6 +69,21 @@ def fmt_int(value: float | None) -> str:
     return f"{int(value):,}"
 
 
+def fmt_compact(value: float | None) -> str:
+    """Large counts short: ``1,234``, ``45.7k``, ``458k``, ``1.23M``."""
+    if value is None:
+        return "–"
+    v = float(value)
+    if abs(v) < 10_000:
+        return f"{int(v):,}"
+    for unit, size in (("k", 1e3), ("M", 1e6), ("B", 1e9)):
+        shown = v / size
+        if abs(shown) < 999.5 or unit == "B":
+            digits = 0 if abs(shown) >= 99.95 else 1 if abs(shown) >= 9.995 else 2
+            return f"{shown:.{digits}f}{unit}"
+    raise AssertionError("unreachable")
+
+
 def fmt_pct(value: float | None) -> str:
     """A 0–1 ratio as a percentage."""
     if value is None:
@@ -135,6 +150,7 @@ def _env() -> Environment:
         seconds=fmt_seconds,
         usd=fmt_usd,
         int=fmt_int,
+        compact=fmt_compact,
         pct=fmt_pct,
         num=fmt_num,
         ts=fmt_ts,

@@ -20,6 +20,10 @@
     },
     pct: function (v) { return (v * 100).toFixed(1) + "%"; }
   };
+  // axis ticks are round numbers: show them without trailing zeros ($0.006, not $0.006000)
+  var tickFormats = {
+    usd: function (v) { return "$" + Number(v).toFixed(8).replace(/\.?0+$/, ""); }
+  };
 
   Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
   Chart.defaults.font.size = 11;
@@ -34,7 +38,7 @@
     var options = config.options = config.options || {};
     var scales = options.scales = options.scales || {};
     ["x", "y"].forEach(function (axis) {
-      var f = formats[fmt[axis]];
+      var f = tickFormats[fmt[axis]] || formats[fmt[axis]];
       if (!f || config.type === "doughnut") return;
       scales[axis] = scales[axis] || {};
       scales[axis].ticks = scales[axis].ticks || {};
