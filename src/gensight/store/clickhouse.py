@@ -128,6 +128,13 @@ MIGRATIONS: list[list[str]] = [
         _table("spans", _SPAN_COLUMNS, "trace_id, ts"),
         _table("content_events", _EVENT_COLUMNS, "trace_id, span_id, ts"),
     ],
+    [  # 2: alert rules (shared by every replica) and their transitions
+        "CREATE TABLE IF NOT EXISTS alert_rules (id String, created_at DateTime64(6, 'UTC'),"
+        " source LowCardinality(String), rule String) ENGINE = MergeTree ORDER BY id",
+        "CREATE TABLE IF NOT EXISTS alert_events (ts DateTime64(6, 'UTC'), rule_id String,"
+        " name String, state LowCardinality(String), value Nullable(Float64),"
+        " threshold Float64, detail String) ENGINE = MergeTree ORDER BY (rule_id, ts)",
+    ],
 ]
 
 #: Tables whose rows expire with ``--retention``.
@@ -244,6 +251,10 @@ class ClickHouseStore(SQLStore):
             res = self.client.query(q.sql, parameters=q.params)
         names = res.column_names
         return [dict(zip(names, r, strict=True)) for r in res.result_rows]
+
+    def _exec(self, q: sql.Query) -> None:
+        with self._lock:
+            self.client.command(q.sql, parameters=q.params)
 
     def health(self) -> dict[str, Any]:
         """Reachability and row counts."""

@@ -60,6 +60,10 @@ class SQLStore:
     def _rows(self, q: sql.Query) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    def _exec(self, q: sql.Query) -> None:
+        """Run a statement that changes the store (alert rules and their history)."""
+        raise NotImplementedError
+
     @staticmethod
     def _call_row(row: dict[str, Any]) -> dict[str, Any]:
         row["ts"] = iso(row["ts"])
@@ -114,11 +118,10 @@ class SQLStore:
     def overview(self, filters: CallFilters, interval: int, group_by: str | None) -> dict[str, Any]:
         """Totals and a time series (``filters.since``/``until`` must be set)."""
         assert filters.since is not None and filters.until is not None
-        d = self.dialect
-        (totals,) = self._rows(sql.overview_totals(d, filters))
-        rows = self._rows(sql.overview_series(d, filters, interval, group_by))
+        totals = self.totals(filters)
+        rows = self._rows(sql.overview_series(self.dialect, filters, interval, group_by))
         return {
-            "totals": analysis.totals_row(totals),
+            "totals": totals,
             "interval": interval,
             "since": iso(filters.since),
             "until": iso(filters.until),
@@ -127,6 +130,11 @@ class SQLStore:
                 rows, filters.since, filters.until, interval, group_by is not None
             ),
         }
+
+    def totals(self, filters: CallFilters) -> dict[str, Any]:
+        """The overview's totals alone (what alert rules measure): same SQL, no series."""
+        (row,) = self._rows(sql.overview_totals(self.dialect, filters))
+        return analysis.totals_row(row)
 
     def latency_vs_tokens(self, filters: CallFilters, max_points: int) -> dict[str, Any]:
         """Successful calls' output tokens vs latency, and per model a least-squares fit."""
@@ -174,6 +182,48 @@ class SQLStore:
             it["share_of_trace_time"] = (it["total_ms"] / trace_ms) if trace_ms else None
         items.sort(key=lambda r: (-(r["total_ms"] or 0), r["downstream"]))
         return {"trace_ms": trace_ms, "traces": int(roots["traces"]), "items": items}
+
+    # -- alert rules ----------------------------------------------------------
+    def alert_rules(self) -> list[dict[str, Any]]:
+        """Stored rules: ``{"id", "created_at", "source", "rule": {...}}``, oldest first."""
+        rows = self._rows(sql.alert_rules(self.dialect))
+        for r in rows:
+            r["created_at"] = iso(r["created_at"])
+            r["rule"] = orjson.loads(r["rule"])
+        return rows
+
+    def save_alert_rule(
+        self, rule_id: str, rule: dict[str, Any], source: str, created_at: datetime
+    ) -> None:
+        """Store a rule, replacing one with the same id."""
+        self._exec(sql.delete_alert_rule(self.dialect, rule_id))
+        text = orjson.dumps(rule).decode()
+        self._exec(sql.insert_alert_rule(self.dialect, rule_id, created_at, source, text))
+
+    def delete_alert_rule(self, rule_id: str) -> None:
+        """Remove a rule (its history stays)."""
+        self._exec(sql.delete_alert_rule(self.dialect, rule_id))
+
+    def add_alert_event(self, event: dict[str, Any]) -> None:
+        """Append one transition (``sql.ALERT_EVENT_COLUMNS``; ``detail`` is JSON text)."""
+        self._exec(sql.insert_alert_event(self.dialect, event))
+
+    def alert_events(self, rule_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Transitions, newest first."""
+        return [
+            self._event_row(r) for r in self._rows(sql.alert_events(self.dialect, rule_id, limit))
+        ]
+
+    def latest_alert_events(self) -> dict[str, dict[str, Any]]:
+        """Each rule's last transition, by rule id."""
+        rows = self._rows(sql.latest_alert_events(self.dialect))
+        return {r["rule_id"]: self._event_row(r) for r in rows}
+
+    @staticmethod
+    def _event_row(row: dict[str, Any]) -> dict[str, Any]:
+        row["ts"] = iso(row["ts"])
+        row["detail"] = orjson.loads(row["detail"]) if row.get("detail") else {}
+        return row
 
 
 __all__ = ["CALL_FIELD_NAMES", "SQLStore", "iso", "json_text", "merge_content_events"]

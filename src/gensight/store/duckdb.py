@@ -45,6 +45,12 @@ MIGRATIONS: list[list[str]] = [
         _ddl("spans", arrow.SPAN_SCHEMA),
         _ddl("content_events", arrow.EVENT_SCHEMA),
     ],
+    [  # 2: alert rules (shared by every server on the store) and their transitions
+        "CREATE TABLE IF NOT EXISTS alert_rules"
+        " (id VARCHAR, created_at TIMESTAMP, source VARCHAR, rule VARCHAR)",
+        "CREATE TABLE IF NOT EXISTS alert_events (ts TIMESTAMP, rule_id VARCHAR, name VARCHAR,"
+        " state VARCHAR, value DOUBLE, threshold DOUBLE, detail VARCHAR)",
+    ],
 ]
 
 
@@ -152,6 +158,10 @@ class DuckDBStore(SQLStore):
             return [dict(zip(names, r, strict=True)) for r in res.fetchall()]
         finally:
             cur.close()
+
+    def _exec(self, q: sql.Query) -> None:
+        with self._write_lock:
+            self._con.execute(q.sql, q.params)
 
     def health(self) -> dict[str, Any]:
         """Reachability and row counts."""

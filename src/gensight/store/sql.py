@@ -450,3 +450,62 @@ def dependencies_roots(d: Dialect, filters: CallFilters) -> Query:
         f" FROM spans s WHERE {w} AND s.parent_span_id IS NULL"
     )
     return q
+
+
+# -- alert rules and their history ---------------------------------------------------
+ALERT_EVENT_COLUMNS = ["ts", "rule_id", "name", "state", "value", "threshold", "detail"]
+
+
+def alert_rules(d: Dialect) -> Query:
+    """Every stored alert rule, oldest first."""
+    q = Query(d)
+    q.sql = "SELECT id, created_at, source, rule FROM alert_rules ORDER BY created_at, id"
+    return q
+
+
+def delete_alert_rule(d: Dialect, rule_id: str) -> Query:
+    q = Query(d)
+    q.sql = f"DELETE FROM alert_rules WHERE id = {d.param(q, rule_id)}"
+    return q
+
+
+def insert_alert_rule(
+    d: Dialect, rule_id: str, created_at: datetime, source: str, rule: str
+) -> Query:
+    q = Query(d)
+    values = [d.param(q, rule_id), d.param_ts(q, created_at), d.param(q, source), d.param(q, rule)]
+    q.sql = f"INSERT INTO alert_rules (id, created_at, source, rule) VALUES ({', '.join(values)})"
+    return q
+
+
+def insert_alert_event(d: Dialect, event: dict[str, Any]) -> Query:
+    """One state transition of a rule (the history ``/api/alerts/history`` shows)."""
+    q = Query(d)
+    values = [
+        d.param_ts(q, event["ts"]) if name == "ts" else d.param(q, event[name])
+        for name in ALERT_EVENT_COLUMNS
+    ]
+    q.sql = f"INSERT INTO alert_events ({_cols(ALERT_EVENT_COLUMNS)}) VALUES ({', '.join(values)})"
+    return q
+
+
+def alert_events(d: Dialect, rule_id: str | None, limit: int) -> Query:
+    """Transitions, newest first (of one rule, or of all)."""
+    q = Query(d)
+    w = f"rule_id = {d.param(q, rule_id)}" if rule_id else "1 = 1"
+    q.sql = (
+        f"SELECT {_cols(ALERT_EVENT_COLUMNS)} FROM alert_events WHERE {w}"
+        f" ORDER BY ts DESC, rule_id LIMIT {int(limit)}"
+    )
+    return q
+
+
+def latest_alert_events(d: Dialect) -> Query:
+    """Each rule's last transition: its current state as every replica sees it."""
+    q = Query(d)
+    cols = _cols(ALERT_EVENT_COLUMNS, "e")
+    q.sql = (
+        f"SELECT {cols} FROM alert_events e JOIN (SELECT rule_id AS rid, max(ts) AS mts"
+        " FROM alert_events GROUP BY rule_id) m ON e.rule_id = m.rid AND e.ts = m.mts"
+    )
+    return q
