@@ -171,6 +171,60 @@ def serve(
     )
 
 
+def _parse_rate(text: str) -> float:
+    """``20/s``, ``300/m`` or ``5`` (per second)."""
+    value, _, unit = text.strip().partition("/")
+    try:
+        rate = float(value) / {"": 1, "s": 1, "m": 60, "h": 3600}[unit.strip().lower()]
+    except (ValueError, KeyError):
+        raise typer.BadParameter(f"{text!r} is not a rate like 20/s", param_hint="--rate") from None
+    if rate <= 0:
+        raise typer.BadParameter("must be more than 0", param_hint="--rate")
+    return rate
+
+
+@app.command()
+def demo(
+    duration: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("duration"), help="How long to drive traffic: 60s, 10m, or forever."
+        ),
+    ] = "forever",
+    rate: Annotated[
+        str, typer.Option(envvar=_env("rate"), help="Requests started per second, e.g. 20/s.")
+    ] = "10/s",
+    host: Annotated[str, typer.Option(envvar=_env("host"), help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar=_env("port"), help="HTTP port of the server.")] = 4318,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=_env("data_dir"), help="Keep the demo's data here (default: a temp dir)."
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No live progress display.")] = False,
+) -> None:
+    """Run Gensight with a simulated upstream and realistic traffic: a live dashboard in seconds."""
+    from gensight import demo as demo_mod
+
+    seconds = None
+    if duration.strip().lower() != "forever":
+        try:
+            seconds = parse_duration(duration).total_seconds()
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--duration") from None
+    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    code = demo_mod.run(
+        duration=seconds,
+        rate=_parse_rate(rate),
+        port=port,
+        host=host,
+        data_dir=data_dir,
+        quiet=quiet,
+    )
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
