@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -42,6 +42,17 @@ from gensight.records import CallRecord, ContentEvent, SpanRecord
 log = logging.getLogger("gensight.gateway")
 
 Submit = Callable[[Sequence[CallRecord], Sequence[SpanRecord], Sequence[ContentEvent]], bool]
+
+
+class Refusal(Protocol):
+    """Why a budget refuses a call: the rule's id and the message the client gets."""
+
+    rule_id: str
+    message: str
+
+
+#: Asked before each call with the call's (app, user): a refusal, or None to go ahead.
+Budget = Callable[[str | None, str | None], Refusal | None]
 
 # RFC 9110 §7.6.1 connection-specific headers, never forwarded either way.
 _HOP_BY_HOP = frozenset(
@@ -92,6 +103,7 @@ class _Call:
 
     __slots__ = (
         "attempts",
+        "budget_rule",
         "capture",
         "disconnected",
         "done",
@@ -134,6 +146,7 @@ class _Call:
         self.disconnected = False
         self.error_class: str | None = None
         self.error_message: str | None = None
+        self.budget_rule: str | None = None
 
     def elapsed_ms(self, since: float | None = None) -> float:
         return (time.perf_counter() - (self.start if since is None else since)) * 1000.0
@@ -262,6 +275,8 @@ class Gateway:
         self.capture_content = capture_content
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Budgets (``gensight.alerts``): consulted per call, before any upstream is.
+        self.budget: Budget | None = None
 
     # -- lifecycle -------------------------------------------------------------
     def session(self) -> aiohttp.ClientSession:
@@ -285,9 +300,12 @@ class Gateway:
         return self._session
 
     async def start(self) -> None:
-        """Open the client pool and load token vocabularies in the background."""
+        """Open the client pool.
+
+        Token vocabularies (~90 MB) are not loaded here: most upstreams report usage,
+        so one is loaded, in a worker thread, the first time a call needs estimating.
+        """
         self.session()
-        tokens.warm()
 
     async def close(self) -> None:
         """Close the client pool."""
@@ -367,6 +385,13 @@ class Gateway:
         call.route = scope["path"]
         query: bytes = scope.get("query_string") or b""
         target = rest + (b"?" + query if query else b"")
+        if self.budget is not None and call.capture.is_call:
+            refusal = self.budget(
+                _text(meta.get(b"x-gensight-app")), _text(meta.get(b"x-gensight-user"))
+            )
+            if refusal is not None:
+                await self._refuse(refusal, upstream, call, send)
+                return
 
         task = asyncio.current_task()
         # A client leaving a stream cancels it upstream. Non-streamed answers are not
@@ -671,6 +696,43 @@ class Gateway:
         await _send_json(send, status, openai_error(message, "upstream_error", code))
         call.response_started = True
 
+    async def _refuse(self, refusal: Refusal, upstream: Upstream, call: _Call, send: Send) -> None:
+        """Answer a call over budget with a 429 ``budget_exceeded`` and record it.
+
+        The upstream is never contacted (the call has no attempt spans); the record's
+        ``error_class`` is ``rate_limit`` (what a 429 is, and what OpenAI clients raise),
+        with ``gensight.budget_rule`` naming the rule that refused it.
+        """
+        body = openai_error(refusal.message, "budget_exceeded", "budget_exceeded")
+        call.target = upstream
+        call.http_status = 429
+        call.error_class = "rate_limit"
+        call.error_message = refusal.message
+        call.budget_rule = refusal.rule_id
+        call.done = True
+        self._count("gateway_budget_refusals")
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 429,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        # retrying cannot help until the budget resets: tell OpenAI clients
+                        (b"x-should-retry", b"false"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            call.response_started = True
+        finally:
+            try:
+                await self._record(call)
+            except Exception:  # fail-open, as for every call
+                self._count("gateway_record_errors")
+                log.exception("could not record a refused gateway call")
+
     # -- spans -----------------------------------------------------------------
     def _attempt_span(self, call: _Call, up: Upstream, method: str) -> SpanRecord:
         n = len(call.attempts) + 1
@@ -730,6 +792,8 @@ class Gateway:
         attrs: dict[str, Any] = {"http.request.method": call.method, "url.path": call.route}
         if up is not None:
             attrs["gensight.upstream"] = up.name
+        if call.budget_rule is not None:
+            attrs["gensight.budget_rule"] = call.budget_rule
         if len({s.attributes["gensight.upstream"] for s in call.attempts}) > 1:
             attrs["gensight.fallback"] = True
         for s in call.attempts:
