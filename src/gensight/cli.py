@@ -41,6 +41,17 @@ def _parse_upstreams(values: list[str] | None) -> dict[str, str]:
     return upstreams
 
 
+def _parse_headers(values: list[str] | None) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for value in values or []:
+        for item in value.split(","):
+            key, sep, val = item.strip().partition("=")
+            if not sep or not key.strip():
+                raise typer.BadParameter(f"{item!r} is not K=V", param_hint="--forward-header")
+            headers[key.strip()] = val.strip()
+    return headers
+
+
 def _parse_size(text: str) -> int:
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     t = text.strip().lower().removesuffix("ib").removesuffix("b")
@@ -122,6 +133,36 @@ def serve(
             envvar=_env("retention"), help="Keep calls this long (30d, 12h); default: forever."
         ),
     ] = None,
+    alert_interval: Annotated[
+        str,
+        typer.Option(envvar=_env("alert_interval"), help="How often alert rules are evaluated."),
+    ] = "30s",
+    alert_rules: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=_env("alert_rules"), help="TOML file of alert rules ([[rule]]) stored at start."
+        ),
+    ] = None,
+    forward_otlp: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("forward_otlp"),
+            help="Also export every recorded call as an OTLP/HTTP GenAI span to this endpoint.",
+        ),
+    ] = None,
+    forward_header: Annotated[
+        list[str] | None,
+        typer.Option(
+            envvar=_env("forward_header"),
+            help="K=V header sent with forwarded spans (repeatable, or comma-separated).",
+        ),
+    ] = None,
+    grpc: Annotated[
+        bool, typer.Option(envvar=_env("grpc"), help="Also receive OTLP over gRPC.")
+    ] = False,
+    grpc_port: Annotated[
+        int, typer.Option(envvar=_env("grpc_port"), help="OTLP/gRPC port (with --grpc).")
+    ] = 4317,
     log_level: Annotated[str, typer.Option(envvar=_env("log_level"))] = "info",
 ) -> None:
     """Run the server: OTLP ingest, gateway, API and UI on one port."""
@@ -137,6 +178,18 @@ def serve(
             keep = parse_duration(retention)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--retention") from None
+    try:
+        interval = parse_duration(alert_interval).total_seconds()
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--alert-interval") from None
+    if interval < 0.1:
+        raise typer.BadParameter("must be at least 0.1s", param_hint="--alert-interval")
+    if alert_rules is not None and not alert_rules.is_file():
+        raise typer.BadParameter(f"{alert_rules} does not exist", param_hint="--alert-rules")
+    if forward_otlp is not None and not forward_otlp.startswith(("http://", "https://")):
+        raise typer.BadParameter(
+            f"{forward_otlp!r} is not an http(s) URL", param_hint="--forward-otlp"
+        )
     settings = Settings(
         host=host,
         port=port,
@@ -151,6 +204,12 @@ def serve(
         capture_content=capture_content,
         api_key=api_key,
         retention=keep,
+        alert_interval=interval,
+        alert_rules=alert_rules,
+        forward_otlp=forward_otlp,
+        forward_headers=_parse_headers(forward_header),
+        grpc=grpc,
+        grpc_port=grpc_port,
     )
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -160,6 +219,8 @@ def serve(
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     typer.echo(f"Gensight on http://{host}:{port}  (store: {settings.store_url()})")
+    if grpc:
+        typer.echo(f"OTLP/gRPC on {host}:{grpc_port}")
     uvicorn.run(
         asgi,
         host=host,

@@ -31,6 +31,13 @@ class Settings:
     retention: timedelta | None = None  # delete calls older than this
     queue_size: int = 100_000  # records the writer holds before it drops
     flush_interval: float = 0.2  # seconds between writer flushes
+    alert_interval: float = 30.0  # seconds between alert rule evaluations
+    alert_rules: Path | None = None  # TOML file of alert rules stored at start
+    forward_otlp: str | None = None  # OTLP/HTTP endpoint every recorded call is sent to
+    forward_headers: dict[str, str] = field(default_factory=dict)
+    grpc: bool = False  # OTLP/gRPC ingest
+    grpc_port: int = 4317
+    metrics_label_values: int = 50  # distinct values per /metrics label before "other"
 
     def store_url(self) -> str:
         """The store URL, defaulting to a DuckDB file in the data dir."""

@@ -14,12 +14,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gensight.alerts import AlertEngine, load_rules_file
 from gensight.api.params import ParamError
 from gensight.api.routes import router as api_router
 from gensight.config import Settings
+from gensight.forward import Forwarder
 from gensight.gateway import GatewayMiddleware
 from gensight.gateway import from_settings as gateway_from_settings
+from gensight.ingest.otlp_grpc import GrpcReceiver
 from gensight.ingest.otlp_http import otlp_routes
+from gensight.metrics import Metrics, metrics_route, server_collector
 from gensight.pipeline import Pipeline
 from gensight.pricing import Pricer
 from gensight.store import open_store
@@ -37,18 +41,54 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
     )
     counters: dict[str, int] = {}
     gateway = gateway_from_settings(settings, pipeline.submit, counters)
+    file_rules = load_rules_file(settings.alert_rules) if settings.alert_rules else []
+    alerts = AlertEngine(store, interval=settings.alert_interval, file_rules=file_rules)
+    gateway.budget = alerts.budget
+    forwarder = (
+        Forwarder(settings.forward_otlp, settings.forward_headers)
+        if settings.forward_otlp
+        else None
+    )
+    metrics = Metrics(settings.metrics_label_values)
+    metrics.add_collector(server_collector(pipeline, counters, alerts, forwarder))
+    pipeline.add_observer(metrics.observe)
+    pipeline.add_observer(alerts.observe)
+    if forwarder is not None:
+        pipeline.add_observer(forwarder.observe)
+    grpc = (
+        GrpcReceiver(
+            pipeline.submit,
+            counters,
+            host=settings.host,
+            port=settings.grpc_port,
+            max_body=settings.max_body,
+            key=settings.api_key,
+        )
+        if settings.grpc
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # genai-prices loads its data on first use (~0.7 s): do it now, off the writer.
         threading.Thread(target=_warm_prices, args=(pricer,), daemon=True).start()
         pipeline.start()
+        if forwarder is not None:
+            forwarder.start()
+        alerts.start()
         await gateway.start()
+        if grpc is not None:
+            grpc.start()
         try:
             yield
         finally:
+            if grpc is not None:
+                grpc.stop()
             await gateway.close()
             pipeline.stop()
+            if forwarder is not None:
+                forwarder.stop()
+            alerts.stop()
             store.close()
 
     app = FastAPI(
@@ -63,6 +103,10 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
     app.state.pricer = pricer
     app.state.counters = counters
     app.state.gateway = gateway
+    app.state.alerts = alerts
+    app.state.metrics = metrics
+    app.state.forwarder = forwarder
+    app.state.grpc = grpc
 
     @app.exception_handler(ParamError)
     async def _param_error(request: Request, exc: ParamError) -> JSONResponse:
@@ -82,6 +126,7 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     app.include_router(api_router)
+    app.router.routes.append(metrics_route(metrics))
     mount_ui(app)
     for route in otlp_routes(pipeline.submit, settings.max_body, app.state.counters):
         app.router.routes.append(route)

@@ -1,4 +1,4 @@
-"""The JSON API under ``/api``: calls, traces, stats, analysis, health.
+"""The JSON API under ``/api``: calls, traces, stats, analysis, alert rules, health.
 
 Pages (``gensight.ui``) call the same query functions, so no number is computed two ways.
 """
@@ -8,7 +8,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
 
 from gensight.api.params import ParamError, call_filters, parse_cursor, parse_duration
 from gensight.store import analysis
@@ -94,13 +96,20 @@ def health(request: Request) -> dict[str, Any]:
     except Exception as e:  # the store being down is a health answer, not an error
         store = {"backend": getattr(_store(request), "name", "?"), "ok": False, "error": str(e)}
     ok = store.get("ok") and not (queue["write_errors"] and pipeline.last_write_at is None)
-    return {
+    answer = {
         "status": "ok" if ok else "degraded",
         "store": store,
         "queue": queue,
         "dropped": queue["dropped"],
         "ingest": dict(request.app.state.counters),
     }
+    alerts = getattr(request.app.state, "alerts", None)
+    if alerts is not None:
+        answer["alerts"] = alerts.health()
+    forwarder = getattr(request.app.state, "forwarder", None)
+    if forwarder is not None:
+        answer["forward"] = forwarder.stats()
+    return answer
 
 
 @router.get("/calls", summary="List calls, newest first")
@@ -109,9 +118,10 @@ def list_calls(
     filters: Filters,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Text = None,
+    full: Annotated[bool, Query(description="include messages and attributes")] = False,
 ) -> dict[str, Any]:
-    """``{"items": [CallRecord…], "next": cursor|null}``; items leave out messages."""
-    items, nxt = _store(request).list_calls(filters, limit, parse_cursor(cursor))
+    """``{"items": [CallRecord…], "next": cursor|null}``; messages only with ``full``."""
+    items, nxt = _store(request).list_calls(filters, limit, parse_cursor(cursor), full)
     return {"items": items, "next": nxt.encode() if nxt else None}
 
 
@@ -172,3 +182,130 @@ def correlations(
 def dependencies(request: Request, filters: Filters) -> dict[str, Any]:
     """Per downstream (LLM provider/model, or span kind/service): calls, time, errors, share."""
     return _store(request).dependencies(with_range(filters))
+
+
+@router.post("/import", summary="Import calls exported by `gensight export`", status_code=202)
+async def import_calls(request: Request) -> dict[str, Any]:
+    """Body: JSON lines of CallRecords (``application/x-ndjson``); answers how many were queued."""
+    from gensight.transfer import BadRecord, calls_from_jsonl
+
+    limit = request.app.state.settings.max_body
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"import body exceeds {limit} bytes: send smaller chunks")
+    try:
+        calls = calls_from_jsonl(bytes(body))
+    except BadRecord as e:
+        raise HTTPException(400, str(e)) from None
+    if calls and not request.app.state.pipeline.submit(calls):
+        raise HTTPException(503, "writer queue is full; retry later")
+    return {"accepted": len(calls)}
+
+
+# -- alert rules -------------------------------------------------------------------------
+_RULE_SCHEMA = {
+    "type": "object",
+    "required": ["name", "measure", "threshold"],
+    "properties": {
+        "id": {"type": "string", "description": "optional; a rule with this id is replaced"},
+        "name": {"type": "string"},
+        "measure": {
+            "type": "string",
+            "enum": [
+                "cost_usd", "calls", "errors", "error_rate", "latency_p95_ms",
+                "ttft_p95_ms", "input_tokens", "output_tokens",
+            ],
+        },
+        "window": {"type": "string", "default": "5m", "description": "5m, 1h, 1d, or day / month"},
+        "filters": {
+            "type": "object",
+            "description": "app, model, provider, user, session, error_class, status,"
+            " environment, operation, source",
+            "additionalProperties": {"type": "string"},
+        },
+        "op": {"type": "string", "enum": [">", ">=", "<", "<="], "default": ">"},
+        "threshold": {"type": "number"},
+        "action": {"type": "string", "enum": ["notify", "block"], "default": "notify"},
+        "webhook": {"type": ["string", "null"]},
+        "format": {"type": "string", "enum": ["json", "slack"], "default": "json"},
+    },
+}  # fmt: skip
+
+
+def _alerts(request: Request) -> Any:
+    return request.app.state.alerts
+
+
+def _bad_rule(field: str, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message, "param": field, "field": field}, status_code=400)
+
+
+@router.get("/alert-rules", summary="Every alert rule")
+def list_alert_rules(request: Request) -> list[dict[str, Any]]:
+    """The rules, oldest first (``source`` is ``api`` or ``file``)."""
+    return [r.to_dict() for r in _alerts(request).rules()]
+
+
+@router.post(
+    "/alert-rules",
+    status_code=201,
+    summary="Add an alert rule (or a budget)",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _RULE_SCHEMA}}}
+    },
+)
+async def create_alert_rule(request: Request) -> Any:
+    """Answers 201 with the stored rule and its ``id``; 400 naming the bad field."""
+    from gensight.alerts import RuleError, parse_rule
+
+    try:
+        data = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as e:
+        return _bad_rule("body", f"the body is not valid JSON: {e}")
+    try:
+        rule = parse_rule(data, source="api")
+    except RuleError as e:
+        return _bad_rule(e.field, str(e))
+    engine = _alerts(request)
+    try:
+        engine.create(rule)
+    except Exception as e:  # the store refused: say so, never half-store
+        raise HTTPException(503, f"could not store the rule: {e}") from None
+    return JSONResponse(rule.to_dict(), status_code=201)
+
+
+@router.get("/alert-rules/{rule_id}", summary="One alert rule")
+def get_alert_rule(request: Request, rule_id: str) -> dict[str, Any]:
+    """The rule, or 404."""
+    rule = _alerts(request).get(rule_id)
+    if rule is None:
+        raise HTTPException(404, f"no alert rule with id {rule_id!r}")
+    return rule.to_dict()
+
+
+@router.delete("/alert-rules/{rule_id}", status_code=204, summary="Remove an alert rule")
+def delete_alert_rule(request: Request, rule_id: str) -> Response:
+    """204 when removed (its history stays), 404 when there is no such rule."""
+    if not _alerts(request).delete(rule_id):
+        raise HTTPException(404, f"no alert rule with id {rule_id!r}")
+    return Response(status_code=204)
+
+
+@router.get("/alerts", summary="Each rule's state")
+def alerts(request: Request) -> list[dict[str, Any]]:
+    """``[{"rule_id", "name", "state": "ok"|"firing", "since", "value", …, "delivery"}]``:
+    ``since`` is the last transition (or the rule's creation), ``delivery`` how the last
+    webhook notification went (``delivered``, ``retrying``, ``failed``)."""
+    return _alerts(request).states()
+
+
+@router.get("/alerts/history", summary="Alert transitions, newest first")
+def alert_history(
+    request: Request,
+    rule_id: Text = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """``{"items": [{"ts", "rule_id", "name", "state", "value", "threshold", "detail"}]}``."""
+    return {"items": _alerts(request).history(rule_id, limit)}
