@@ -7,6 +7,7 @@ Pages (all HTML, all usable without JavaScript except the charts):
   ``/calls/{id}`` one call.
 - ``/traces/{trace_id}`` the waterfall of a trace.
 - ``/analysis`` latency against output tokens, correlations, dependencies.
+- ``/alerts`` alert rules and budgets with their state; add and remove rules.
 
 Static files (stylesheet, the page script, Chart.js vendored under ``static/vendor``)
 are served from ``/static``; nothing is fetched from elsewhere.
@@ -17,6 +18,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
+from gensight.ui.alerts import router as alerts_router
 from gensight.ui.pages import router
 from gensight.ui.render import STATIC_DIR
 
@@ -26,4 +28,5 @@ __all__ = ["mount_ui", "router"]
 def mount_ui(app: FastAPI) -> None:
     """Add the pages and ``/static`` to the server's app."""
     app.include_router(router)
+    app.include_router(alerts_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
