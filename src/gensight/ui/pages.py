@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -107,8 +108,9 @@ def dashboard(request: Request) -> Response:
     store = _store(request)
     overall = store.overview(f, interval, None)
     by_model = store.overview(f, interval, "model")
-    by_error = store.overview(f, interval, "error_class")
-    grouped = {"model": by_model, "error_class": by_error}.get(group_by or "")
+    # Errors by class only need the failed calls: the same counts, a far smaller query.
+    by_error = store.overview(replace(f, status="error"), interval, "error_class")
+    grouped = by_model if group_by == "model" else None
     if group_by and grouped is None:
         grouped = store.overview(f, interval, group_by)
 
