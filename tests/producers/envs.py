@@ -22,8 +22,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CACHE = Path(os.environ.get("GENSIGHT_PRODUCER_ENVS", REPO / ".cache" / "producer-envs"))
 PRODUCERS = ("openai-v2", "openlit", "traceloop", "openinference")
-#: every environment: the producers, plus an older traceloop (pre gen_ai.input.messages)
-ENVS = (*PRODUCERS, "traceloop-legacy")
+#: every environment: the producers, plus an older traceloop (pre gen_ai.input.messages),
+#: plus openai-v2 under ``opentelemetry-instrument`` with the default OTLP/gRPC exporter
+ENVS = (*PRODUCERS, "traceloop-legacy", "otel-instrument")
 PYTHON_VERSION = "3.11"
 
 _locks: dict[str, threading.Lock] = {name: threading.Lock() for name in ENVS}
