@@ -28,6 +28,7 @@ import contextlib
 import random
 import signal
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -315,6 +316,10 @@ def run(
     from gensight.server import create_app as create_server
 
     console = Console(stderr=False, quiet=quiet)
+    # Ctrl-C or SIGTERM at any moment (even while starting) ends the demo cleanly.
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
     data = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="gensight-demo-"))
     # the upstream's in-flight requests are cut at exit: that is no error worth printing
     upstream = ServerThread(create_app(demo_upstream_config()), log_level="critical").start()
@@ -341,9 +346,11 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, traffic.stop.set)
+                loop.add_signal_handler(sig, lambda: (stopping.set(), traffic.stop.set()))
         if duration:
             loop.call_later(duration, traffic.stop.set)
+        if stopping.is_set():
+            traffic.stop.set()
         gen = asyncio.create_task(traffic.run())
         stats: dict[str, Any] = {}
         async with httpx.AsyncClient(base_url=url, timeout=5) as api:
@@ -371,9 +378,11 @@ def run(
         server.stop()  # the writer drains its queue before the server exits
         upstream.stop()
     q = asgi.state.pipeline.stats()
-    console.print(
+    # the summary is printed even with --quiet: scripts read it
+    print(
         f"demo finished: {traffic.tally.sent} requests sent; the server stored"
-        f" {q['written']} of {q['accepted']} records it accepted ({q['dropped']} dropped)."
+        f" {q['written']} of {q['accepted']} records it accepted ({q['dropped']} dropped).",
+        flush=True,
     )
-    console.print(f"Keep exploring with: gensight serve --data-dir {data}")
+    print(f"Keep exploring with: gensight serve --data-dir {data}", flush=True)
     return 0

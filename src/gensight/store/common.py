@@ -80,15 +80,25 @@ class SQLStore:
 
     # -- calls and traces -----------------------------------------------------
     def list_calls(
-        self, filters: CallFilters, limit: int, cursor: Cursor | None
+        self, filters: CallFilters, limit: int, cursor: Cursor | None, full: bool = False
     ) -> tuple[list[dict[str, Any]], Cursor | None]:
-        """A page of calls, newest first (messages and attributes left out)."""
-        rows = self._rows(sql.list_calls(self.dialect, filters, limit, cursor))
+        """A page of calls, newest first; messages and attributes only when ``full``."""
+        rows = self._rows(sql.list_calls(self.dialect, filters, limit, cursor, full))
         nxt = None
         if len(rows) > limit:
             last = rows[limit - 1]
             nxt = Cursor(last["ts"].replace(tzinfo=UTC), last["id"])
-        return [self._call_row(r) for r in rows[:limit]], nxt
+        calls = [self._call_row(r) for r in rows[:limit]]
+        if full and calls:
+            events = self._rows(sql.content_events_of(self.dialect, [c["span_id"] for c in calls]))
+            by_call: dict[tuple[str, str], list[tuple[str, Any]]] = {}
+            for e in events:
+                key = (e["trace_id"], e["span_id"])
+                by_call.setdefault(key, []).append((e["kind"], orjson.loads(e["message"])))
+            for c in calls:
+                if (c["trace_id"], c["span_id"]) in by_call:
+                    merge_content_events(c, by_call[(c["trace_id"], c["span_id"])])
+        return calls, nxt
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:
         """One call with its messages, merging content that arrived as log events."""
@@ -120,12 +130,21 @@ class SQLStore:
         assert filters.since is not None and filters.until is not None
         totals = self.totals(filters)
         rows = self._rows(sql.overview_series(self.dialect, filters, interval, group_by))
+        groups = (
+            [
+                {"group": r["grp"], **analysis.totals_row(r)}
+                for r in self._rows(sql.overview_groups(self.dialect, filters, group_by))
+            ]
+            if group_by
+            else []
+        )
         return {
             "totals": totals,
             "interval": interval,
             "since": iso(filters.since),
             "until": iso(filters.until),
             "group_by": group_by,
+            "groups": groups,
             "series": analysis.fill_series(
                 rows, filters.since, filters.until, interval, group_by is not None
             ),

@@ -254,8 +254,11 @@ def _cols(names: list[str] | tuple[str, ...], alias: str = "") -> str:
     return ", ".join(f'{prefix}"{n}"' for n in names)
 
 
-def list_calls(d: Dialect, filters: CallFilters, limit: int, cursor: Cursor | None) -> Query:
-    """A page of calls newest first (one row more than ``limit``, to know if there is more)."""
+def list_calls(
+    d: Dialect, filters: CallFilters, limit: int, cursor: Cursor | None, full: bool = False
+) -> Query:
+    """A page of calls newest first (one row more than ``limit``, to know if there is more);
+    ``full`` adds messages and attributes."""
     q = Query(d)
     w = where(d, q, filters)
     if cursor is not None:
@@ -263,8 +266,8 @@ def list_calls(d: Dialect, filters: CallFilters, limit: int, cursor: Cursor | No
         cid = d.param(q, cursor.id)
         w += f" AND (c.ts < {ts1} OR (c.ts = {ts2} AND c.id < {cid}))"
     q.sql = (
-        f"SELECT {_cols(LIST_COLUMNS, 'c')} FROM calls c WHERE {w}"
-        f" ORDER BY c.ts DESC, c.id DESC LIMIT {int(limit) + 1}"
+        f"SELECT {_cols(CALL_FIELD_NAMES if full else LIST_COLUMNS, 'c')} FROM calls c"
+        f" WHERE {w} ORDER BY c.ts DESC, c.id DESC LIMIT {int(limit) + 1}"
     )
     return q
 
@@ -286,6 +289,17 @@ def content_events(d: Dialect, trace_id: str, span_id: str) -> Query:
         "SELECT kind, message FROM content_events"
         f" WHERE trace_id = {d.param(q, trace_id)} AND span_id = {d.param(q, span_id)}"
         " ORDER BY ts, seq"
+    )
+    return q
+
+
+def content_events_of(d: Dialect, span_ids: list[str]) -> Query:
+    """The content events of several calls (by span id), in order."""
+    q = Query(d)
+    marks = ", ".join(d.param(q, s) for s in span_ids)
+    q.sql = (
+        "SELECT trace_id, span_id, kind, message FROM content_events"
+        f" WHERE span_id IN ({marks}) ORDER BY ts, seq"
     )
     return q
 
@@ -333,6 +347,16 @@ def overview_series(d: Dialect, filters: CallFilters, seconds: int, group: str |
     q.sql = (
         f"SELECT {d.bucket('ts', seconds)} AS bucket, {grp} AS grp, {measures(d)}"
         f" FROM calls c WHERE {where(d, q, filters)} GROUP BY bucket, grp ORDER BY bucket"
+    )
+    return q
+
+
+def overview_groups(d: Dialect, filters: CallFilters, group: str) -> Query:
+    """Totals per group over the whole range (percentiles are exact per group)."""
+    q = Query(d)
+    q.sql = (
+        f"SELECT {analysis.GROUP_BY[group]} AS grp, {measures(d)}"
+        f" FROM calls c WHERE {where(d, q, filters)} GROUP BY grp ORDER BY calls DESC, grp"
     )
     return q
 
