@@ -438,6 +438,12 @@ def test_call_detail_marks_estimated_tokens(seeded: Seeded):
     assert page.text("tokens-estimated") == "estimated"
     assert page.text("input-tokens").startswith("≈")
     assert "Say hello from the gateway" in page.text("conversation")
+    # the gateway's own trace: the call is an LLM row of the waterfall
+    trace_id = next(h.rsplit("/", 1)[1] for h in page.links if h.startswith("/traces/"))
+    _, trace_page = get_page(seeded.url, f"/traces/{trace_id}")
+    llm_rows = [r for r in trace_page.rows["waterfall"] if "llm" in r["class"].split()]
+    assert len(llm_rows) == 1
+    assert f"/calls/{seeded.gateway_id}" in trace_page.links
 
 
 def test_untrusted_text_is_escaped(seeded: Seeded):
