@@ -5,6 +5,7 @@ from __future__ import annotations
 from opentelemetry import trace
 
 from conftest import Server
+from gensight.store.duckdb import MIGRATIONS
 from otlp_payloads import record_spans, traces_protobuf
 
 
@@ -35,7 +36,7 @@ def test_sigterm_right_after_accepting_loses_nothing(tmp_path):
     try:
         health = again.client.get("/api/health").json()
         assert health["store"]["calls"] == 10_000
-        assert health["store"]["schema_version"] == 1
+        assert health["store"]["schema_version"] == len(MIGRATIONS)
         total = again.client.get("/api/calls", params={"app": "durable", "limit": 5}).json()
         assert total["items"][0]["cost_source"] == "computed"
     finally:
