@@ -29,7 +29,7 @@ class Settings:
     capture_content: bool = True  # store gateway calls' messages
     api_key: str | None = None
     retention: timedelta | None = None  # delete calls older than this
-    queue_size: int = 100_000  # records the writer holds before it drops
+    queue_size: int = 50_000  # records the writer holds before refusing more (~1.6 KB each)
     flush_interval: float = 0.2  # seconds between writer flushes
     alert_interval: float = 30.0  # seconds between alert rule evaluations
     alert_rules: Path | None = None  # TOML file of alert rules stored at start

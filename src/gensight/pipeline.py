@@ -22,7 +22,7 @@ from gensight.records import CallRecord, ContentEvent, SpanRecord
 log = logging.getLogger("gensight.pipeline")
 
 #: Records written per store batch at most; larger batches are split.
-MAX_BATCH = 50_000
+MAX_BATCH = 20_000
 
 
 class Writable(Protocol):
@@ -56,7 +56,7 @@ class Pipeline:
         store: Writable,
         pricer: Enricher | None = None,
         *,
-        queue_size: int = 100_000,
+        queue_size: int = 50_000,
         flush_interval: float = 0.2,
         maintenance_interval: float = 3600.0,
     ) -> None:

@@ -33,7 +33,22 @@ def any_value(v: Any) -> Any:
 
 def attributes(kvs: Any) -> dict[str, Any]:
     """An OTLP ``repeated KeyValue`` as a dict (later keys win, as in the SDKs)."""
-    return {kv.key: any_value(kv.value) for kv in kvs}
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        v = kv.value
+        which = v.WhichOneof("value")
+        # the common scalar cases inline: this runs for every attribute of every span
+        if which == "string_value":
+            out[kv.key] = v.string_value
+        elif which == "int_value":
+            out[kv.key] = v.int_value
+        elif which == "double_value":
+            out[kv.key] = v.double_value
+        elif which == "bool_value":
+            out[kv.key] = v.bool_value
+        else:
+            out[kv.key] = any_value(v)
+    return out
 
 
 def hex_id(b: bytes) -> str | None:

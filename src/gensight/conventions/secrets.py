@@ -15,7 +15,8 @@ _SECRET_VALUE = re.compile(
     r"|(['\"]?(?:authorization|api[-_]?key|x-api-key|proxy-authorization)['\"]?\s*[:=]\s*['\"]?)"
     r"[^'\",}\s]+"
 )
-_HINTS = ("sk-", "earer", "uthorization", "api-key", "api_key", "apikey", "API")
+# A cheap first look: only strings containing one of these go through the full pattern.
+_HINT = re.compile(r"sk-|earer|uthorization|api[-_]?key|API", re.IGNORECASE)
 
 
 def _mask(m: re.Match[str]) -> str:
@@ -25,14 +26,15 @@ def _mask(m: re.Match[str]) -> str:
 
 def scrub_text(text: str) -> str:
     """Mask bearer tokens, OpenAI/Anthropic-style keys and ``api-key: …`` pairs in text."""
-    if not any(h in text for h in _HINTS):
+    if _HINT.search(text) is None:
         return text
     return _SECRET_VALUE.sub(_mask, text)
 
 
 def scrub_secrets(attrs: dict[str, Any]) -> dict[str, Any]:
     """The attributes with credential-looking string values masked (in place, returned)."""
+    hint = _HINT.search
     for key, value in attrs.items():
-        if isinstance(value, str) and len(value) > 10:
-            attrs[key] = scrub_text(value)
+        if type(value) is str and len(value) > 10 and hint(value) is not None:
+            attrs[key] = _SECRET_VALUE.sub(_mask, value)
     return attrs

@@ -267,6 +267,116 @@ def span_to_records(
     return srec, call
 
 
+#: Record field ← attribute keys of every convention, in order of precedence.
+_FIELD_KEYS: dict[str, tuple[str, ...]] = {
+    "operation": ("gen_ai.operation.name", "llm.request.type"),
+    "response_model": ("gen_ai.response.model", "llm.response.model", "embedding.model_name"),
+    "request_model": ("gen_ai.request.model", "llm.request.model"),
+    "oi_model": ("llm.model_name",),
+    "invocation": ("llm.invocation_parameters", "embedding.invocation_parameters"),
+    "stream": (
+        "gen_ai.request.stream",
+        "gen_ai.request.is_stream",
+        "gen_ai.is_streaming",
+        "llm.is_streaming",
+    ),
+    "ttft_s": (
+        "gen_ai.response.time_to_first_chunk",
+        "gen_ai.server.time_to_first_token",
+        "llm.chat.stream.time_to_first_token",
+    ),
+    "input_tokens": (
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "llm.token_count.prompt",
+    ),
+    "output_tokens": (
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.completion_tokens",
+        "llm.token_count.completion",
+    ),
+    "cache_read_tokens": (
+        "gen_ai.usage.cache_read.input_tokens",
+        "gen_ai.usage.cache_read_input_tokens",
+        "gen_ai.usage.cached_tokens",
+        "llm.token_count.prompt_details.cache_read",
+    ),
+    "cache_write_tokens": (
+        "gen_ai.usage.cache_creation.input_tokens",
+        "gen_ai.usage.cache_write.input_tokens",
+        "gen_ai.usage.cache_creation_input_tokens",
+        "llm.token_count.prompt_details.cache_write",
+    ),
+    "reasoning_tokens": (
+        "gen_ai.usage.reasoning.output_tokens",
+        "gen_ai.usage.reasoning_tokens",
+        "gen_ai.usage.completion_tokens_details.reasoning_tokens",
+        "llm.token_count.completion_details.reasoning",
+    ),
+    "reported_cost_usd": ("gen_ai.usage.cost", "llm.cost.total"),
+    "finish_reasons": ("gen_ai.response.finish_reasons", "llm.finish_reason"),
+    "temperature": ("gen_ai.request.temperature",),
+    "top_p": ("gen_ai.request.top_p",),
+    "max_tokens": ("gen_ai.request.max_tokens",),
+    "frequency_penalty": ("gen_ai.request.frequency_penalty",),
+    "presence_penalty": ("gen_ai.request.presence_penalty",),
+    "seed": ("gen_ai.request.seed", "gen_ai.openai.request.seed"),
+    "user": (
+        "user.id",
+        "enduser.id",
+        "gen_ai.request.user",
+        "gen_ai.openai.request.user",
+        "traceloop.association.properties.user_id",
+    ),
+    "session": (
+        "session.id",
+        "gen_ai.conversation.id",
+        "traceloop.association.properties.session_id",
+    ),
+    "server_address": ("server.address", "gen_ai.endpoint"),
+    "http_status": ("http.response.status_code", "http.status_code"),
+    "provider": ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"),
+    "app": ("gen_ai.application_name",),
+    "environment": ("gen_ai.environment", "deployment.environment.name"),
+    "response_id": ("gen_ai.response.id", "llm.response.id"),
+    "oi_kind": ("openinference.span.kind",),
+}
+_ALIASES: dict[str, tuple[str, int]] = {
+    key: (name, rank) for name, keys in _FIELD_KEYS.items() for rank, key in enumerate(keys)
+}
+#: Parameters OpenInference keeps only inside ``llm.invocation_parameters``.
+_INVOCATION = {
+    "temperature": ("temperature",),
+    "top_p": ("top_p",),
+    "max_tokens": ("max_completion_tokens", "max_tokens"),
+    "frequency_penalty": ("frequency_penalty",),
+    "presence_penalty": ("presence_penalty",),
+    "seed": ("seed",),
+    "user": ("user",),
+}
+
+
+def _collect(attrs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """One pass over the attributes: each field's winning value, and whether any key
+    carries message content."""
+    found: dict[str, tuple[int, Any]] = {}
+    content = False
+    aliases = _ALIASES
+    for key, value in attrs.items():
+        alias = aliases.get(key)
+        if alias is None:
+            if not content and (key in _CONTENT_KEYS or key.startswith(_CONTENT_PREFIXES)):
+                content = True
+            continue
+        if value is None or value == "":
+            continue
+        name, rank = alias
+        current = found.get(name)
+        if current is None or rank < current[0]:
+            found[name] = (rank, value)
+    return {name: v for name, (_, v) in found.items()}, content
+
+
 def _call_from_attrs(
     attrs: dict[str, Any],
     events: list[dict[str, Any]],
@@ -277,69 +387,43 @@ def _call_from_attrs(
     ts: Any,
     duration_ms: float,
 ) -> CallRecord:
-    oi_kind = attrs.get("openinference.span.kind")
-    invocation = msg.parse_json(
-        _first(attrs, "llm.invocation_parameters", "embedding.invocation_parameters")
-    )
-    if not isinstance(invocation, dict):
-        invocation = {}
+    f, has_content = _collect(attrs)
+    get = f.get
+    if "invocation" in f:
+        invocation = msg.parse_json(f["invocation"])
+        if isinstance(invocation, dict):
+            for name, keys in _INVOCATION.items():
+                if name not in f:
+                    for k in keys:
+                        if invocation.get(k) is not None:
+                            f[name] = invocation[k]
+                            break
+            if "request_model" not in f and invocation.get("model"):
+                f["request_model"] = invocation["model"]
+            if "stream" not in f and invocation.get("stream") is not None:
+                f["stream"] = invocation["stream"]
 
-    operation = normalize_operation(_first(attrs, "gen_ai.operation.name", "llm.request.type"))
-    if operation is None and oi_kind is not None:
-        operation = _OPENINFERENCE_LLM_KINDS.get(str(oi_kind).upper())
+    operation = normalize_operation(get("operation"))
+    if operation is None and "oi_kind" in f:
+        operation = _OPENINFERENCE_LLM_KINDS.get(str(f["oi_kind"]).upper())
     if operation is None:
         operation = "chat"
 
-    response_model = _first(
-        attrs, "gen_ai.response.model", "llm.response.model", "embedding.model_name"
-    )
-    request_model = _first(attrs, "gen_ai.request.model", "llm.request.model") or invocation.get(
-        "model"
-    )
-    if attrs.get("llm.model_name"):  # OpenInference: the model the response named
-        response_model = response_model or attrs["llm.model_name"]
-        request_model = request_model or attrs["llm.model_name"]
+    response_model = get("response_model")
+    request_model = get("request_model")
+    if "oi_model" in f:  # OpenInference: the model the response named
+        response_model = response_model or f["oi_model"]
+        request_model = request_model or f["oi_model"]
 
-    stream = _bool(
-        _first(
-            attrs,
-            "gen_ai.request.stream",
-            "gen_ai.request.is_stream",
-            "gen_ai.is_streaming",
-            "llm.is_streaming",
-        )
-    )
-    if stream is None:
-        stream = _bool(invocation.get("stream"))
-    ttft_s = _float(
-        _first(
-            attrs,
-            "gen_ai.response.time_to_first_chunk",
-            "gen_ai.server.time_to_first_token",
-            "llm.chat.stream.time_to_first_token",
-        )
-    )
+    stream = _bool(get("stream"))
+    ttft_s = _float(get("ttft_s"))
     if stream is None:
         stream = ttft_s is not None
     elif not stream:
         ttft_s = None  # OpenLIT reports a "first token" time for whole responses too
 
-    input_tokens = _int(
-        _first(
-            attrs,
-            "gen_ai.usage.input_tokens",
-            "gen_ai.usage.prompt_tokens",
-            "llm.token_count.prompt",
-        )
-    )
-    output_tokens = _int(
-        _first(
-            attrs,
-            "gen_ai.usage.output_tokens",
-            "gen_ai.usage.completion_tokens",
-            "llm.token_count.completion",
-        )
-    )
+    input_tokens = _int(get("input_tokens"))
+    output_tokens = _int(get("output_tokens"))
     if operation == "embeddings" and input_tokens is not None and output_tokens is None:
         output_tokens = 0
 
@@ -351,90 +435,38 @@ def _call_from_attrs(
         ts=ts,
         duration_ms=duration_ms,
         source="otlp",
-        app=attrs.get("gen_ai.application_name") or resource.app,
-        environment=_first(attrs, "gen_ai.environment", "deployment.environment.name")
-        or resource.environment,
-        provider=normalize_provider(
-            _first(attrs, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
-        ),
+        app=get("app") or resource.app,
+        environment=get("environment") or resource.environment,
+        provider=normalize_provider(get("provider")),
         operation=operation,
         request_model=request_model,
         response_model=response_model,
-        response_id=_first(attrs, "gen_ai.response.id", "llm.response.id"),
+        response_id=get("response_id"),
         stream=bool(stream),
         ttft_ms=ttft_s * 1000.0 if ttft_s is not None else None,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cache_read_tokens=_int(
-            _first(
-                attrs,
-                "gen_ai.usage.cache_read.input_tokens",
-                "gen_ai.usage.cache_read_input_tokens",
-                "gen_ai.usage.cached_tokens",
-                "llm.token_count.prompt_details.cache_read",
-            )
-        ),
-        cache_write_tokens=_int(
-            _first(
-                attrs,
-                "gen_ai.usage.cache_creation.input_tokens",
-                "gen_ai.usage.cache_write.input_tokens",
-                "gen_ai.usage.cache_creation_input_tokens",
-                "llm.token_count.prompt_details.cache_write",
-            )
-        ),
-        reasoning_tokens=_int(
-            _first(
-                attrs,
-                "gen_ai.usage.reasoning.output_tokens",
-                "gen_ai.usage.reasoning_tokens",
-                "gen_ai.usage.completion_tokens_details.reasoning_tokens",
-                "llm.token_count.completion_details.reasoning",
-            )
-        ),
-        reported_cost_usd=_float(_first(attrs, "gen_ai.usage.cost", "llm.cost.total")),
-        finish_reasons=_str_list(
-            _first(attrs, "gen_ai.response.finish_reasons", "llm.finish_reason")
-        ),
-        temperature=_float(
-            _first(attrs, "gen_ai.request.temperature") or invocation.get("temperature")
-        ),
-        top_p=_float(_first(attrs, "gen_ai.request.top_p") or invocation.get("top_p")),
-        max_tokens=_int(
-            _first(attrs, "gen_ai.request.max_tokens")
-            or invocation.get("max_completion_tokens")
-            or invocation.get("max_tokens")
-        ),
-        frequency_penalty=_float(
-            _first(attrs, "gen_ai.request.frequency_penalty") or invocation.get("frequency_penalty")
-        ),
-        presence_penalty=_float(
-            _first(attrs, "gen_ai.request.presence_penalty") or invocation.get("presence_penalty")
-        ),
-        seed=_int(
-            _first(attrs, "gen_ai.request.seed", "gen_ai.openai.request.seed")
-            or invocation.get("seed")
-        ),
-        user=_first(
-            attrs,
-            "user.id",
-            "enduser.id",
-            "gen_ai.request.user",
-            "gen_ai.openai.request.user",
-            "traceloop.association.properties.user_id",
-        )
-        or invocation.get("user"),
-        session=_first(
-            attrs,
-            "session.id",
-            "gen_ai.conversation.id",
-            "traceloop.association.properties.session_id",
-        ),
-        server_address=_first(attrs, "server.address", "gen_ai.endpoint"),
-        http_status=_int(_first(attrs, "http.response.status_code", "http.status_code")),
+        cache_read_tokens=_int(get("cache_read_tokens")),
+        cache_write_tokens=_int(get("cache_write_tokens")),
+        reasoning_tokens=_int(get("reasoning_tokens")),
+        reported_cost_usd=_float(get("reported_cost_usd")),
+        finish_reasons=_str_list(get("finish_reasons")),
+        temperature=_float(get("temperature")),
+        top_p=_float(get("top_p")),
+        max_tokens=_int(get("max_tokens")),
+        frequency_penalty=_float(get("frequency_penalty")),
+        presence_penalty=_float(get("presence_penalty")),
+        seed=_int(get("seed")),
+        user=get("user"),
+        session=get("session"),
+        server_address=get("server_address"),
+        http_status=_int(get("http_status")),
     )
-    _set_messages(call, attrs, events)
-    call.attributes = scrub_secrets({k: v for k, v in attrs.items() if not _is_content_key(k)})
+    if has_content or events:
+        _set_messages(call, attrs, events)
+        call.attributes = scrub_secrets({k: v for k, v in attrs.items() if not _is_content_key(k)})
+    else:
+        call.attributes = scrub_secrets(attrs)
     return call
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import pyarrow as pa
@@ -10,7 +11,6 @@ import pyarrow as pa
 from gensight.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, SpanRecord
 from gensight.store import sql
 from gensight.store.common import json_text
-from gensight.store.sql import utc_naive
 
 _CALL_TYPES: dict[str, pa.DataType] = {
     "id": pa.string(),
@@ -97,39 +97,47 @@ assert tuple(CALL_SCHEMA.names) == CALL_FIELD_NAMES, "calls schema out of step w
 assert SPAN_SCHEMA.names == sql.SPAN_COLUMNS, "spans schema out of step with the queries"
 
 
-def calls_table(calls: Sequence[CallRecord]) -> pa.Table:
-    cols: dict[str, list[Any]] = {}
-    for name in CALL_FIELD_NAMES:
-        if name == "ts":
-            cols[name] = [utc_naive(c.ts) for c in calls]
-        elif name in sql.JSON_CALL_FIELDS:
-            cols[name] = [json_text(getattr(c, name)) for c in calls]
+_TS_AWARE = pa.timestamp("us", tz="UTC")
+_TS = pa.timestamp("us")
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json_text(value)
+
+
+def _columns(rows: list[tuple[Any, ...]], schema: pa.Schema, json_cols: frozenset[str]) -> pa.Table:
+    """Transposed record tuples as an Arrow table of ``schema`` (one C-level pass per column)."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    arrays = []
+    for field, values in zip(schema, columns, strict=True):
+        if field.name in json_cols:
+            values = [_dumps(v) for v in values]
+        if field.type == _TS:
+            # aware datetimes convert to UTC exactly; the stores keep naive UTC
+            arrays.append(pa.array(values, type=_TS_AWARE).cast(_TS))
         else:
-            cols[name] = [getattr(c, name) for c in calls]
-    return pa.table(cols, schema=CALL_SCHEMA)
+            arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+_CALL_GET = attrgetter(*CALL_FIELD_NAMES)
+_CALL_JSON = frozenset(sql.JSON_CALL_FIELDS)
+_SPAN_GET = attrgetter(*sql.SPAN_COLUMNS)
+_SPAN_JSON = frozenset({"attributes", "events"})
+_EVENT_GET = attrgetter(*EVENT_SCHEMA.names)
+_EVENT_JSON = frozenset({"message"})
+
+
+def calls_table(calls: Sequence[CallRecord]) -> pa.Table:
+    """Calls as an Arrow table with the stores' column types."""
+    return _columns([_CALL_GET(c) for c in calls], CALL_SCHEMA, _CALL_JSON)
 
 
 def spans_table(spans: Sequence[SpanRecord]) -> pa.Table:
-    cols: dict[str, list[Any]] = {}
-    for name in SPAN_SCHEMA.names:
-        if name == "ts":
-            cols[name] = [utc_naive(s.ts) for s in spans]
-        elif name in ("attributes", "events"):
-            cols[name] = [json_text(getattr(s, name)) for s in spans]
-        else:
-            cols[name] = [getattr(s, name) for s in spans]
-    return pa.table(cols, schema=SPAN_SCHEMA)
+    """Spans as an Arrow table."""
+    return _columns([_SPAN_GET(s) for s in spans], SPAN_SCHEMA, _SPAN_JSON)
 
 
 def events_table(events: Sequence[ContentEvent]) -> pa.Table:
-    return pa.table(
-        {
-            "trace_id": [e.trace_id for e in events],
-            "span_id": [e.span_id for e in events],
-            "ts": [utc_naive(e.ts) for e in events],
-            "seq": [e.seq for e in events],
-            "kind": [e.kind for e in events],
-            "message": [json_text(e.message) for e in events],
-        },
-        schema=EVENT_SCHEMA,
-    )
+    """Content events as an Arrow table."""
+    return _columns([_EVENT_GET(e) for e in events], EVENT_SCHEMA, _EVENT_JSON)

@@ -60,12 +60,19 @@ class DuckDBStore(SQLStore):
     name = "duckdb"
     dialect = sql.DuckDBDialect()
 
-    def __init__(self, path: str | Path, retention: timedelta | None = None) -> None:
+    def __init__(
+        self, path: str | Path, retention: timedelta | None = None, memory_limit_mb: int = 256
+    ) -> None:
         self.path = str(path)
         self.retention = retention
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(self.path)
+        # Bounded memory (DuckDB's default is 80% of RAM) and fewer, larger checkpoints:
+        # with the default 16 MB threshold every commit of a growing table checkpoints.
+        self._con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
+        self._con.execute("SET checkpoint_threshold = '256MB'")
+        pa.array([0])  # pyarrow's one-time setup, here rather than in the first write
         self._write_lock = threading.Lock()
         self._migrate()
 
