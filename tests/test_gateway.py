@@ -871,7 +871,7 @@ def test_gateway_key_is_required_and_not_forwarded(upstream: Any, tmp_path: Path
 
 
 def test_api_key_never_stored_or_logged(upstream: Any, tmp_path: Path) -> None:
-    from tests.conftest import Server
+    from conftest import Server
 
     srv = Server(
         tmp_path / "data",
