@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import Server, free_port
@@ -112,11 +113,22 @@ def test_import_rejects_what_is_not_a_call(demo_server: Server, tmp_path: Path):
 
 def test_ctrl_c_mid_run_exits_0_and_stores_everything(tmp_path: Path):
     data = tmp_path / "d"
+    port = free_port()
     proc = subprocess.Popen(
-        [*GENSIGHT, "demo", "--quiet", "--port", str(free_port()), "--data-dir", str(data)],
+        [*GENSIGHT, "demo", "--quiet", "--port", str(port), "--data-dir", str(data)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(8)
+    # mid-run: once the demo's server has accepted traffic, and with calls in flight
+    deadline = time.monotonic() + 60
+    accepted = 0
+    while time.monotonic() < deadline and accepted < 20:
+        time.sleep(0.5)
+        try:
+            health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).json()
+            accepted = health["queue"]["accepted"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            continue
+    assert accepted >= 20, "the demo never got going"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err
