@@ -42,9 +42,22 @@ def _int(v: Any) -> int | None:
 def _stop_sequences(v: Any) -> list[str] | None:
     if isinstance(v, str):
         return [v]
-    if isinstance(v, list | tuple) and all(isinstance(s, str) for s in v):
+    if isinstance(v, list | tuple) and v and all(isinstance(s, str) for s in v):
         return list(v)
     return None
+
+
+def _choice_count(v: Any) -> int | None:
+    n = _int(v)
+    return n if n is not None and n != 1 else None
+
+
+def _service_tier(v: Any) -> str | None:
+    return v if isinstance(v, str) and v != "auto" else None
+
+
+def _user(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
 
 
 def _output_type(fmt: Any) -> str | None:
@@ -58,35 +71,30 @@ def _output_type(fmt: Any) -> str | None:
     return None
 
 
-def _set_common(attrs: dict[str, Any], kwargs: dict[str, Any]) -> None:
-    """Sampling parameters shared by chat, completions and responses."""
-    v = _float(_given(kwargs, "temperature"))
-    if v is not None:
-        attrs[a.GEN_AI_REQUEST_TEMPERATURE] = v
-    v = _float(_given(kwargs, "top_p"))
-    if v is not None:
-        attrs[a.GEN_AI_REQUEST_TOP_P] = v
-    v = _float(_given(kwargs, "frequency_penalty"))
-    if v is not None:
-        attrs[a.GEN_AI_REQUEST_FREQUENCY_PENALTY] = v
-    v = _float(_given(kwargs, "presence_penalty"))
-    if v is not None:
-        attrs[a.GEN_AI_REQUEST_PRESENCE_PENALTY] = v
-    v = _int(_given(kwargs, "seed"))
-    if v is not None:
-        attrs[a.GEN_AI_REQUEST_SEED] = v
-    stop = _stop_sequences(_given(kwargs, "stop"))
-    if stop:
-        attrs[a.GEN_AI_REQUEST_STOP_SEQUENCES] = stop
-    n = _int(_given(kwargs, "n"))
-    if n is not None and n != 1:
-        attrs[a.GEN_AI_REQUEST_CHOICE_COUNT] = n
-    tier = _given(kwargs, "service_tier")
-    if isinstance(tier, str) and tier != "auto":
-        attrs[a.OPENAI_REQUEST_SERVICE_TIER] = tier
-    user = _given(kwargs, "safety_identifier") or _given(kwargs, "user")
-    if isinstance(user, str) and user:
-        attrs["user.id"] = user
+#: Request keyword → (span attribute, conversion returning None to skip it), for the
+#: parameters chat, completions and responses share. Read by walking the call's own
+#: keywords, usually a handful.
+_COMMON: dict[str, tuple[str, Any]] = {
+    "temperature": (a.GEN_AI_REQUEST_TEMPERATURE, _float),
+    "top_p": (a.GEN_AI_REQUEST_TOP_P, _float),
+    "frequency_penalty": (a.GEN_AI_REQUEST_FREQUENCY_PENALTY, _float),
+    "presence_penalty": (a.GEN_AI_REQUEST_PRESENCE_PENALTY, _float),
+    "seed": (a.GEN_AI_REQUEST_SEED, _int),
+    "stop": (a.GEN_AI_REQUEST_STOP_SEQUENCES, _stop_sequences),
+    "n": (a.GEN_AI_REQUEST_CHOICE_COUNT, _choice_count),
+    "service_tier": (a.OPENAI_REQUEST_SERVICE_TIER, _service_tier),
+    "user": ("user.id", _user),
+    "safety_identifier": ("user.id", _user),
+}
+
+
+def _read(table: dict[str, tuple[str, Any]], kwargs: dict[str, Any], attrs: dict[str, Any]) -> None:
+    for key, value in kwargs.items():
+        entry = table.get(key)
+        if entry is not None and type(value) not in _SENTINELS:
+            converted = entry[1](value)
+            if converted is not None:
+                attrs[entry[0]] = converted
 
 
 def _chat_usage(call: Call, usage: Any) -> None:
@@ -130,16 +138,15 @@ class Chat(Operation):
     api_type = "chat_completions"
     usage_needs_stream_options = True
 
+    params = {
+        **_COMMON,
+        "max_tokens": (a.GEN_AI_REQUEST_MAX_TOKENS, _int),
+        "max_completion_tokens": (a.GEN_AI_REQUEST_MAX_TOKENS, _int),
+        "response_format": (a.GEN_AI_OUTPUT_TYPE, _output_type),
+    }
+
     def request(self, kwargs: dict[str, Any], attrs: dict[str, Any]) -> None:
-        _set_common(attrs, kwargs)
-        mt = _int(_given(kwargs, "max_completion_tokens")) or _int(_given(kwargs, "max_tokens"))
-        if mt is not None:
-            attrs[a.GEN_AI_REQUEST_MAX_TOKENS] = mt
-        fmt = _given(kwargs, "response_format")
-        if fmt is not None:
-            out = _output_type(fmt)
-            if out is not None:
-                attrs[a.GEN_AI_OUTPUT_TYPE] = out
+        _read(self.params, kwargs, attrs)
 
     def request_content(self, kwargs: dict[str, Any], call: Call) -> None:
         call.input_messages = content.chat_input(_given(kwargs, "messages"))
@@ -200,11 +207,10 @@ class TextCompletion(Operation):
     name = a.OP_TEXT_COMPLETION
     usage_needs_stream_options = True
 
+    params = {**_COMMON, "max_tokens": (a.GEN_AI_REQUEST_MAX_TOKENS, _int)}
+
     def request(self, kwargs: dict[str, Any], attrs: dict[str, Any]) -> None:
-        _set_common(attrs, kwargs)
-        mt = _int(_given(kwargs, "max_tokens"))
-        if mt is not None:
-            attrs[a.GEN_AI_REQUEST_MAX_TOKENS] = mt
+        _read(self.params, kwargs, attrs)
 
     def request_content(self, kwargs: dict[str, Any], call: Call) -> None:
         call.input_messages = content.completion_input(_given(kwargs, "prompt"))
@@ -242,13 +248,16 @@ class Embeddings(Operation):
 
     name = a.OP_EMBEDDINGS
 
+    params = {
+        "encoding_format": (
+            a.GEN_AI_REQUEST_ENCODING_FORMATS,
+            lambda v: [v] if isinstance(v, str) else None,
+        ),
+        "dimensions": (a.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, _int),
+    }
+
     def request(self, kwargs: dict[str, Any], attrs: dict[str, Any]) -> None:
-        fmt = _given(kwargs, "encoding_format")
-        if isinstance(fmt, str):
-            attrs[a.GEN_AI_REQUEST_ENCODING_FORMATS] = [fmt]
-        dims = _int(_given(kwargs, "dimensions"))
-        if dims is not None:
-            attrs[a.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = dims
+        _read(self.params, kwargs, attrs)
 
     def response(self, result: Any, call: Call) -> None:
         call.response_model = result.model
@@ -267,23 +276,22 @@ class Responses(Operation):
     name = a.OP_CHAT
     api_type = "responses"
 
+    params = {
+        **_COMMON,
+        "max_output_tokens": (a.GEN_AI_REQUEST_MAX_TOKENS, _int),
+        "text": (
+            a.GEN_AI_OUTPUT_TYPE,
+            lambda v: _output_type(v.get("format")) if isinstance(v, dict) else None,
+        ),
+        "text_format": (a.GEN_AI_OUTPUT_TYPE, _output_type),
+        "conversation": (
+            a.GEN_AI_CONVERSATION_ID,
+            lambda v: _user(v.get("id") if isinstance(v, dict) else v),
+        ),
+    }
+
     def request(self, kwargs: dict[str, Any], attrs: dict[str, Any]) -> None:
-        _set_common(attrs, kwargs)
-        mt = _int(_given(kwargs, "max_output_tokens"))
-        if mt is not None:
-            attrs[a.GEN_AI_REQUEST_MAX_TOKENS] = mt
-        text = _given(kwargs, "text")
-        fmt = text.get("format") if isinstance(text, dict) else None
-        if fmt is None:
-            fmt = _given(kwargs, "text_format")
-        if fmt is not None:
-            out = _output_type(fmt)
-            if out is not None:
-                attrs[a.GEN_AI_OUTPUT_TYPE] = out
-        conv = _given(kwargs, "conversation")
-        conv = conv.get("id") if isinstance(conv, dict) else conv
-        if isinstance(conv, str) and conv:
-            attrs[a.GEN_AI_CONVERSATION_ID] = conv
+        _read(self.params, kwargs, attrs)
 
     def request_content(self, kwargs: dict[str, Any], call: Call) -> None:
         call.input_messages = content.responses_input(_given(kwargs, "input"))

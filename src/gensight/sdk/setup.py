@@ -183,24 +183,33 @@ def _init(settings: Settings) -> bool:
         _state.owned.append(tracer_provider)
 
     meter_provider = metrics.get_meter_provider()
+    fast_meter = None
     if not hasattr(meter_provider, "force_flush"):
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
+        from gensight.sdk import histograms
+        from gensight.sdk.instrumentor import SCOPE, version
+
+        # The app's other instrumentations get a standard MeterProvider; the GenAI
+        # histograms of this SDK take the faster path of ``histograms``.
         reader = PeriodicExportingMetricReader(
             export.MetricExporter(health, endpoint=url("metrics"))
         )
-        kwargs: dict[str, Any] = {}
-        if not os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER"):
-            # exemplars cost CPU on every measurement and few backends show them
-            from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
-
-            kwargs["exemplar_filter"] = AlwaysOffExemplarFilter()
         meter_provider = MeterProvider(
-            resource=resource, metric_readers=[reader], shutdown_on_exit=False, **kwargs
+            resource=resource, metric_readers=[reader], shutdown_on_exit=False
         )
         metrics.set_meter_provider(meter_provider)
         _state.owned.append(meter_provider)
+        fast_meter = histograms.Meter()
+        _state.owned.append(
+            histograms.Exporter(
+                fast_meter,
+                export.MetricExporter(health, endpoint=url("metrics")),
+                resource,
+                (SCOPE, version()),
+            )
+        )
 
     logger_provider = get_logger_provider()
     if hasattr(logger_provider, "add_log_record_processor"):
@@ -228,6 +237,7 @@ def _init(settings: Settings) -> bool:
     instrumentor = OpenAIInstrumentor(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
+        meter=fast_meter,
         logger_provider=logger_provider,
         capture_content=settings.capture_content,
         load_prices=load_prices if settings.cost else None,
