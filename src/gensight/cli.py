@@ -52,7 +52,7 @@ def _parse_headers(values: list[str] | None) -> dict[str, str]:
     return headers
 
 
-def _parse_size(text: str) -> int:
+def _parse_size(text: str, flag: str = "--max-body") -> int:
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     t = text.strip().lower().removesuffix("ib").removesuffix("b")
     try:
@@ -127,6 +127,20 @@ def serve(
     api_key: Annotated[
         str | None, typer.Option(envvar=_env("api_key"), help="Require this key on every request.")
     ] = None,
+    flush_interval: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("flush_interval"),
+            help="Seconds between the writer's store writes (larger batches, later visibility).",
+        ),
+    ] = 0.2,
+    spill_max: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("spill_max"),
+            help="Disk the write-ahead journal may use while the store is down.",
+        ),
+    ] = "1GiB",
     retention: Annotated[
         str | None,
         typer.Option(
@@ -204,6 +218,8 @@ def serve(
         capture_content=capture_content,
         api_key=api_key,
         retention=keep,
+        spill_max=_parse_size(spill_max, "--spill-max"),
+        flush_interval=flush_interval,
         alert_interval=interval,
         alert_rules=alert_rules,
         forward_otlp=forward_otlp,

@@ -29,7 +29,9 @@ class Settings:
     capture_content: bool = True  # store gateway calls' messages
     api_key: str | None = None
     retention: timedelta | None = None  # delete calls older than this
-    queue_size: int = 50_000  # records the writer holds before refusing more (~1.6 KB each)
+    queue_size: int = 50_000  # records held in memory; beyond, batches wait in the journal
+    journal: bool = True  # write-ahead journal under DATA_DIR/journal (no loss on crash)
+    spill_max: int = 1024**3  # bytes the journal may hold while the store is down
     flush_interval: float = 0.2  # seconds between writer flushes
     alert_interval: float = 30.0  # seconds between alert rule evaluations
     alert_rules: Path | None = None  # TOML file of alert rules stored at start

@@ -1,23 +1,34 @@
 """Enrich and write: the one path from receivers to the store.
 
-Receivers call ``Pipeline.submit`` on the request path; it only appends to a bounded
-in-memory queue (never blocks, never raises). A writer thread drains the queue every
+Receivers call ``Pipeline.submit`` on the request path; it appends the batch to the
+write-ahead journal (``gensight.journal``, when one is configured) and to an in-memory
+queue, and never blocks on the store. A writer thread drains the queue every
 ``flush_interval`` seconds (or sooner when a batch is large), prices the calls and writes
-calls, spans and content events to the store in one batch. A failed write is retried with
-backoff and its records kept; ``stop()`` drains everything before returning, so SIGTERM
-loses nothing that was accepted.
+calls, spans and content events to the store in one batch, then marks them committed in
+the journal. A failed write is retried with backoff and its records kept.
+
+When the store is down the queue keeps only the newest ``queue_size`` records in memory;
+older batches stay in the journal alone (the spill) and are read back in order when the
+store returns. Only a full journal (``--spill-max``) refuses new batches. ``stop()``
+drains everything it can; whatever the store could not take stays in the journal and is
+replayed at the next start, as is everything acknowledged before a crash.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from gensight.journal import Entry, Journal, JournalFull
 from gensight.records import CallRecord, ContentEvent, SpanRecord
+
+Batch = tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]
+Decoder = Callable[[bytes], Batch]
 
 log = logging.getLogger("gensight.pipeline")
 
@@ -59,13 +70,19 @@ class Pipeline:
         queue_size: int = 50_000,
         flush_interval: float = 0.2,
         maintenance_interval: float = 3600.0,
+        journal: Journal | None = None,
     ) -> None:
         self.store = store
         self.pricer = pricer
         self.queue_size = queue_size
         self.flush_interval = flush_interval
-        self._queue: deque[tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]] = deque()
-        self._queued = 0  # records in the queue
+        self.journal = journal
+        self._decoders: dict[str, Decoder] = {"records": pickle.loads}
+        # items: (journal entry or None, the batch or None when it lives only on disk)
+        self._queue: deque[tuple[Entry | None, Batch | None]] = deque()
+        self._queued = 0  # records held in memory
+        self._on_disk = 0  # batches held only in the journal
+        self.replayed = 0
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -87,26 +104,64 @@ class Pipeline:
         calls: Sequence[CallRecord],
         spans: Sequence[SpanRecord] = (),
         events: Sequence[ContentEvent] = (),
+        raw: tuple[str, bytes] | None = None,
     ) -> bool:
-        """Queue records for writing; False (and counted as dropped) when the queue is full."""
+        """Accept records for writing; False (counted as dropped) when they cannot be kept.
+
+        ``raw`` is the receiver's own encoding of the same batch (e.g. ``("otlp-traces",
+        protobuf)``) for the journal, decoded again by ``register_decoder``'s function on
+        replay; without it the records are journaled pickled.
+        """
         n = len(calls) + len(spans) + len(events)
         if n == 0:
             return True
+        batch: Batch = (list(calls), list(spans), list(events))
+        entry = None
+        if self.journal is not None:
+            kind, payload = raw or ("records", pickle.dumps(batch, protocol=5))
+            try:
+                entry = self.journal.append(kind, payload)
+            except (JournalFull, OSError) as e:
+                with self._cond:
+                    self.dropped += n
+                    self.last_error = f"journal: {e}"
+                return False
         with self._cond:
-            if self._queued + n > self.queue_size or self._stopping:
+            if self._stopping and entry is None:
                 self.dropped += n
                 return False
-            self._queue.append((list(calls), list(spans), list(events)))
-            self._queued += n
+            if self._queued + n > self.queue_size:
+                if entry is None:
+                    self.dropped += n
+                    return False
+                # memory is full (the store is slow or down): keep this one on disk only
+                self._queue.append((entry, None))
+                self._on_disk += 1
+            else:
+                self._queue.append((entry, batch))
+                self._queued += n
             self.accepted += n
             if self._queued >= MAX_BATCH // 2:
                 self._cond.notify()
         return True
 
+    def register_decoder(self, kind: str, decode: Decoder) -> None:
+        """How to turn a journaled payload of ``kind`` back into records (for replay)."""
+        self._decoders[kind] = decode
+
     # -- writer -------------------------------------------------------------
     def start(self) -> None:
-        """Start the writer thread (idempotent)."""
+        """Queue what the journal holds from before (a crash, an outage at shutdown), then
+        start the writer thread (idempotent)."""
         if self._thread is None:
+            if self.journal is not None and not self._queue:
+                pending = self.journal.pending()
+                with self._cond:
+                    for entry in pending:
+                        self._queue.append((entry, None))
+                    self._on_disk += len(pending)
+                if pending:
+                    log.info("replaying %d journaled batches", len(pending))
             self._stopping = False
             self._thread = threading.Thread(target=self._run, name="gensight-writer", daemon=True)
             self._thread.start()
@@ -127,25 +182,48 @@ class Pipeline:
             self._cond.notify()
         while time.monotonic() < deadline:
             with self._cond:
-                if self._queued == 0 and self._inflight == 0:
+                if not self._queue and self._inflight == 0:
                     return True
             time.sleep(0.005)
         return False
 
-    def _take(self) -> tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]:
+    def _take(self) -> tuple[Batch, int | None]:
+        """Up to MAX_BATCH records from the queue, and the last journal seq among them."""
         calls: list[CallRecord] = []
         spans: list[SpanRecord] = []
         events: list[ContentEvent] = []
         n = 0
+        last_seq = None
         while self._queue and n < MAX_BATCH:
-            c, s, e = self._queue.popleft()
+            entry, batch = self._queue[0]
+            if batch is None:
+                assert entry is not None
+                batch = self._from_journal(entry)
+                self._on_disk -= 1
+                self.replayed += 1
+                counted = 0
+            else:
+                counted = len(batch[0]) + len(batch[1]) + len(batch[2])
+            self._queue.popleft()
+            c, s, e = batch
             calls += c
             spans += s
             events += e
             n += len(c) + len(s) + len(e)
-        self._queued -= n
+            self._queued -= counted
+            if entry is not None:
+                last_seq = entry.seq
         self._inflight = n
-        return calls, spans, events
+        return (calls, spans, events), last_seq
+
+    def _from_journal(self, entry: Entry) -> Batch:
+        assert self.journal is not None
+        try:
+            return self._decoders[entry.kind](self.journal.read(entry))
+        except Exception as e:  # a damaged entry must not stop the others
+            log.error("journal entry %d (%s) could not be read back: %s", entry.seq, entry.kind, e)
+            self.dropped += 1
+            return [], [], []
 
     def _run(self) -> None:
         backoff = 0.1
@@ -159,10 +237,12 @@ class Pipeline:
                     if self._stopping:
                         return
                     continue
-                batch = self._take()
+                batch, last_seq = self._take()
             while True:
                 try:
                     self._write(*batch)
+                    if last_seq is not None and self.journal is not None:
+                        self.journal.commit(last_seq)
                     backoff = 0.1
                     break
                 except Exception as e:  # keep the batch; the store may come back
@@ -172,6 +252,15 @@ class Pipeline:
                     time.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     if self._stopping and backoff >= 5.0:
+                        if self.journal is not None:
+                            log.error(
+                                "store unavailable at shutdown: %d batches stay in the journal"
+                                " for the next start",
+                                len(self._queue) + 1,
+                            )
+                            with self._cond:
+                                self._inflight = 0
+                            return
                         log.error("store unavailable at shutdown; %d records lost", self._inflight)
                         self.dropped += self._inflight
                         break
@@ -217,6 +306,9 @@ class Pipeline:
         return {
             "depth": self._queued,
             "capacity": self.queue_size,
+            "spilled_batches": self._on_disk,
+            "spill_bytes": self.journal.bytes if self.journal is not None else 0,
+            "replayed_batches": self.replayed,
             "accepted": self.accepted,
             "written": self.written,
             "dropped": self.dropped,

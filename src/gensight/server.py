@@ -22,7 +22,8 @@ from gensight.forward import Forwarder
 from gensight.gateway import GatewayMiddleware
 from gensight.gateway import from_settings as gateway_from_settings
 from gensight.ingest.otlp_grpc import GrpcReceiver
-from gensight.ingest.otlp_http import otlp_routes
+from gensight.ingest.otlp_http import LOGS, TRACES, otlp_routes, replay_logs, replay_traces
+from gensight.journal import Journal
 from gensight.metrics import Metrics, metrics_route, server_collector
 from gensight.pipeline import Pipeline
 from gensight.pricing import Pricer
@@ -36,9 +37,18 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
     """The whole server as one FastAPI app (the store is opened here unless given)."""
     store = store if store is not None else open_store(settings.store_url(), settings.retention)
     pricer = Pricer(settings.prices)
-    pipeline = Pipeline(
-        store, pricer, queue_size=settings.queue_size, flush_interval=settings.flush_interval
+    journal = (
+        Journal(settings.data_dir / "journal", settings.spill_max) if settings.journal else None
     )
+    pipeline = Pipeline(
+        store,
+        pricer,
+        queue_size=settings.queue_size,
+        flush_interval=settings.flush_interval,
+        journal=journal,
+    )
+    pipeline.register_decoder(TRACES, replay_traces)
+    pipeline.register_decoder(LOGS, replay_logs)
     counters: dict[str, int] = {}
     gateway = gateway_from_settings(settings, pipeline.submit, counters)
     file_rules = load_rules_file(settings.alert_rules) if settings.alert_rules else []
@@ -90,6 +100,8 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
                 forwarder.stop()
             alerts.stop()
             store.close()
+            if journal is not None:
+                journal.close()
 
     app = FastAPI(
         title="Gensight",

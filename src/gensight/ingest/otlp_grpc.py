@@ -25,7 +25,14 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from gensight.ingest.otlp_http import Submit, count_points, logs_to_events, traces_to_records
+from gensight.ingest.otlp_http import (
+    LOGS,
+    TRACES,
+    Submit,
+    count_points,
+    logs_to_events,
+    traces_to_records,
+)
 
 log = logging.getLogger("gensight.ingest.grpc")
 
@@ -58,8 +65,15 @@ class _Receiver:
                 "missing or wrong Gensight key (x-gensight-key or authorization: Bearer)",
             )
 
-    def hand_over(self, context: grpc.ServicerContext, calls: Any, spans: Any, events: Any) -> None:
-        if (calls or spans or events) and not self.submit(calls, spans, events):
+    def hand_over(
+        self,
+        context: grpc.ServicerContext,
+        calls: Any,
+        spans: Any,
+        events: Any,
+        raw: tuple[str, bytes] | None = None,
+    ) -> None:
+        if (calls or spans or events) and not self.submit(calls, spans, events, raw):
             self.count("grpc_unavailable")
             context.abort(grpc.StatusCode.UNAVAILABLE, "writer queue is full; retry later")
 
@@ -73,7 +87,7 @@ class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         self.r.check_key(context)
         calls, spans, rejected, err = traces_to_records(request)
-        self.r.hand_over(context, calls, spans, [])
+        self.r.hand_over(context, calls, spans, [], (TRACES, request.SerializeToString()))
         self.r.count("grpc_traces")
         resp = trace_service_pb2.ExportTraceServiceResponse()
         if rejected:
@@ -92,7 +106,7 @@ class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
     ) -> logs_service_pb2.ExportLogsServiceResponse:
         self.r.check_key(context)
         events, rejected, err = logs_to_events(request)
-        self.r.hand_over(context, [], [], events)
+        self.r.hand_over(context, [], [], events, (LOGS, request.SerializeToString()))
         self.r.count("grpc_logs")
         resp = logs_service_pb2.ExportLogsServiceResponse()
         if rejected:

@@ -211,7 +211,24 @@ def count_points(req: metrics_service_pb2.ExportMetricsServiceRequest) -> int:
     return n
 
 
-Submit = Callable[[list[CallRecord], list[SpanRecord], list[ContentEvent]], bool]
+Submit = Callable[..., bool]  # Pipeline.submit(calls, spans, events, raw=None)
+
+#: Journal kinds of OTLP payloads (protobuf Export*ServiceRequest bytes).
+TRACES = "otlp-traces"
+LOGS = "otlp-logs"
+
+
+def replay_traces(payload: bytes) -> tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]:
+    """Records of a journaled traces request (the pipeline's replay decoder)."""
+    req = trace_service_pb2.ExportTraceServiceRequest.FromString(payload)
+    calls, spans, _, _ = traces_to_records(req)
+    return calls, spans, []
+
+
+def replay_logs(payload: bytes) -> tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]:
+    """Content events of a journaled logs request."""
+    events, _, _ = logs_to_events(logs_service_pb2.ExportLogsServiceRequest.FromString(payload))
+    return [], [], events
 
 
 def otlp_routes(submit: Submit, max_body: int, counters: dict[str, int]) -> list[Route]:
@@ -222,9 +239,11 @@ def otlp_routes(submit: Submit, max_body: int, counters: dict[str, int]) -> list
         try:
             kind = content_kind(request)
             body = await read_body(request, max_body)
+            raw: tuple[str, bytes] | None = None
             if signal == "traces":
                 req = decode(body, kind, trace_service_pb2.ExportTraceServiceRequest())
                 calls, spans, rejected, err = traces_to_records(req)
+                raw = (TRACES, body if kind == "protobuf" else req.SerializeToString())
                 events: list[ContentEvent] = []
                 resp: Message = trace_service_pb2.ExportTraceServiceResponse()
                 if rejected:
@@ -233,6 +252,7 @@ def otlp_routes(submit: Submit, max_body: int, counters: dict[str, int]) -> list
                 req = decode(body, kind, logs_service_pb2.ExportLogsServiceRequest())
                 calls, spans = [], []
                 events, rejected, err = logs_to_events(req)
+                raw = (LOGS, body if kind == "protobuf" else req.SerializeToString())
                 resp = logs_service_pb2.ExportLogsServiceResponse()
                 if rejected:
                     resp.partial_success.rejected_log_records = rejected
@@ -244,8 +264,8 @@ def otlp_routes(submit: Submit, max_body: int, counters: dict[str, int]) -> list
             if rejected:
                 resp.partial_success.error_message = err
                 counters["rejected"] = counters.get("rejected", 0) + rejected
-            if (calls or spans or events) and not submit(calls, spans, events):
-                raise BadRequest(503, "writer queue is full; retry later")
+            if (calls or spans or events) and not submit(calls, spans, events, raw):
+                raise BadRequest(503, "cannot keep more data now (store down, spill full)")
         except BadRequest as e:
             counters[f"http_{e.status}"] = counters.get(f"http_{e.status}", 0) + 1
             return error_response(e.status, e.message, kind)
