@@ -39,11 +39,11 @@ def _int(v: Any) -> int | None:
     return None
 
 
-def _stop_sequences(v: Any) -> list[str] | None:
+def _stop_sequences(v: Any) -> tuple[str, ...] | None:
     if isinstance(v, str):
-        return [v]
+        return (v,)
     if isinstance(v, list | tuple) and v and all(isinstance(s, str) for s in v):
-        return list(v)
+        return tuple(v)
     return None
 
 
@@ -251,7 +251,7 @@ class Embeddings(Operation):
     params = {
         "encoding_format": (
             a.GEN_AI_REQUEST_ENCODING_FORMATS,
-            lambda v: [v] if isinstance(v, str) else None,
+            lambda v: (v,) if isinstance(v, str) else None,
         ),
         "dimensions": (a.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, _int),
     }

@@ -479,7 +479,7 @@ class Call:
         if finish is None and self.finish:
             finish = [self.finish[i] for i in sorted(self.finish)]
         if finish:
-            attrs[a.GEN_AI_RESPONSE_FINISH_REASONS] = finish
+            attrs[a.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(finish)
         if self.input_tokens is not None:
             attrs[a.GEN_AI_USAGE_INPUT_TOKENS] = self.input_tokens
         if self.output_tokens is not None:
@@ -584,7 +584,9 @@ def _set_attributes(span: Any, attrs: dict[str, Any]) -> None:
         and getattr(span, "_end_time", 0) is None
         and not getattr(bounded, "_immutable", True)
     ):
-        target.update(attrs)
+        for key, value in attrs.items():
+            # sequences are stored as tuples, as the SDK's cleaning would
+            target[key] = tuple(value) if type(value) is list else value
     else:
         span.set_attributes(attrs)
 
