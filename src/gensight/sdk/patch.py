@@ -602,21 +602,15 @@ class StreamCall(Call):
 # -- streams ---------------------------------------------------------------------------
 
 
-def _usage_event(data: str) -> dict[str, Any] | None:
-    """The usage of a usage-only chat/completion chunk's JSON, else None."""
-    if '"choices":[]' not in data and '"choices": []' not in data:
-        return None
+def _take_usage(data: str, call: Call) -> bool:
+    """Read a usage-only chunk's JSON into the call; False if ``data`` is not one."""
     try:
         chunk = json.loads(data)
     except ValueError:
-        return None
+        return False
     usage = chunk.get("usage") if isinstance(chunk, dict) else None
     if not isinstance(usage, dict) or chunk.get("choices"):
-        return None
-    return usage
-
-
-def _usage_from_json(call: Call, usage: dict[str, Any]) -> None:
+        return False
     call.input_tokens = usage.get("prompt_tokens")
     call.output_tokens = usage.get("completion_tokens")
     details = usage.get("prompt_tokens_details")
@@ -625,24 +619,28 @@ def _usage_from_json(call: Call, usage: dict[str, Any]) -> None:
     details = usage.get("completion_tokens_details")
     if isinstance(details, dict):
         call.reasoning_tokens = details.get("reasoning_tokens")
+    return True
 
 
 def _skip_usage(events: Iterator[Any], call: Call) -> Iterator[Any]:
+    """The stream's server-sent events minus the usage chunk the SDK asked for.
+
+    Read from its JSON here, before the client would build a model of it (some 400
+    Python calls) only for the app never to see it.
+    """
     for sse in events:
-        usage = _usage_event(sse.data)
-        if usage is None:
-            yield sse
-        else:
-            _usage_from_json(call, usage)
+        data = sse.data
+        if ('"choices":[]' in data or '"choices": []' in data) and _take_usage(data, call):
+            continue
+        yield sse
 
 
 async def _askip_usage(events: AsyncIterator[Any], call: Call) -> AsyncIterator[Any]:
     async for sse in events:
-        usage = _usage_event(sse.data)
-        if usage is None:
-            yield sse
-        else:
-            _usage_from_json(call, usage)
+        data = sse.data
+        if ('"choices":[]' in data or '"choices": []' in data) and _take_usage(data, call):
+            continue
+        yield sse
 
 
 def _wrap_stream(stream: Any, call: Call) -> None:
@@ -653,8 +651,6 @@ def _wrap_stream(stream: Any, call: Call) -> None:
         call.tools = {}
     events = getattr(stream, "_iter_events", None)
     if call.hide_usage_chunk and events is not None:
-        # The usage chunk the SDK asked for is read from its JSON before the client
-        # builds a model of it (~100 µs) only for the app never to see it.
         stream._iter_events = lambda: _skip_usage(events(), call)
     gen = _iterate(stream._iterator, call)
     stream._iterator = gen
