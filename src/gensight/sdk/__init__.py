@@ -60,9 +60,9 @@ failure ``error.type`` (the exception's class, e.g. ``RateLimitError``; ``cancel
 for a stream closed or dropped before it finished), ``http.response.status_code`` and
 an error status. Streams add ``gen_ai.response.time_to_first_chunk`` (seconds). Every
 call with usage adds ``gen_ai.usage.cost`` (USD) from Gensight's own price data
-(``gensight.pricing``, loaded in a background thread at the first call with usage:
-that call and those in the next second or so carry none; ``GENSIGHT_COST=false``
-skips it and saves the ~70 MB the price data takes).
+(``gensight.pricing``, loaded in a background thread started by ``init()``: calls
+in the first second or so carry none; ``GENSIGHT_COST=false`` skips it and saves
+the ~1 s of CPU and ~70 MB the price data takes).
 
 A stream's span ends when the stream does: read to the end, failed, closed (``with``,
 ``.close()``, the helpers' context managers), or dropped by the app unread — then at

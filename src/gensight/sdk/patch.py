@@ -157,7 +157,6 @@ class Telemetry:
         capture_span: bool,
         capture_event: bool,
         pricer: Any = None,
-        load_prices: Callable[[Telemetry], None] | None = None,
         gateway: Gateway | None = None,
         app: str | None = None,
         stream_usage: bool = True,
@@ -170,8 +169,6 @@ class Telemetry:
         self.capture = capture_span or capture_event
         #: a ``gensight.pricing.Pricer`` once its price data is loaded, else None
         self.pricer = pricer
-        #: called once, at the first call with usage, to set ``pricer`` (in the background)
-        self.load_prices = load_prices
         self.gateway = gateway
         self.app = app
         self.stream_usage = stream_usage
@@ -195,9 +192,6 @@ class Telemetry:
             return None
         pricer = self.pricer
         if pricer is None:
-            load, self.load_prices = self.load_prices, None
-            if load is not None:
-                load(self)
             return None
         provider = call.target.provider
         for model in (call.response_model, call.request_model):

@@ -240,13 +240,14 @@ def _init(settings: Settings) -> bool:
         meter=fast_meter,
         logger_provider=logger_provider,
         capture_content=settings.capture_content,
-        load_prices=load_prices if settings.cost else None,
         gateway_endpoint=settings.endpoint,
         app=app,
         stream_usage=settings.stream_usage,
     )
     if not instrumentor.instrument():
         log.info("gensight: openai is not installed; only gensight.span/trace are traced")
+    elif settings.cost:
+        load_prices(instrumentor.telemetry)
     _state.instrumentor = instrumentor
     _state.tracer_provider = tracer_provider
     _state.settings = settings
@@ -269,9 +270,10 @@ def _log_processor(exporter: Any) -> Any:
 def load_prices(telemetry: Any) -> None:
     """Load the price data in a background thread; calls carry a cost once it is loaded.
 
-    genai-prices' data takes about half a second of CPU and 70 MB to load: started at
-    the first call that reports usage, in a thread, so neither ``init()`` nor that
-    call waits for it (that first call and those during the load carry no cost).
+    genai-prices' data takes 0.5–1 s of CPU and ~70 MB to load. Done in a thread
+    started by ``init()``, so neither ``init()`` nor any call waits for it, and at
+    start-up, where sharing the interpreter for that second hurts least; calls made
+    before it is loaded carry no cost (the Gensight server prices them anyway).
     """
 
     def load() -> None:
