@@ -16,7 +16,21 @@ from gensight.api.params import ParamError, call_filters, parse_cursor, parse_du
 from gensight.store import analysis
 from gensight.store.base import CallFilters
 
-router = APIRouter(prefix="/api", tags=["api"])
+_ERROR = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}, "param": {"type": "string"}},
+    "required": ["detail"],
+}
+#: Documents the errors every route answers: 400 naming the bad parameter (not FastAPI's
+#: default 422, which this API never sends), 404 for an id that names nothing.
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {
+        "description": "400: a bad parameter or body, named in `param`; 404: no such object",
+        "content": {"application/json": {"schema": _ERROR}},
+    }
+}
+
+router = APIRouter(prefix="/api", tags=["api"], responses=_ERRORS)
 
 Text = Annotated[str | None, Query()]
 

@@ -40,6 +40,8 @@ def log_to_events(record: Any, seq_start: int) -> list[ContentEvent]:
     """The content events in one OTLP ``LogRecord`` (none for an unrelated log)."""
     attrs = attributes(record.attributes)
     name = record.event_name or attrs.get("event.name") or ""
+    if not isinstance(name, str):  # any type may arrive; only a string names an event
+        return []
     if name not in _LEGACY and name != _DETAILS and not name.startswith("gen_ai."):
         return []
     trace_id = hex_id(record.trace_id)

@@ -20,8 +20,11 @@ Every span becomes a ``SpanRecord``; a span that is an LLM call also becomes a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
+
+import orjson
 
 from gensight.conventions import messages as msg
 from gensight.conventions.errors import classify, status_from_text
@@ -95,25 +98,49 @@ def _first(attrs: dict[str, Any], *keys: str) -> Any:
     return None
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
 def _int(v: Any) -> int | None:
+    """An integer field (a 64-bit column): None when absent, not a number or out of range."""
     if v is None or isinstance(v, bool):
         return None
     try:
-        return int(v)
-    except (TypeError, ValueError):
+        n = int(v)
+    except (TypeError, ValueError, OverflowError):
         try:
-            return int(float(v))
-        except (TypeError, ValueError):
+            n = int(float(v))
+        except (TypeError, ValueError, OverflowError):  # "inf" overflows
             return None
+    return n if _INT64[0] <= n <= _INT64[1] else None
 
 
 def _float(v: Any) -> float | None:
+    """A float field: None when absent, not a number, NaN or infinite (JSON has neither)."""
     if v is None or isinstance(v, bool):
         return None
     try:
-        return float(v)
-    except (TypeError, ValueError):
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return f if math.isfinite(f) else None
+
+
+def _http_status(v: Any) -> int | None:
+    n = _int(v)
+    return n if n is not None and 100 <= n <= 999 else None
+
+
+def _str(v: Any) -> str | None:
+    """A text field: producers may send any type (an int ``service.name``, a list model)."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, list | dict):
+        try:
+            return orjson.dumps(v, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except orjson.JSONEncodeError:  # nested deeper than JSON writers go
+            pass
+    return str(v)
 
 
 def _bool(v: Any) -> bool | None:
@@ -181,9 +208,11 @@ class Resource:
         service = attrs.get("service.name")
         if isinstance(service, str) and service.startswith("unknown_service"):
             service = None
-        self.app = service or attrs.get("gen_ai.application_name")
-        self.environment = _first(
-            attrs, "deployment.environment.name", "deployment.environment", "gen_ai.environment"
+        self.app = _str(service or attrs.get("gen_ai.application_name"))
+        self.environment = _str(
+            _first(
+                attrs, "deployment.environment.name", "deployment.environment", "gen_ai.environment"
+            )
         )
         self.producer = producer_of(scope_name, attrs)
 
@@ -243,7 +272,7 @@ def span_to_records(
         duration_ms=duration_ms,
         status="error" if code == 2 else "ok",
         status_message=span.status.message or None,
-        app=resource.app or attrs.get("gen_ai.application_name"),
+        app=resource.app or _str(attrs.get("gen_ai.application_name")),
         attributes={},
         events=[],
     )
@@ -435,13 +464,13 @@ def _call_from_attrs(
         ts=ts,
         duration_ms=duration_ms,
         source="otlp",
-        app=get("app") or resource.app,
-        environment=get("environment") or resource.environment,
+        app=_str(get("app")) or resource.app,
+        environment=_str(get("environment")) or resource.environment,
         provider=normalize_provider(get("provider")),
         operation=operation,
-        request_model=request_model,
-        response_model=response_model,
-        response_id=get("response_id"),
+        request_model=_str(request_model),
+        response_model=_str(response_model),
+        response_id=_str(get("response_id")),
         stream=bool(stream),
         ttft_ms=ttft_s * 1000.0 if ttft_s is not None else None,
         input_tokens=input_tokens,
@@ -457,10 +486,10 @@ def _call_from_attrs(
         frequency_penalty=_float(get("frequency_penalty")),
         presence_penalty=_float(get("presence_penalty")),
         seed=_int(get("seed")),
-        user=get("user"),
-        session=get("session"),
-        server_address=get("server_address"),
-        http_status=_int(get("http_status")),
+        user=_str(get("user")),
+        session=_str(get("session")),
+        server_address=_str(get("server_address")),
+        http_status=_http_status(get("http_status")),
     )
     if has_content or events:
         _set_messages(call, attrs, events)
@@ -540,7 +569,7 @@ def _set_error(
                 error_type if error_type not in (None, "_OTHER") else ea.get("exception.type")
             )
             error_type = error_type or ea.get("exception.type")
-            message = ea.get("exception.message") or message
+            message = _str(ea.get("exception.message")) or message
             break
     if call.http_status is None:
         call.http_status = status_from_text(str(error_type) if error_type else None) or (

@@ -57,7 +57,10 @@ def choose_interval(since: datetime, until: datetime, buckets: int = 60) -> int:
 def bucket_start(ts: datetime, seconds: int) -> datetime:
     """The start of the bucket holding ``ts`` (buckets aligned to the Unix epoch)."""
     epoch = int(ts.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+    try:
+        return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+    except (OverflowError, ValueError, OSError):  # before year 1: the range's own start
+        return ts
 
 
 def totals_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -123,6 +126,8 @@ def fill_series(
             r = index.get((t, g), {})
             point = {"bucket": t.isoformat(), "group": g, **totals_row(r)}
             out.append(point)
+        if datetime.max.replace(tzinfo=UTC) - t < step:  # the range reaches year 9999
+            break
         t += step
     return out
 
