@@ -17,6 +17,7 @@ replayed at the next start, as is everything acknowledged before a crash.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import threading
 import time
@@ -34,6 +35,10 @@ log = logging.getLogger("gensight.pipeline")
 
 #: Records written per store batch at most; larger batches are split.
 MAX_BATCH = 20_000
+
+#: Test hook (bench/soak.py): while the file this variable names exists, every store
+#: write fails as if the store were down. Unset in production.
+_FAULT_FILE = os.environ.get("GENSIGHT_FAULT_STORE_DOWN_FILE")
 
 
 class Writable(Protocol):
@@ -281,6 +286,8 @@ class Pipeline:
     def _write(
         self, calls: list[CallRecord], spans: list[SpanRecord], events: list[ContentEvent]
     ) -> None:
+        if _FAULT_FILE and os.path.exists(_FAULT_FILE):
+            raise ConnectionError(f"store unavailable (test fault: {_FAULT_FILE} exists)")
         if self.pricer is not None:
             for call in calls:
                 if call.cost_source == "unknown" and call.cost_usd is None:
