@@ -59,7 +59,7 @@ def process_tree(pid: int) -> list[int]:
     return seen
 
 
-def _status_kb(pid: int, field: str) -> int | None:
+def status_kb(pid: int, field: str) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -89,10 +89,10 @@ class TreeMemory:
     def sample(self) -> None:
         rss_sum = 0
         for p in process_tree(self.pid):
-            hwm = _status_kb(p, "VmHWM")
+            hwm = status_kb(p, "VmHWM")
             if hwm is not None:
                 self.hwm_kb[p] = max(self.hwm_kb.get(p, 0), hwm)
-            rss_sum += _status_kb(p, "VmRSS") or 0
+            rss_sum += status_kb(p, "VmRSS") or 0
         self.rss_sum_peak_kb = max(self.rss_sum_peak_kb, rss_sum)
 
     def _run(self) -> None:
@@ -235,3 +235,20 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str
     print("  ".join("-" * w for w in widths))
     for c in cells:
         print("  ".join(v.rjust(w) for v, w in zip(c, widths, strict=True)))
+
+
+# -- machine and disk ----------------------------------------------------------------
+
+
+def load_average() -> float:
+    """The 1-minute load average."""
+    return os.getloadavg()[0]
+
+
+def dir_size(path: Path) -> int:
+    """Bytes of a file, or of every file under a directory (a DuckDB file's ``.wal`` too)."""
+    path = Path(path)
+    if path.is_file():
+        wal = path.with_name(path.name + ".wal")
+        return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
