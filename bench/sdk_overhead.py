@@ -33,8 +33,8 @@ Content capture is each tool's default (off for Gensight and openai-v2, on for O
 
 ``--startup``: median wall time of ``import gensight; gensight.init()`` in a fresh
 process (with ``openai`` already imported, and without), the modules it loads, and the
-installed size of the SDK's dependency closure versus the whole ``gensight`` package's,
-from the dev venv's installed metadata.
+installed size of the SDK's dependency closure versus that of ``pyproject.toml``'s
+dependencies, from the dev venv's installed files (extras followed).
 """
 
 from __future__ import annotations
@@ -377,28 +377,38 @@ SDK_DISTS = ("opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http", "gen
 
 
 def _closure(names: list[str]) -> dict[str, int]:
-    """Installed size (bytes, from RECORD) of distributions and everything they require."""
+    """Installed size (bytes, from RECORD) of distributions and everything they require,
+    extras included (``uvicorn[standard]`` brings uvloop, httptools, watchfiles…)."""
     import importlib.metadata as md
-    import re
+
+    from packaging.requirements import Requirement
 
     sizes: dict[str, int] = {}
-    todo = list(names)
+    todo = [Requirement(n) for n in names]
+    seen: set[tuple[str, frozenset[str]]] = set()
     while todo:
-        name = re.split(r"[\s;<>=!~\[(]", todo.pop(), maxsplit=1)[0].lower().replace("_", "-")
-        if not name or name in sizes:
+        req = todo.pop()
+        name = req.name.lower().replace("_", "-")
+        key = (name, frozenset(req.extras))
+        if key in seen:
             continue
+        seen.add(key)
         try:
             dist = md.distribution(name)
         except md.PackageNotFoundError:
             continue
-        total = 0
-        for f in dist.files or ():
-            with contextlib.suppress(OSError):
-                total += (dist.locate_file(f)).stat().st_size
-        sizes[name] = total
-        for req in dist.requires or ():
-            if "extra ==" not in req:
-                todo.append(req)
+        if name not in sizes:
+            total = 0
+            for f in dist.files or ():
+                with contextlib.suppress(OSError):
+                    total += dist.locate_file(f).stat().st_size
+            sizes[name] = total
+        for raw in dist.requires or ():
+            sub = Requirement(raw)
+            if sub.marker is None or any(
+                sub.marker.evaluate({"extra": e}) for e in (req.extras or {""})
+            ):
+                todo.append(sub)
     return sizes
 
 
@@ -417,9 +427,9 @@ def startup(runs: int) -> dict[str, Any]:
         key = "init_ms_openai_preloaded" if preload == "1" else "init_ms_with_openai_import"
         out[key] = statistics.median(times) * 1000
         out["server_modules_loaded"] = heavy.strip()
-    import importlib.metadata as md
+    import tomllib
 
-    full = [r for r in md.distribution("gensight").requires or () if "extra ==" not in r]
+    full = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     sdk = _closure(list(SDK_DISTS))
     whole = _closure(full)
     openai_closure = _closure(["openai"])

@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from gensight.sdk import attributes as a
 from gensight.sdk import content
 from gensight.sdk.instruments import Instruments
-from gensight.sdk.operations import Operation, _given
+from gensight.sdk.operations import CHAT, Operation, _chat_usage, _given
 
 log = logging.getLogger("gensight.sdk")
 
@@ -623,7 +623,10 @@ def _skip_usage(events: Iterator[Any], call: Call) -> Iterator[Any]:
     Python calls) only for the app never to see it.
     """
     for sse in events:
-        data = sse.data
+        try:
+            data = sse._data  # the ``data`` property's field: a Python call less per event
+        except AttributeError:
+            data = sse.data
         if ('"choices":[]' in data or '"choices": []' in data) and _take_usage(data, call):
             continue
         yield sse
@@ -631,7 +634,10 @@ def _skip_usage(events: Iterator[Any], call: Call) -> Iterator[Any]:
 
 async def _askip_usage(events: AsyncIterator[Any], call: Call) -> AsyncIterator[Any]:
     async for sse in events:
-        data = sse.data
+        try:
+            data = sse._data
+        except AttributeError:
+            data = sse.data
         if ('"choices":[]' in data or '"choices": []' in data) and _take_usage(data, call):
             continue
         yield sse
@@ -646,7 +652,8 @@ def _wrap_stream(stream: Any, call: Call) -> None:
     events = getattr(stream, "_iter_events", None)
     if call.hide_usage_chunk and events is not None:
         stream._iter_events = lambda: _skip_usage(events(), call)
-    gen = _iterate(stream._iterator, call)
+    chat = call.op is CHAT and not call.capture
+    gen = (_iterate_chat if chat else _iterate)(stream._iterator, call)
     stream._iterator = gen
     response = stream.response
     original_close = response.close
@@ -680,6 +687,45 @@ def _iterate(inner: Iterator[Any], call: Call) -> Iterator[Any]:
                 yield chunk
     except GeneratorExit:
         # closed by the garbage collector: end the span outside of it
+        if not call.done:
+            _orphans.append((call, _perf(), _time_ns()))
+        raise
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    call.end()
+
+
+def _iterate_chat(inner: Iterator[Any], call: Call) -> Iterator[Any]:
+    """``_iterate`` for chat completions without content capture, ``Chat.chunk`` inlined.
+
+    The common streamed call: every Python call saved here is saved per chunk.
+    """
+    finish = call.finish
+    assert finish is not None
+    first = True
+    try:
+        for chunk in inner:
+            if first:
+                call.ttft = _perf() - call.t0
+                first = False
+                call.response_id = chunk.id
+                call.response_model = chunk.model
+                call.service_tier = getattr(chunk, "service_tier", None)
+                call.fingerprint = getattr(chunk, "system_fingerprint", None)
+            choices = chunk.choices
+            for ch in choices:
+                if ch.finish_reason is not None:
+                    finish[ch.index] = ch.finish_reason
+            if chunk.usage is not None:
+                try:
+                    _chat_usage(call, chunk.usage)
+                except Exception:
+                    _warn_once("chunk", "gensight: could not read a stream chunk")
+                if not choices and call.hide_usage_chunk:
+                    continue
+            yield chunk
+    except GeneratorExit:
         if not call.done:
             _orphans.append((call, _perf(), _time_ns()))
         raise

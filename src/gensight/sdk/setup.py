@@ -50,6 +50,7 @@ class _State:
         self.health: Any = None
         self.shut_down = False
         self.warned_args = False
+        self.bad_endpoints: set[str] = set()
 
 
 _state = _State()
@@ -135,12 +136,13 @@ def _init(settings: Settings) -> bool:
         return False
     problem = endpoint_problem(settings.endpoint)
     if problem is not None:
-        log.warning(
-            "gensight: endpoint %r is not usable (%s); the app runs without telemetry",
-            settings.endpoint,
-            problem,
-        )
-        _state.settings = settings
+        if settings.endpoint not in _state.bad_endpoints:
+            _state.bad_endpoints.add(settings.endpoint)
+            log.warning(
+                "gensight: endpoint %r is not usable (%s); the app runs without telemetry",
+                settings.endpoint,
+                problem,
+            )
         return False
 
     from opentelemetry import metrics, trace
