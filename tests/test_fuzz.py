@@ -15,6 +15,7 @@ derandomized hypothesis so CI sees the same examples every run. The properties:
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import math
@@ -25,6 +26,7 @@ import orjson
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
+from google.protobuf import json_format
 from google.rpc import status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,7 +41,7 @@ from gensight.conventions import spans as span_conv
 from gensight.conventions.logs import log_to_events
 from gensight.conventions.spans import Resource, span_to_records
 from gensight.ingest.otlp_http import logs_to_events, traces_to_records
-from gensight.records import CallRecord, SpanRecord
+from gensight.records import CALL_FIELD_NAMES, CallRecord, SpanRecord
 from gensight.server import create_app
 from gensight.store import arrow
 from gensight.store.duckdb import DuckDBStore
@@ -480,13 +482,10 @@ def _post(client: TestClient, signal: str, body: bytes, kind: str, **headers: st
 
 
 def _as_otlp_json(msg: Any) -> bytes:
-    from google.protobuf import json_format
-
+    """A request in OTLP/JSON as exporters write it (hex ids)."""
     data = json_format.MessageToDict(msg)
 
     def hexify(node: Any) -> None:
-        import base64
-
         if isinstance(node, dict):
             for k, v in node.items():
                 if k in ("traceId", "spanId", "parentSpanId") and isinstance(v, str):
@@ -688,6 +687,58 @@ def test_otlp_huge_bodies_and_attribute_counts(app_client):
     assert_pipeline_healthy(app_client)
 
 
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12)
+    | st.sampled_from(["2026-01-05T12:00:00+00:00", "2026-01-05", "x", "[]", "{}"]),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+    max_leaves=6,
+)
+
+
+@st.composite
+def import_lines(draw: st.DrawFn) -> bytes:
+    """JSON lines of would-be CallRecords: valid ones, and every field of any type."""
+    lines = []
+    for i in range(draw(st.integers(1, 4))):
+        rec: dict[str, Any] = {
+            "id": f"imp-{i}",
+            "trace_id": "ab" * 16,
+            "span_id": "cd" * 8,
+            "ts": "2026-01-05T12:00:00+00:00",
+            "duration_ms": 12.5,
+            "source": "otlp",
+        }
+        for name in draw(st.lists(st.sampled_from(CALL_FIELD_NAMES), max_size=6, unique=True)):
+            rec[name] = draw(json_values)
+        if draw(st.integers(0, 9)) == 0:
+            rec.pop(draw(st.sampled_from(sorted(rec))))
+        lines.append(json.dumps(rec))
+    if draw(st.booleans()):
+        lines.insert(draw(st.integers(0, len(lines))), draw(st.text(max_size=20)))
+    return "\n".join(lines).encode("utf-8", "replace")
+
+
+def test_api_import_any_lines(app_client):
+    """POST /api/import: 202 for what the store can hold, 400 naming the line otherwise."""
+
+    @FUZZ
+    @given(body=import_lines())
+    def run(body):
+        r = app_client.post(
+            "/api/import", content=body, headers={"content-type": "application/x-ndjson"}
+        )
+        assert r.status_code in (202, 400), (r.status_code, r.text[:300])
+        if r.status_code == 400:
+            assert "line" in r.json()["detail"]
+
+    run()
+    assert_pipeline_healthy(app_client)
+
+
 # -- regressions: crashes the properties above found ------------------------------------
 
 
@@ -763,6 +814,22 @@ def test_regression_nan_attributes_read_back_through_the_api(app_client):
     assert_pipeline_healthy(app_client)
     r = app_client.get(f"/api/traces/{trace_id.hex()}")
     assert r.status_code == 200
+
+
+def test_regression_import_of_a_wrongly_typed_record_is_a_400(app_client):
+    # An int ts was a 500 (AttributeError); a string duration or a list model was
+    # accepted, then failed in the writer, which retried that batch forever.
+    base = '{"id": "r1", "trace_id": "t", "span_id": "s", "source": "otlp", '
+    for tail in (
+        '"ts": 5, "duration_ms": 1}',
+        '"ts": "2026-01-05T12:00:00Z", "duration_ms": "slow"}',
+        '"ts": "2026-01-05T12:00:00Z", "duration_ms": 1, "request_model": ["a"]}',
+        '"ts": "2026-01-05T12:00:00Z", "duration_ms": 1, "input_tokens": 1e30}',
+        '"ts": "2026-01-05T12:00:00Z", "duration_ms": 1, "id": null}',  # 500 on its trace
+    ):
+        r = app_client.post("/api/import", content=(base + tail).encode())
+        assert r.status_code == 400 and "line 1" in r.json()["detail"], r.text
+    assert_pipeline_healthy(app_client)
 
 
 def test_regression_log_event_name_of_any_type_is_not_a_rejection():

@@ -29,7 +29,7 @@ class BadRecord(ValueError):
 def call_from_dict(d: dict[str, Any]) -> CallRecord:
     """A CallRecord from its API form (unknown keys ignored, JSON text columns decoded)."""
     missing = [
-        k for k in ("id", "trace_id", "span_id", "ts", "duration_ms", "source") if k not in d
+        k for k in ("id", "trace_id", "span_id", "ts", "duration_ms", "source") if d.get(k) is None
     ]
     if missing:
         raise BadRecord(f"missing field(s) {', '.join(missing)}")
@@ -47,9 +47,19 @@ def call_from_dict(d: dict[str, Any]) -> CallRecord:
     return CallRecord(**values)
 
 
+_WRONG_TYPE = (TypeError, ValueError, AttributeError, OverflowError, NotImplementedError)
+
+
 def calls_from_jsonl(data: bytes) -> list[CallRecord]:
-    """Parse JSON lines of call records (BadRecord naming the line)."""
+    """Parse JSON lines of call records (BadRecord naming the line).
+
+    Every field must fit its store column: a record the writer could not insert would be
+    retried forever and hold up everything queued behind it.
+    """
+    from gensight.store.arrow import calls_table
+
     calls = []
+    lines = []
     for n, line in enumerate(data.splitlines(), start=1):
         if not line.strip():
             continue
@@ -58,8 +68,18 @@ def calls_from_jsonl(data: bytes) -> list[CallRecord]:
             if not isinstance(obj, dict):
                 raise BadRecord("not a JSON object")
             calls.append(call_from_dict(obj))
-        except (orjson.JSONDecodeError, BadRecord, TypeError, ValueError) as e:
+            lines.append(n)
+        except (orjson.JSONDecodeError, BadRecord, *_WRONG_TYPE) as e:
             raise BadRecord(f"line {n}: {e}") from None
+    try:
+        calls_table(calls)  # all at once; one by one only to name a bad line
+    except _WRONG_TYPE:
+        for n, call in zip(lines, calls, strict=True):
+            try:
+                calls_table([call])
+            except _WRONG_TYPE as e:
+                raise BadRecord(f"line {n}: a field has the wrong type: {e}") from None
+        raise
     return calls
 
 
