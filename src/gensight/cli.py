@@ -120,13 +120,45 @@ def serve(
             help="Seconds without a byte from an upstream before the gateway answers 504.",
         ),
     ] = 600.0,
+    capture: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("capture"),
+            help="content (default): store gateway calls' messages; metadata: store none.",
+        ),
+    ] = None,
     capture_content: Annotated[
         bool,
-        typer.Option(envvar=_env("capture_content"), help="Store the messages of gateway calls."),
+        typer.Option(
+            envvar=_env("capture_content"),
+            help="Older spelling of --capture content / --capture metadata.",
+        ),
     ] = True,
+    redact: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("redact"),
+            help="secrets (always on): mask keys, tokens, private keys; pii: also emails, "
+            "phone and card numbers, IP addresses.",
+        ),
+    ] = "secrets",
     api_key: Annotated[
-        str | None, typer.Option(envvar=_env("api_key"), help="Require this key on every request.")
+        str | None,
+        typer.Option(
+            envvar=_env("api_key"), help="Require this key (full access) on every request."
+        ),
     ] = None,
+    api_keys: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("api_keys"),
+            help="Scoped keys: 'ingest:K1,read:K2,admin:K3' (admin implies read and ingest).",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(envvar=_env("insecure"), help="Allow a non-loopback --host without any key."),
+    ] = False,
     flush_interval: Annotated[
         float,
         typer.Option(
@@ -182,6 +214,7 @@ def serve(
     """Run the server: OTLP ingest, gateway, API and UI on one port."""
     import uvicorn
 
+    from gensight.auth import Keyring, bind_refusal
     from gensight.server import create_app
 
     if prices is not None and not prices.is_file():
@@ -204,6 +237,11 @@ def serve(
         raise typer.BadParameter(
             f"{forward_otlp!r} is not an http(s) URL", param_hint="--forward-otlp"
         )
+    if capture is not None and capture not in ("content", "metadata"):
+        raise typer.BadParameter(f"{capture!r} is not content or metadata", param_hint="--capture")
+    redact_set = {r.strip().lower() for r in redact.split(",") if r.strip()}
+    if not redact_set <= {"secrets", "pii"}:
+        raise typer.BadParameter(f"{redact!r} is not secrets or pii", param_hint="--redact")
     settings = Settings(
         host=host,
         port=port,
@@ -215,8 +253,11 @@ def serve(
         retries=retries,
         fallback=fallback,
         upstream_timeout=upstream_timeout,
-        capture_content=capture_content,
+        capture_content=capture == "content" if capture is not None else capture_content,
         api_key=api_key,
+        api_keys=api_keys,
+        insecure=insecure,
+        redact_pii="pii" in redact_set,
         retention=keep,
         spill_max=_parse_size(spill_max, "--spill-max"),
         flush_interval=flush_interval,
@@ -230,6 +271,13 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        refusal = bind_refusal(host, Keyring(api_key, api_keys), insecure)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--api-keys") from None
+    if refusal is not None:
+        typer.echo(f"Error: {refusal}", err=True)
+        raise typer.Exit(2)
     try:
         asgi = create_app(settings)
     except ValueError as e:

@@ -26,8 +26,11 @@ class Settings:
     connect_timeout: float = 10.0  # seconds to connect to an upstream
     retry_backoff: float = 0.5  # first retry delay (doubles, with jitter)
     retry_max_wait: float = 30.0  # longer Retry-After: answer now instead of waiting
-    capture_content: bool = True  # store gateway calls' messages
-    api_key: str | None = None
+    capture_content: bool = True  # store gateway calls' messages ("--capture content")
+    api_key: str | None = None  # full access (admin)
+    api_keys: str | None = None  # "ingest:K1,read:K2,admin:K3" (gensight.auth)
+    insecure: bool = False  # allow a non-loopback --host without any key
+    redact_pii: bool = False  # also mask emails, phone and card numbers, IPs (secrets always)
     retention: timedelta | None = None  # delete calls older than this
     queue_size: int = 50_000  # records held in memory; beyond, batches wait in the journal
     journal: bool = True  # write-ahead journal under DATA_DIR/journal (no loss on crash)

@@ -3,7 +3,8 @@
 Receivers call ``Pipeline.submit`` on the request path; it appends the batch to the
 write-ahead journal (``gensight.journal``, when one is configured) and to an in-memory
 queue, and never blocks on the store. A writer thread drains the queue every
-``flush_interval`` seconds (or sooner when a batch is large), prices the calls and writes
+``flush_interval`` seconds (or sooner when a batch is large), prices the calls, masks
+secrets (and, with ``--redact pii``, personal data: ``gensight.redaction``) and writes
 calls, spans and content events to the store in one batch, then marks them committed in
 the journal. A failed write is retried with backoff and its records kept.
 
@@ -27,6 +28,7 @@ from typing import Any, Protocol
 
 from gensight.journal import Entry, Journal, JournalFull
 from gensight.records import CallRecord, ContentEvent, SpanRecord
+from gensight.redaction import Redactor
 
 Batch = tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]
 Decoder = Callable[[bytes], Batch]
@@ -76,9 +78,12 @@ class Pipeline:
         flush_interval: float = 0.2,
         maintenance_interval: float = 3600.0,
         journal: Journal | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.store = store
         self.pricer = pricer
+        # secrets are masked whatever the caller asked: there is no way around this step
+        self.redactor = redactor if redactor is not None else Redactor()
         self.queue_size = queue_size
         self.flush_interval = flush_interval
         self.journal = journal
@@ -295,6 +300,7 @@ class Pipeline:
                         self.pricer.price(call)
                     except Exception as e:  # pricing must never cost the record
                         log.debug("pricing failed for %s: %s", call.request_model, e)
+        self.redactor.apply(calls, spans, events)  # after pricing, before anything keeps it
         self.store.write(calls, spans, events)
         self.written += len(calls) + len(spans) + len(events)
         self.last_write_at = time.time()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -12,11 +11,11 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gensight.alerts import AlertEngine, load_rules_file
 from gensight.api.params import ParamError
 from gensight.api.routes import router as api_router
+from gensight.auth import AuthMiddleware, Keyring
 from gensight.config import Settings
 from gensight.forward import Forwarder
 from gensight.gateway import GatewayMiddleware
@@ -27,6 +26,7 @@ from gensight.journal import Journal
 from gensight.metrics import Metrics, metrics_route, server_collector
 from gensight.pipeline import Pipeline
 from gensight.pricing import Pricer
+from gensight.redaction import Redactor
 from gensight.store import open_store
 from gensight.ui import mount_ui
 
@@ -35,6 +35,7 @@ log = logging.getLogger("gensight.server")
 
 def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
     """The whole server as one FastAPI app (the store is opened here unless given)."""
+    keyring = Keyring(settings.api_key, settings.api_keys)  # ValueError when malformed
     store = store if store is not None else open_store(settings.store_url(), settings.retention)
     pricer = Pricer(settings.prices)
     journal = (
@@ -46,6 +47,7 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
         queue_size=settings.queue_size,
         flush_interval=settings.flush_interval,
         journal=journal,
+        redactor=Redactor(pii=settings.redact_pii),
     )
     pipeline.register_decoder(TRACES, replay_traces)
     pipeline.register_decoder(LOGS, replay_logs)
@@ -72,7 +74,7 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
             host=settings.host,
             port=settings.grpc_port,
             max_body=settings.max_body,
-            key=settings.api_key,
+            keyring=keyring,
         )
         if settings.grpc
         else None
@@ -119,6 +121,7 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.forwarder = forwarder
     app.state.grpc = grpc
+    app.state.keyring = keyring
 
     @app.exception_handler(ParamError)
     async def _param_error(request: Request, exc: ParamError) -> JSONResponse:
@@ -143,8 +146,8 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
     for route in otlp_routes(pipeline.submit, settings.max_body, app.state.counters):
         app.router.routes.append(route)
     app.add_middleware(GatewayMiddleware, gateway=gateway)
-    if settings.api_key:
-        app.add_middleware(KeyMiddleware, key=settings.api_key)
+    if keyring:
+        app.add_middleware(AuthMiddleware, keyring=keyring)
     return app
 
 
@@ -153,34 +156,3 @@ def _warm_prices(pricer: Pricer) -> None:
         pricer.cost(provider="openai", model="gpt-4o-mini", input_tokens=1, output_tokens=1)
     except Exception as e:  # never fatal: calls are priced later or marked unknown
         log.warning("price data failed to load: %s", e)
-
-
-class KeyMiddleware:
-    """With ``--api-key``: every request needs ``Authorization: Bearer KEY`` or
-    ``X-Gensight-Key: KEY``; gateway routes only the latter (their Authorization header
-    belongs to the upstream)."""
-
-    def __init__(self, app: ASGIApp, key: str) -> None:
-        self.app = app
-        self.key = key.encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        path: str = scope.get("path", "")
-        offered = headers.get(b"x-gensight-key")
-        gateway = path.startswith(("/openai/", "/p/"))
-        if offered is None and not gateway:
-            auth = headers.get(b"authorization", b"")
-            if auth[:7].lower() == b"bearer ":
-                offered = auth[7:].strip()
-        if offered is None or not hmac.compare_digest(offered, self.key):
-            response = JSONResponse(
-                {"detail": "missing or wrong Gensight key (X-Gensight-Key or Bearer)"},
-                status_code=401,
-            )
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)

@@ -7,15 +7,15 @@ under ``opentelemetry-instrument`` with no exporter settings reaches Gensight. R
 go through the very functions of the OTLP/HTTP receiver (``traces_to_records``,
 ``logs_to_events``), so both give identical records. Answers follow the OTLP spec:
 ``partial_success`` for rejected items, ``UNAVAILABLE`` when the writer queue is full
-(exporters retry), ``UNAUTHENTICATED`` without the key when ``--api-key`` is set
-(``authorization: Bearer KEY`` or ``x-gensight-key`` metadata). gzip-compressed
+(exporters retry), ``UNAUTHENTICATED`` without a key when keys are configured
+(``authorization: Bearer KEY`` or ``x-gensight-key`` metadata), ``PERMISSION_DENIED``
+for a key without the ``ingest`` scope. gzip-compressed
 requests are accepted. The server runs on its own thread pool, apart from the HTTP
 event loop.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from concurrent import futures
 from typing import Any
@@ -25,6 +25,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from gensight.auth import Keyring
 from gensight.ingest.otlp_http import (
     LOGS,
     TRACES,
@@ -40,16 +41,16 @@ log = logging.getLogger("gensight.ingest.grpc")
 class _Receiver:
     """What the three services share: key check, counting, handing records over."""
 
-    def __init__(self, submit: Submit, counters: dict[str, int], key: str | None) -> None:
+    def __init__(self, submit: Submit, counters: dict[str, int], keyring: Keyring | None) -> None:
         self.submit = submit
         self.counters = counters
-        self.key = key.encode() if key else None
+        self.keyring = keyring if keyring else None
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
     def check_key(self, context: grpc.ServicerContext) -> None:
-        if self.key is None:
+        if self.keyring is None:
             return
         offered: bytes | None = None
         for k, v in context.invocation_metadata():
@@ -58,12 +59,16 @@ class _Receiver:
                 offered = value
             elif k == "authorization" and offered is None and value[:7].lower() == b"bearer ":
                 offered = value[7:].strip()
-        if offered is None or not hmac.compare_digest(offered, self.key):
+        entry = self.keyring.match(offered)
+        if entry is None:
             self.count("grpc_unauthenticated")
             context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
                 "missing or wrong Gensight key (x-gensight-key or authorization: Bearer)",
             )
+        elif "ingest" not in entry.scopes:
+            self.count("grpc_forbidden")
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "this key lacks the 'ingest' scope")
 
     def hand_over(
         self,
@@ -142,11 +147,14 @@ class GrpcReceiver:
         port: int = 4317,
         max_body: int = 16 * 1024 * 1024,
         key: str | None = None,
+        keyring: Keyring | None = None,
         workers: int = 4,
     ) -> None:
         self.host = host
         self.port = port
-        receiver = _Receiver(submit, counters, key)
+        if keyring is None and key:
+            keyring = Keyring(api_key=key)
+        receiver = _Receiver(submit, counters, keyring)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gensight-grpc"),
             options=[

@@ -8,6 +8,7 @@ Pages (all HTML, all usable without JavaScript except the charts):
 - ``/traces/{trace_id}`` the waterfall of a trace.
 - ``/analysis`` latency against output tokens, correlations, dependencies.
 - ``/alerts`` alert rules and budgets with their state; add and remove rules.
+- ``/login`` and ``/logout`` when keys are configured (``gensight.auth``).
 
 Static files (stylesheet, the page script, Chart.js vendored under ``static/vendor``)
 are served from ``/static``; nothing is fetched from elsewhere.
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from gensight.ui.alerts import router as alerts_router
+from gensight.ui.login import router as login_router
 from gensight.ui.pages import router
 from gensight.ui.render import STATIC_DIR
 
@@ -29,4 +31,5 @@ def mount_ui(app: FastAPI) -> None:
     """Add the pages and ``/static`` to the server's app."""
     app.include_router(router)
     app.include_router(alerts_router)
+    app.include_router(login_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -180,6 +180,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     context.setdefault("json_url", None)
     context.setdefault("nav", None)
     context.setdefault("charts", None)
+    context.setdefault("signed_in", bool(request.scope.get("state", {}).get("gensight_session")))
     html = ENV.get_template(template).render(request=request, server=base_url(request), **context)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
