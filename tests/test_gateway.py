@@ -838,7 +838,11 @@ def test_store_down_calls_still_succeed(upstream: Any, tmp_path: Path) -> None:
 
 
 def test_queue_full_drops_are_counted_and_calls_succeed(upstream: Any, tmp_path: Path) -> None:
-    g = Gateway(Settings(data_dir=tmp_path, upstreams={"openai": upstream.state.url}, queue_size=1))
+    # nowhere to keep records: memory holds one, the journal (the spill) nothing
+    settings = Settings(
+        data_dir=tmp_path, upstreams={"openai": upstream.state.url}, queue_size=1, spill_max=1
+    )
+    g = Gateway(settings)
     try:
         client = g.openai()
         for _ in range(3):

@@ -165,7 +165,7 @@ def serve(
             envvar=_env("flush_interval"),
             help="Seconds between the writer's store writes (larger batches, later visibility).",
         ),
-    ] = 0.2,
+    ] = 0.5,
     spill_max: Annotated[
         str,
         typer.Option(

@@ -12,7 +12,8 @@ Files: ``DIR/seg-<first seq>.log`` segments of entries ``[seq u64][kind u16][len
 are written without fsync: they survive the process being killed (SIGKILL, OOM), not a
 power loss. A torn entry at the end of the last segment (a crash mid-write) is ignored.
 Delivery is at least once: a crash between a store write and its commit mark replays
-that batch again.
+that batch again. Payloads are kept as received, before redaction, only until they are
+stored: a segment is deleted as soon as everything in it is committed.
 """
 
 from __future__ import annotations
@@ -113,13 +114,9 @@ class Journal:
                 with contextlib.suppress(OSError):
                     self.bytes -= path.stat().st_size
                     path.unlink()
-            if (
-                self._segments
-                and self.next_seq == seq + 1
-                and self._file is not None
-                and self._file_size > self.segment_bytes // 4
-            ):
-                # everything is stored: start afresh rather than keep a large segment
+            if self._segments and self.next_seq == seq + 1 and self._file is not None:
+                # Everything is stored: drop the segment. The journal holds payloads as
+                # received (before redaction), so it keeps them no longer than needed.
                 self._file.close()
                 self._file = None
                 _, path = self._segments.pop()

@@ -75,7 +75,7 @@ class Pipeline:
         pricer: Enricher | None = None,
         *,
         queue_size: int = 50_000,
-        flush_interval: float = 0.2,
+        flush_interval: float = 0.5,
         maintenance_interval: float = 3600.0,
         journal: Journal | None = None,
         redactor: Redactor | None = None,

@@ -34,7 +34,6 @@ from gensight.conventions.otlp_values import (
     hex_id,
     nanos_to_datetime,
 )
-from gensight.conventions.secrets import scrub_secrets
 from gensight.records import CallRecord, SpanRecord
 
 # Attributes whose content lands in the record's message fields; not repeated in attributes.
@@ -279,7 +278,7 @@ def span_to_records(
     if not is_llm_span(attrs) or _bool(attrs.get("gensight.via_gateway")):
         # A Gensight SDK span of a call made through the Gensight gateway: the gateway's
         # record (its child in the trace) is the call; this span stays a plain span.
-        srec.attributes = scrub_secrets(attrs)
+        srec.attributes = attrs
         srec.events = events
         return srec, None
 
@@ -493,9 +492,9 @@ def _call_from_attrs(
     )
     if has_content or events:
         _set_messages(call, attrs, events)
-        call.attributes = scrub_secrets({k: v for k, v in attrs.items() if not _is_content_key(k)})
+        call.attributes = {k: v for k, v in attrs.items() if not _is_content_key(k)}
     else:
-        call.attributes = scrub_secrets(attrs)
+        call.attributes = attrs  # secrets are masked in the pipeline, for every path
     return call
 
 
