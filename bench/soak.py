@@ -101,6 +101,9 @@ class Stats:
     # (phase, kind) -> latencies in ms; kind: gw / direct for non-streamed, *_ttft streamed
     lat: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     rss: list[tuple[float, float, int]] = field(default_factory=list)  # (t, MB, incarnation)
+    samples: list[tuple[float, str, float]] = field(default_factory=list)  # (t, kind, ms)
+    lag: list[tuple[float, float]] = field(default_factory=list)  # generator behind schedule
+    load: list[float] = field(default_factory=list)  # 1-minute load average, each second
     events: list[tuple[float, str]] = field(default_factory=list)
 
     def now(self) -> float:
@@ -118,7 +121,7 @@ class Stats:
         if t < first_down:
             return "before"
         if self.outage is not None and t >= self.outage.end:
-            return "after"
+            return "after-kill" if len(self.down) > 1 and t >= self.down[1].end else "after"
         return None  # between the first restart and the outage: not reported
 
     def event(self, what: str) -> None:
@@ -176,19 +179,19 @@ async def gateway_call(
     except httpx.HTTPError as e:
         why = f"{type(e).__name__}: {e}"
     b = st.now()
+    kind = ("direct" if direct else "gw") + ("_ttft" if stream else "")
+    value = (ttft if stream else (b - a) * 1000) or 0.0
+    if ok:
+        st.samples.append((a, kind, value))
+    phase = st.phase(a)
     if direct:
-        if ok:
-            phase = st.phase(a)
-            if phase:
-                key = "direct_ttft" if stream else "direct"
-                st.lat.setdefault((phase, key), []).append(ttft if stream else (b - a) * 1000)
+        if ok and phase:
+            st.lat.setdefault((phase, kind), []).append(value)
         return
     if ok:
         st.gw_acked.add(session)
-        phase = st.phase(a)
         if phase and st.phase(b) == phase:
-            key = "gw_ttft" if stream else "gw"
-            st.lat.setdefault((phase, key), []).append(ttft if stream else (b - a) * 1000)
+            st.lat.setdefault((phase, kind), []).append(value)
     elif st.in_down(a, b + 0.5):
         st.gw_down += 1
     else:
@@ -298,6 +301,8 @@ async def generate(
             wait = due - st.now()
             if wait > 0:
                 await asyncio.sleep(wait)
+            elif wait < -0.05:
+                st.lag.append((due, -wait))
             schedule = [(k, iv, d + iv if k == kind else d) for k, iv, d in schedule]
             i = counters[kind] = counters[kind] + 1
             if len(tasks) >= args.max_inflight:
@@ -388,6 +393,7 @@ async def sample_rss(st: Stats, gs: Gensight, stop: asyncio.Event) -> None:
             kb = rss_kb(pid)
             if kb:
                 st.rss.append((st.now(), kb / 1024, gs.incarnation))
+        st.load.append(os.getloadavg()[0])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
 
@@ -528,7 +534,7 @@ def report(st: Stats, gs: Gensight, final: dict[str, Any], duration: float) -> d
     gw_missing = st.gw_acked - gw_stored
     otlp_missing = st.otlp_acked - otlp_stored
     latency: dict[str, dict[str, Any]] = {}
-    for phase in ("before", "outage", "after"):
+    for phase in ("before", "outage", "after", "after-kill"):
         row: dict[str, Any] = {}
         for kind in ("gw", "direct", "gw_ttft", "direct_ttft"):
             v = st.lat.get((phase, kind), [])
@@ -588,7 +594,35 @@ def report(st: Stats, gs: Gensight, final: dict[str, Any], duration: float) -> d
         "final_queue": final.get("queue"),
         "final_dropped": final.get("dropped"),
         "events": [f"{t:.1f}s {e}" for t, e in st.events],
+        "timeline": timeline(st),
+        "cpus": os.cpu_count(),
+        "load_avg_mean": statistics.fmean(st.load) if st.load else None,
+        "load_avg_max": max(st.load, default=None),
     }
+
+
+def timeline(st: Stats, width: float = 10.0) -> list[dict[str, Any]]:
+    """Per ``width`` seconds: calls, p50/p99 of non-streamed gateway and direct calls,
+    and how far the generator fell behind its schedule (its own saturation)."""
+    buckets: dict[int, dict[str, list[float]]] = {}
+    for t, kind, ms in st.samples:
+        buckets.setdefault(int(t // width), {}).setdefault(kind, []).append(ms)
+    for t, lag in st.lag:
+        buckets.setdefault(int(t // width), {}).setdefault("lag", []).append(lag * 1000)
+    out = []
+    for b in sorted(buckets):
+        v = buckets[b]
+        out.append(
+            {
+                "t": b * width,
+                "gw_n": len(v.get("gw", [])) + len(v.get("gw_ttft", [])),
+                "gw_p50": pct(v.get("gw", []), 50),
+                "gw_p99": pct(v.get("gw", []), 99),
+                "direct_p99": pct(v.get("direct", []), 99),
+                "lag_max_ms": max(v.get("lag", [0.0])),
+            }
+        )
+    return out
 
 
 def _f(v: Any) -> str:
@@ -617,6 +651,10 @@ def print_report(r: dict[str, Any]) -> None:
         f" {o['retry_reasons']}"
     )
     print(f"skipped by the generator (in-flight cap): {r['skipped_by_generator']}")
+    print(
+        f"machine: {r['cpus']} CPUs, 1-min load average mean {_f(r['load_avg_mean'])},"
+        f" max {_f(r['load_avg_max'])} (everything on it, not only this run)"
+    )
     print(f"final queue: {r['final_queue']}")
     print(f"peak RSS {_f(r['peak_rss_mb'])} MB; per server incarnation:")
     for inc, v in r["rss_mb_by_incarnation"].items():
@@ -634,6 +672,12 @@ def print_report(r: dict[str, Any]) -> None:
                 f" {_f(row[dk]['p99']):>11} {_f(added.get('p50')):>10}"
                 f" {_f(added.get('p99')):>10} {row[gwk]['n']:>5}"
             )
+    print("timeline (non-streamed calls, ms)   t   gw n   gw p50   gw p99  direct p99  lag max")
+    for row in r["timeline"]:
+        print(
+            f"  {row['t']:>34.0f} {row['gw_n']:>6} {_f(row['gw_p50']):>8} {_f(row['gw_p99']):>8}"
+            f" {_f(row['direct_p99']):>11} {row['lag_max_ms']:>8.0f}"
+        )
     for s in g["failure_samples"] + o["failure_samples"]:
         print("  failure:", s)
 
