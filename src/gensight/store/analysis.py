@@ -75,13 +75,17 @@ def totals_row(row: dict[str, Any]) -> dict[str, Any]:
         "output_tokens": int(row.get("output_tokens") or 0),
         "cost_usd": float(row.get("cost_usd") or 0.0),
         "unpriced_calls": int(row.get("unpriced_calls") or 0),
-        "latency_ms": {
-            "p50": row.get("lat_p50"),
-            "p95": row.get("lat_p95"),
-            "p99": row.get("lat_p99"),
-        },
-        "ttft_ms": {"p50": row.get("ttft_p50"), "p95": row.get("ttft_p95")},
+        "latency_ms": dict(zip(("p50", "p95", "p99"), _levels(row.get("lat_q"), 3), strict=True)),
+        "ttft_ms": dict(zip(("p50", "p95"), _levels(row.get("ttft_q"), 2), strict=True)),
     }
+
+
+def _levels(values: Any, n: int) -> list[float | None]:
+    """A percentile list as floats; None where there were no values (DuckDB gives NULL,
+    ClickHouse NaN)."""
+    if not values:
+        return [None] * n
+    return [None if v is None or v != v else float(v) for v in values]
 
 
 def fill_series(

@@ -77,6 +77,11 @@ class Dialect:
         """Exact, linearly interpolated percentile (the same numbers on every backend)."""
         raise NotImplementedError
 
+    def quantiles(self, expr: str, levels: tuple[float, ...]) -> str:
+        """Several exact percentiles as one list, from one sorted copy of the values
+        (a third of the memory of separate aggregates, which matters over 30 days)."""
+        raise NotImplementedError
+
     def bucket(self, col: str, seconds: int) -> str:
         """Start of the epoch-aligned bucket of ``seconds`` holding ``col``."""
         raise NotImplementedError
@@ -148,6 +153,9 @@ class DuckDBDialect(Dialect):
     def quantile(self, expr: str, level: float) -> str:
         return f"quantile_cont({expr}, {level})"
 
+    def quantiles(self, expr: str, levels: tuple[float, ...]) -> str:
+        return f"quantile_cont({expr}, {list(levels)})"
+
     def bucket(self, col: str, seconds: int) -> str:
         micros = seconds * 1_000_000
         return f"make_timestamp(epoch_us({col}) // {micros} * {micros})"
@@ -196,6 +204,9 @@ class ClickHouseDialect(Dialect):
 
     def quantile(self, expr: str, level: float) -> str:
         return f"quantileExactInclusive({level})({expr})"
+
+    def quantiles(self, expr: str, levels: tuple[float, ...]) -> str:
+        return f"quantilesExactInclusive({', '.join(map(str, levels))})({expr})"
 
     def bucket(self, col: str, seconds: int) -> str:
         micros = seconds * 1_000_000
@@ -327,11 +338,8 @@ def measures(d: Dialect) -> str:
         sum(c.output_tokens) AS output_tokens,
         sum(c.cost_usd) AS cost_usd,
         {d.countif("c.cost_usd IS NULL")} AS unpriced_calls,
-        {d.quantile("c.duration_ms", 0.5)} AS lat_p50,
-        {d.quantile("c.duration_ms", 0.95)} AS lat_p95,
-        {d.quantile("c.duration_ms", 0.99)} AS lat_p99,
-        {d.quantile("c.ttft_ms", 0.5)} AS ttft_p50,
-        {d.quantile("c.ttft_ms", 0.95)} AS ttft_p95
+        {d.quantiles("c.duration_ms", (0.5, 0.95, 0.99))} AS lat_q,
+        {d.quantiles("c.ttft_ms", (0.5, 0.95))} AS ttft_q
     """
 
 
