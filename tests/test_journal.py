@@ -132,3 +132,28 @@ def test_sigkill_after_acknowledging_loses_nothing(tmp_path: Path):
         assert again.client.get("/api/health").json()["queue"]["replayed_batches"] == 8
     finally:
         again.stop()
+
+
+class PickyStore:
+    """A store that cannot take one particular record (as Arrow refuses a wrong type)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def write(self, calls, spans, events) -> None:
+        if any(c.id == "c13" for c in calls):
+            raise ValueError("cannot convert")
+        self.ids += [c.id for c in calls]
+
+
+def test_one_bad_record_is_set_aside_and_never_blocks_the_rest(tmp_path: Path):
+    store = PickyStore()
+    p = Pipeline(store, flush_interval=0.01, journal=Journal(tmp_path, 10_000_000))
+    p.start()
+    for i in range(40):
+        p.submit([_call(i)])
+    assert p.flush(timeout=10)
+    p.stop()
+    assert sorted(store.ids, key=lambda s: int(s[1:])) == [f"c{i}" for i in range(40) if i != 13]
+    assert p.stats()["rejected"] == 1
+    assert Journal(tmp_path, max_bytes=1).pending() == []

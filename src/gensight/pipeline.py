@@ -66,6 +66,24 @@ class Observer(Protocol):
     def __call__(self, calls: Sequence[CallRecord], spans: Sequence[SpanRecord]) -> None: ...
 
 
+#: Errors that mean "this data cannot be converted" (Arrow's ArrowInvalid/ArrowTypeError
+#: subclass these), as opposed to the store being unreachable, which is worth retrying.
+_DATA_ERRORS = (TypeError, ValueError, OverflowError)
+
+
+def _halves(calls: list, spans: list, events: list) -> list[Batch]:
+    """A batch split in two, each table by half (for isolating a bad record)."""
+
+    def cut(xs: list) -> tuple[list, list]:
+        return xs[: len(xs) // 2], xs[len(xs) // 2 :]
+
+    (c1, c2), (s1, s2), (e1, e2) = cut(calls), cut(spans), cut(events)
+    if len(calls) <= 1 and len(spans) <= 1 and len(events) <= 1:
+        # one record per table: try them one by one
+        return [([*calls], [], []), ([], [*spans], []), ([], [], [*events])]
+    return [(c1, s1, e1), (c2, s2, e2)]
+
+
 class Pipeline:
     """Bounded queue + background writer thread."""
 
@@ -93,6 +111,7 @@ class Pipeline:
         self._queued = 0  # records held in memory
         self._on_disk = 0  # batches held only in the journal
         self.replayed = 0
+        self.rejected = 0  # records the store could not take (bad data), set aside
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -250,7 +269,7 @@ class Pipeline:
                 batch, last_seq = self._take()
             while True:
                 try:
-                    self._write(*batch)
+                    self._write_separating_bad(*batch)
                     if last_seq is not None and self.journal is not None:
                         self.journal.commit(last_seq)
                     backoff = 0.1
@@ -276,6 +295,24 @@ class Pipeline:
                         break
             with self._cond:
                 self._inflight = 0
+
+    def _write_separating_bad(
+        self, calls: list[CallRecord], spans: list[SpanRecord], events: list[ContentEvent]
+    ) -> None:
+        """Write a batch; when a record cannot be converted for the store (a data error,
+        not an outage), write the rest and set that record aside, so one bad record can
+        never hold back everything behind it."""
+        try:
+            self._write(calls, spans, events)
+        except _DATA_ERRORS as e:
+            n = len(calls) + len(spans) + len(events)
+            if n <= 1:
+                self.rejected += n
+                self.last_error = f"record set aside: {type(e).__name__}: {e}"
+                log.error("a record the store cannot take was set aside: %s", e)
+                return
+            for part in _halves(calls, spans, events):
+                self._write_separating_bad(*part)
 
     def _maintain(self) -> None:
         """Retention, on the writer thread (the only one that changes the store)."""
@@ -322,6 +359,7 @@ class Pipeline:
             "spilled_batches": self._on_disk,
             "spill_bytes": self.journal.bytes if self.journal is not None else 0,
             "replayed_batches": self.replayed,
+            "rejected": self.rejected,
             "accepted": self.accepted,
             "written": self.written,
             "dropped": self.dropped,

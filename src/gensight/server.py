@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import duckdb
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -139,6 +140,18 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(duckdb.OutOfMemoryException)
+    async def _store_memory(request: Request, exc: Exception) -> JSONResponse:
+        # a question too big for the store's memory limit: say so, and how to narrow it
+        log.warning("query over the store's memory limit: %s %s", request.url.path, exc)
+        return JSONResponse(
+            {
+                "detail": "this query needs more memory than the store may use;"
+                " narrow the time range (since/until) or add filters"
+            },
+            status_code=503,
+        )
 
     app.include_router(api_router)
     app.router.routes.append(metrics_route(metrics))

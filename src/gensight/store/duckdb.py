@@ -64,7 +64,7 @@ class DuckDBStore(SQLStore):
     dialect = sql.DuckDBDialect()
 
     def __init__(
-        self, path: str | Path, retention: timedelta | None = None, memory_limit_mb: int = 256
+        self, path: str | Path, retention: timedelta | None = None, memory_limit_mb: int = 512
     ) -> None:
         self.path = str(path)
         self.retention = retention
