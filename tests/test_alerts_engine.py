@@ -59,12 +59,14 @@ def test_restarts_and_replicas_do_not_notify_twice(tmp_path: Path) -> None:
     (s,) = second.states()
     assert s["state"] == "firing" and s["value"] == 2.0 and second.notifier.sent_bodies == []
 
-    # an hour later the window is empty: whoever sees it first notifies the resolution
+    # an hour later the window is empty: the server holding the alerts lease (the first)
+    # records and notifies the resolution, even when another one saw it first
     later = now + timedelta(hours=1, minutes=1)
     second.evaluate(now=later)
     first.evaluate(now=later + timedelta(seconds=1))
-    assert second.notifier.sent_bodies == [(rule.id, "resolved")]
-    assert first.notifier.sent_bodies == [(rule.id, "firing")]
+    assert first.leader and not second.leader
+    assert second.notifier.sent_bodies == []
+    assert first.notifier.sent_bodies == [(rule.id, "firing"), (rule.id, "resolved")]
     history = store.alert_events(rule.id)
     assert [e["state"] for e in history] == ["ok", "firing"]  # newest first
     assert history[1]["detail"]["previous"] == "ok" and history[1]["value"] == 2.0

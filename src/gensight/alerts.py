@@ -43,7 +43,9 @@ import itertools
 import logging
 import math
 import operator
+import os
 import re
+import socket
 import threading
 import time
 import tomllib
@@ -527,6 +529,9 @@ class AlertEngine:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one evaluation at a time
+        #: who this server is among replicas sharing the store (see ``evaluate``)
+        self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.leader = False
         self.evaluations = 0
         self.errors = 0
         self.last_error: str | None = None
@@ -625,6 +630,14 @@ class AlertEngine:
                 for gone in set(self._states) - set(rules):
                     del self._states[gone]
             now = now or datetime.now(UTC)
+            # Every server evaluates (each gateway enforces budgets itself); only the one
+            # holding the lease records transitions and sends notifications.
+            try:
+                ttl = timedelta(seconds=max(3 * self.interval, 30.0))
+                self.leader = self.store.hold_lease("alerts", self.holder, ttl)
+            except Exception as e:
+                self._note_error(f"could not renew the alerts lease: {e}")
+                self.leader = False
             for rule in rules.values():
                 if only_blocking and rule.action != "block":
                     continue
@@ -668,6 +681,8 @@ class AlertEngine:
             "detail": {"previous": st.state, "rule": rule.definition()},
         }
         st.state, st.since = new, now
+        if not self.leader:
+            return  # the leading server records it and notifies; we adopt it from the store
         try:
             self.store.add_alert_event({**event, "detail": orjson.dumps(event["detail"]).decode()})
         except Exception as e:  # notify anyway: the history is second to the message
@@ -722,6 +737,7 @@ class AlertEngine:
         n = self.notifier
         return {
             "rules": len(self._rules),
+            "leader": self.leader,
             "firing": sum(s.state == "firing" for s in self._states.values()),
             "evaluations": self.evaluations,
             "evaluation_errors": self.errors,

@@ -135,6 +135,11 @@ MIGRATIONS: list[list[str]] = [
         " name String, state LowCardinality(String), value Nullable(Float64),"
         " threshold Float64, detail String) ENGINE = MergeTree ORDER BY (rule_id, ts)",
     ],
+    [  # 3: leases, so that one replica of many runs a singleton job (alert notifications)
+        "CREATE TABLE IF NOT EXISTS leases (name String, holder String,"
+        " expires_at DateTime64(6, 'UTC')) ENGINE = MergeTree ORDER BY (name, expires_at)"
+        " TTL toDateTime(expires_at) + INTERVAL 1 HOUR",
+    ],
 ]
 
 #: Tables whose rows expire with ``--retention``.

@@ -247,6 +247,22 @@ class SQLStore:
         rows = self._rows(sql.latest_alert_events(self.dialect))
         return {r["rule_id"]: self._event_row(r) for r in rows}
 
+    def hold_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
+        """Claim or renew the lease ``name`` for ``holder``; True while this holder has it.
+
+        Without transactions across replicas two may claim at once; both then read the
+        same winning row (latest expiry, then lowest holder), so they agree at once.
+        """
+        now = datetime.now(UTC)
+        current = self._rows(sql.current_lease(self.dialect, name, now))
+        if current and current[0]["holder"] != holder:
+            return False
+        self._exec(sql.claim_lease(self.dialect, name, holder, now + ttl))
+        if self.dialect.name == "duckdb":  # ClickHouse expires old claims by TTL
+            self._exec(sql.prune_leases(self.dialect, now - timedelta(hours=1)))
+        winner = self._rows(sql.current_lease(self.dialect, name, now))
+        return bool(winner) and winner[0]["holder"] == holder
+
     @staticmethod
     def _event_row(row: dict[str, Any]) -> dict[str, Any]:
         row["ts"] = iso(row["ts"])

@@ -54,6 +54,9 @@ MIGRATIONS: list[list[str]] = [
     [  # 3: a trace is a point lookup, not a scan of every span (1.5 s → 28 ms at 10M)
         "CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_id)",
     ],
+    [  # 4: leases (one process owns a DuckDB file, but the code is the same for replicas)
+        "CREATE TABLE IF NOT EXISTS leases (name VARCHAR, holder VARCHAR, expires_at TIMESTAMP)",
+    ],
 ]
 
 

@@ -541,3 +541,29 @@ def latest_alert_events(d: Dialect) -> Query:
         " FROM alert_events GROUP BY rule_id) m ON e.rule_id = m.rid AND e.ts = m.mts"
     )
     return q
+
+
+def current_lease(d: Dialect, name: str, now: datetime) -> Query:
+    """The unexpired claim on a lease that wins: the latest expiry, then the lowest holder
+    (every replica reading the same rows agrees on it)."""
+    q = Query(d)
+    q.sql = (
+        f"SELECT holder, expires_at FROM leases WHERE name = {d.param(q, name)}"
+        f" AND expires_at > {d.param_ts(q, now)} ORDER BY expires_at DESC, holder LIMIT 1"
+    )
+    return q
+
+
+def claim_lease(d: Dialect, name: str, holder: str, expires_at: datetime) -> Query:
+    q = Query(d)
+    q.sql = (
+        "INSERT INTO leases (name, holder, expires_at) VALUES"
+        f" ({d.param(q, name)}, {d.param(q, holder)}, {d.param_ts(q, expires_at)})"
+    )
+    return q
+
+
+def prune_leases(d: Dialect, before: datetime) -> Query:
+    q = Query(d)
+    q.sql = f"DELETE FROM leases WHERE expires_at < {d.param_ts(q, before)}"
+    return q
