@@ -42,8 +42,17 @@ def _text(value: Any) -> str | None:
                     texts.append(t)
             elif isinstance(p, str):
                 texts.append(p)
-        return "\n".join(texts) if texts else orjson.dumps(value).decode()
-    return orjson.dumps(value, default=str).decode()
+        return "\n".join(texts) if texts else _json(value)
+    return _json(value)
+
+
+def _json(value: Any) -> str:
+    """Structured content as JSON text; a placeholder for what JSON cannot hold (nesting
+    deeper than orjson's limit, which only a malformed or hostile payload reaches)."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return "[content not representable as JSON]"
 
 
 def _tool_call(tc: Any) -> dict[str, Any]:
