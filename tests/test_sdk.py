@@ -910,3 +910,60 @@ print(hasattr(Embeddings.__dict__["create"], "__gensight_original__"))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+# -- the exporter --------------------------------------------------------------------
+
+
+def test_fast_span_encoding_is_the_official_encoding():
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as official
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, TraceFlags
+    from opentelemetry.trace import set_span_in_context as in_context
+    from opentelemetry.trace.span import TraceState
+
+    from gensight.sdk.export import encode_spans
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc", "n": [1, 2]}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    ours = provider.get_tracer("gensight.sdk", "1.0", schema_url="https://example.com/s")
+    other = provider.get_tracer("other", attributes={"a": "b"})
+    remote = SpanContext(
+        trace_id=0xABC,
+        span_id=0xDEF,
+        is_remote=True,
+        trace_flags=TraceFlags(1),
+        trace_state=TraceState([("k", "v")]),
+    )
+    values = {
+        "s": "é ü 中",
+        "i": -5,
+        "big": 2**62,
+        "f": 0.5,
+        "zero": 0.0,
+        "negzero": -0.0,
+        "b": True,
+        "l": ["a", "b"],
+        "li": [1, 2],
+        "by": b"\x00\x01",
+        "e": "",
+    }
+    for round_ in range(3):  # the second and third rounds hit the field cache
+        with ours.start_as_current_span(
+            "root", kind=SpanKind.SERVER, attributes={**values, "round": round_},
+            links=[Link(remote, {"x": 1})],
+        ) as span:  # fmt: skip
+            span.add_event("ev", {"k": 1.5})
+            span.set_status(Status(StatusCode.ERROR, "boom"))
+            with other.start_as_current_span("child", kind=SpanKind.CLIENT):
+                pass
+        with ours.start_as_current_span(
+            "remote child", context=in_context(NonRecordingSpan(remote))
+        ):
+            pass
+    spans = exporter.get_finished_spans()
+    assert ExportTraceServiceRequest.FromString(encode_spans(spans)) == official(spans)

@@ -4,8 +4,8 @@ Spans: the official exporter builds a protobuf object per span, attribute and va
 which costs more CPU per LLM call (~80 µs for a typical GenAI span here) than all
 the SDK's other work together. ``encode_spans`` writes the same
 ``ExportTraceServiceRequest`` bytes directly; ``tests/test_sdk.py`` checks that they
-decode to exactly what the official encoder produces. Any span it cannot encode
-makes the batch fall back to the official encoder.
+decode to exactly what the official encoder produces; repeated attribute values
+(operation, provider, model…) are encoded once and reused.
 
 Failures: the official exporters log an error for every failed batch and a warning
 for every retry. These subclasses log one warning when the endpoint first fails
@@ -102,12 +102,52 @@ def _key_value(key: str, value: Any) -> bytes:
     return k + _ld(b"\x12", _any_value(value))
 
 
+#: Encoded attribute fields by (tag, key, type, value): most values repeat from span to
+#: span (operation, provider, model, server, finish reasons). Each key caches at most
+#: ``_DISTINCT`` values, so ids and counts stop being cached after a while.
+_FIELDS: dict[tuple[bytes, str, type, Any], bytes] = {}
+_DISTINCT = 64
+_distinct: dict[str, int] = {}
+_CACHEABLE = frozenset({str, int, float, bool, tuple})
+
+
 def _attributes(tag: bytes, attributes: Any) -> bytes:
     if not attributes:
         return b""
     # BoundedAttributes is a MutableMapping whose generic items() costs ~1 µs an item
     items = getattr(attributes, "_dict", attributes).items()
-    return b"".join([_ld(tag, _key_value(k, v)) for k, v in items])
+    out = []
+    fields = _FIELDS
+    for k, v in items:
+        t = type(v)
+        if t in _CACHEABLE and (v or t is not float):  # 0.0 == -0.0, but not in bytes
+            ck = (tag, k, t, v)
+            try:
+                field = fields.get(ck)
+            except TypeError:  # a tuple holding something unhashable
+                out.append(_ld(tag, _key_value(k, v)))
+                continue
+            if field is None:
+                field = _ld(tag, _key_value(k, v))
+                n = _distinct.get(k, 0)
+                if n < _DISTINCT and len(fields) < 20_000:
+                    _distinct[k] = n + 1
+                    fields[ck] = field
+            out.append(field)
+        else:
+            out.append(_ld(tag, _key_value(k, v)))
+    return b"".join(out)
+
+
+def _span_attributes(span: Any) -> Any:
+    """A ``ReadableSpan``'s attributes as a plain dict when possible.
+
+    Its ``attributes`` property is a mappingproxy over BoundedAttributes, iterated
+    through the generic Mapping machinery: a third of the encoding time.
+    """
+    bounded = getattr(span, "_attributes", None)
+    inner = getattr(bounded, "_dict", None)
+    return inner if type(inner) is dict else span.attributes
 
 
 # Span.flags: the official encoder sets "has is_remote" and "is_remote" bits only.
@@ -132,7 +172,7 @@ def _encode_span(span: Any) -> bytes:
     out.append(b"\x30" + _VARINTS[span.kind.value + 1])
     out.append(b"\x39" + _pack_fixed64(span.start_time or 0))
     out.append(b"\x41" + _pack_fixed64(span.end_time or 0))
-    out.append(_attributes(b"\x4a", span.attributes))
+    out.append(_attributes(b"\x4a", _span_attributes(span)))
     if span.dropped_attributes:
         out.append(b"\x50" + _varint(span.dropped_attributes))
     for e in span.events:
@@ -186,21 +226,27 @@ def _encode_scope(scope: Any) -> bytes:
 
 def encode_spans(spans: Sequence[Any]) -> bytes:
     """An OTLP ``ExportTraceServiceRequest`` for SDK ``ReadableSpan``s, serialized."""
+    return _request(
+        [((s.resource, s.instrumentation_scope or None), _encode_span(s)) for s in spans]
+    )
+
+
+def _request(encoded: Sequence[tuple[tuple[Any, Any], bytes]]) -> bytes:
+    """The request body for spans already encoded, grouped by (resource, scope)."""
     grouped: dict[Any, dict[Any, list[bytes]]] = {}
-    for span in spans:
-        by_scope = grouped.get(span.resource)
+    for (resource, scope), body in encoded:
+        by_scope = grouped.get(resource)
         if by_scope is None:
-            by_scope = grouped[span.resource] = {}
-        scope = span.instrumentation_scope or None
-        encoded = by_scope.get(scope)
-        if encoded is None:
-            encoded = by_scope[scope] = []
-        encoded.append(_ld(b"\x12", _encode_span(span)))
+            by_scope = grouped[resource] = {}
+        bodies = by_scope.get(scope)
+        if bodies is None:
+            bodies = by_scope[scope] = []
+        bodies.append(_ld(b"\x12", body))
     out = []
     for resource, by_scope in grouped.items():
         body = [_ld(b"\x0a", _attributes(b"\x0a", resource.attributes))]
-        for scope, encoded in by_scope.items():
-            sbody = _ld(b"\x0a", _encode_scope(scope)) + b"".join(encoded)
+        for scope, bodies in by_scope.items():
+            sbody = _ld(b"\x0a", _encode_scope(scope)) + b"".join(bodies)
             if scope is not None and scope.schema_url:
                 sbody += _string(b"\x1a", scope.schema_url)
             body.append(_ld(b"\x12", sbody))
