@@ -62,6 +62,7 @@ import orjson
 from gensight.api.params import ParamError, call_filters, parse_duration
 from gensight.records import CallRecord, SpanRecord
 from gensight.store.base import CallFilters
+from gensight.worker import Worker
 
 log = logging.getLogger("gensight.alerts")
 
@@ -329,7 +330,7 @@ class _Job:
     delivery: Delivery = field(compare=False)
 
 
-class Notifier:
+class Notifier(Worker):
     """Delivers webhook bodies on its own thread; retries with exponential backoff.
 
     A failed attempt (connection error, timeout, 408, 429, 5xx) is tried again after
@@ -351,28 +352,14 @@ class Notifier:
         self.max_pending = max_pending
         self._heap: list[_Job] = []
         self._seq = itertools.count()
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self.deliveries: dict[str, Delivery] = {}
         self.sent = 0
         self.failed = 0
         self.retries = 0
         self.dropped = 0
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._stopping = False
-            self._thread = threading.Thread(target=self._run, name="gensight-notify", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    thread_name = "gensight-notify"
 
     def send(self, rule_id: str, url: str, body: bytes, event: str) -> None:
         """Queue one notification (never blocks; counted as dropped when the queue is full)."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -38,6 +37,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, Status
 
 from gensight.records import CallRecord, SpanRecord
+from gensight.worker import Worker
 
 log = logging.getLogger("gensight.forward")
 
@@ -164,7 +164,7 @@ def encode_calls(calls: Sequence[CallRecord]) -> bytes:
     return req.SerializeToString()
 
 
-class Forwarder:
+class Forwarder(Worker):
     """Bounded queue + sender thread exporting stored calls over OTLP/HTTP."""
 
     def __init__(
@@ -188,9 +188,7 @@ class Forwarder:
         self.attempts = attempts
         self.backoff = backoff
         self._queue: deque[CallRecord] = deque()
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self.sent = 0
         self.failed = 0
         self.dropped = 0
@@ -213,20 +211,11 @@ class Forwarder:
                     self._cond.notify()
 
     # -- sender ----------------------------------------------------------------------
-    def start(self) -> None:
-        if self._thread is None:
-            self._stopping = False
-            self._thread = threading.Thread(target=self._run, name="gensight-forward", daemon=True)
-            self._thread.start()
+    thread_name = "gensight-forward"
 
     def stop(self, timeout: float = 5.0) -> None:
         """Send what is queued (one try each, within ``timeout``), then stop."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        super().stop(timeout)
 
     def _run(self) -> None:
         with httpx.Client(timeout=self.timeout) as client:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 from gensight.journal import Entry, Journal, JournalFull
 from gensight.records import CallRecord, ContentEvent, SpanRecord
 from gensight.redaction import Redactor
+from gensight.worker import Worker
 
 Batch = tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]
 Decoder = Callable[[bytes], Batch]
@@ -84,8 +84,10 @@ def _halves(calls: list, spans: list, events: list) -> list[Batch]:
     return [(c1, s1, e1), (c2, s2, e2)]
 
 
-class Pipeline:
+class Pipeline(Worker):
     """Bounded queue + background writer thread."""
+
+    thread_name = "gensight-writer"
 
     def __init__(
         self,
@@ -112,9 +114,7 @@ class Pipeline:
         self._on_disk = 0  # batches held only in the journal
         self.replayed = 0
         self.rejected = 0  # records the store could not take (bad data), set aside
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
+        super().__init__()
         self._inflight = 0
         self.accepted = 0
         self.written = 0
@@ -182,27 +182,19 @@ class Pipeline:
     def start(self) -> None:
         """Queue what the journal holds from before (a crash, an outage at shutdown), then
         start the writer thread (idempotent)."""
-        if self._thread is None:
-            if self.journal is not None and not self._queue:
-                pending = self.journal.pending()
-                with self._cond:
-                    for entry in pending:
-                        self._queue.append((entry, None))
-                    self._on_disk += len(pending)
-                if pending:
-                    log.info("replaying %d journaled batches", len(pending))
-            self._stopping = False
-            self._thread = threading.Thread(target=self._run, name="gensight-writer", daemon=True)
-            self._thread.start()
+        if self._thread is None and self.journal is not None and not self._queue:
+            pending = self.journal.pending()
+            with self._cond:
+                for entry in pending:
+                    self._queue.append((entry, None))
+                self._on_disk += len(pending)
+            if pending:
+                log.info("replaying %d journaled batches", len(pending))
+        super().start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Write everything queued, then stop the writer."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        super().stop(timeout)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until everything submitted so far is written (for tests and shutdown)."""
