@@ -967,3 +967,18 @@ def test_fast_span_encoding_is_the_official_encoding():
             pass
     spans = exporter.get_finished_spans()
     assert ExportTraceServiceRequest.FromString(encode_spans(spans)) == official(spans)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        '{"id":"c","choices":[],"usage":null}',
+        '{"id": "c", "choices": [], "usage": null}',
+        '{"usage":null,"id":"c","choices":[]}',
+        '{"usage": null, "id": "c", "choices": []}',
+    ],
+)
+def test_null_usage_is_cut_from_chunks(data: str):
+    from gensight.sdk.patch import _strip_null_usage
+
+    assert json.loads(_strip_null_usage(data)) == {"id": "c", "choices": []}

@@ -616,18 +616,36 @@ def _take_usage(data: str, call: Call) -> bool:
     return True
 
 
-def _skip_usage(events: Iterator[Any], call: Call) -> Iterator[Any]:
-    """The stream's server-sent events minus the usage chunk the SDK asked for.
+def _strip_null_usage(data: str) -> str:
+    """A chunk's JSON without its ``"usage": null`` member (either spacing, any place)."""
+    for member in (',"usage":null', ', "usage": null'):
+        if member in data:
+            return data.replace(member, "", 1)
+    for member in ('"usage":null,', '"usage": null, '):
+        if member in data:
+            return data.replace(member, "", 1)
+    return data
 
-    Read from its JSON here, before the client would build a model of it (some 400
-    Python calls) only for the app never to see it.
+
+def _skip_usage(events: Iterator[Any], call: Call) -> Iterator[Any]:
+    """The stream's server-sent events as the app would have had them without usage.
+
+    With ``include_usage`` the provider adds ``"usage": null`` to every chunk and a
+    final usage-only chunk. The nulls are cut from the JSON (the client would build
+    that field of every chunk's model for nothing) and the usage chunk is read here
+    and dropped, before the client builds a model of it (some 400 Python calls).
     """
     for sse in events:
         try:
             data = sse._data  # the ``data`` property's field: a Python call less per event
         except AttributeError:
-            data = sse.data
-        if ('"choices":[]' in data or '"choices": []' in data) and _take_usage(data, call):
+            yield sse
+            continue
+        if ',"usage":null' in data:  # OpenAI's compact JSON, inline: it is every chunk
+            sse._data = data.replace(',"usage":null', "", 1)
+        elif '"usage":null' in data or '"usage": null' in data:
+            sse._data = _strip_null_usage(data)
+        elif ('"choices":[]' in data or '"choices": []' in data) and _take_usage(data, call):
             continue
         yield sse
 
@@ -637,8 +655,13 @@ async def _askip_usage(events: AsyncIterator[Any], call: Call) -> AsyncIterator[
         try:
             data = sse._data
         except AttributeError:
-            data = sse.data
-        if ('"choices":[]' in data or '"choices": []' in data) and _take_usage(data, call):
+            yield sse
+            continue
+        if ',"usage":null' in data:  # OpenAI's compact JSON, inline: it is every chunk
+            sse._data = data.replace(',"usage":null', "", 1)
+        elif '"usage":null' in data or '"usage": null' in data:
+            sse._data = _strip_null_usage(data)
+        elif ('"choices":[]' in data or '"choices": []' in data) and _take_usage(data, call):
             continue
         yield sse
 
