@@ -6,7 +6,12 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
+try:
+    import typer
+except ImportError:  # the SDK-only install: `pip install gensight`
+    raise SystemExit(
+        "the gensight command runs the server: pip install 'gensight[server]'"
+    ) from None
 
 from gensight.api.params import parse_duration
 from gensight.config import DEFAULT_UPSTREAMS, Settings

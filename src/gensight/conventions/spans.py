@@ -436,6 +436,10 @@ def _call_from_attrs(
         operation = _OPENINFERENCE_LLM_KINDS.get(str(f["oi_kind"]).upper())
     if operation is None:
         operation = "chat"
+    if operation == "chat" and attrs.get("openai.api.type") == "responses":
+        operation = (
+            "responses"  # the semconv says chat; the record names the API, as the gateway does
+        )
 
     response_model = get("response_model")
     request_model = get("request_model")
