@@ -58,7 +58,14 @@ class Gateway:
         return self.calls(session)[0]
 
     def trace(self, trace_id: str) -> dict[str, Any]:
-        return self.api.get(f"/api/traces/{trace_id}").json()
+        # the gateway hands its record over once the response is sent: wait for it
+        deadline = time.monotonic() + 10
+        while True:
+            self.app.state.pipeline.flush()
+            r = self.api.get(f"/api/traces/{trace_id}")
+            if r.status_code != 404 or time.monotonic() > deadline:
+                return r.json()
+            time.sleep(0.05)
 
     def stop(self) -> None:
         self.api.close()
