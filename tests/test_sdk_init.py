@@ -106,7 +106,7 @@ def test_calls_reach_gensight(server: Server, upstream: str):
     assert stream["ttft_ms"] >= 80
     assert stream["output_tokens"] > 0 and stream["cost_usd"] > 0
     assert embed["operation"] == "embeddings" and embed["input_tokens"] > 0
-    assert resp["operation"] == "chat"
+    assert resp["operation"] == "responses"  # semconv says chat; the record names the API
     attributes = server.client.get(f"/api/calls/{resp['id']}").json()["attributes"]
     assert attributes["openai.api.type"] == "responses"
     assert limited["status"] == "error" and limited["error_class"] == "rate_limit"
