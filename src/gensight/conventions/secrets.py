@@ -131,14 +131,6 @@ def scrub_text(text: str) -> str:
     return scrub_with(text, fams) if fams else text
 
 
-def scrub_secrets(attrs: dict[str, Any]) -> dict[str, Any]:
-    """The attributes with credential-looking string values masked (in place, returned)."""
-    for key, value in attrs.items():
-        if type(value) is str and len(value) > 10:
-            attrs[key] = scrub_text(value)
-    return attrs
-
-
 # -- personal data (--redact pii) --------------------------------------------------------
 
 _EMAIL = re.compile(
