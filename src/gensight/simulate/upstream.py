@@ -725,6 +725,23 @@ class _Upstream:
         if delay > 0:
             await asyncio.sleep(delay / 1000)
 
+    async def _accept(
+        self, request: Request
+    ) -> Response | tuple[Exchange, float, dict[str, Any], str, _Plan]:
+        """What every model endpoint does first: record, check auth, JSON and the common
+        parameters, decide injected failures; an error answer, or what to go on with."""
+        ex, started, body, early = await self._begin(request)
+        if early is not None:
+            return early
+        bad = self._common_checks(ex, started, body)
+        if bad is not None:
+            return bad
+        model = str(body["model"])
+        plan = self._plan(model, request.headers)
+        if plan.status is not None:
+            return self._error(ex, started, plan, model)
+        return ex, started, body, model, plan
+
     def _common_checks(self, ex: Exchange, started: float, body: dict[str, Any]) -> Response | None:
         if not body.get("model"):
             return self._json(ex, started, 400, _invalid("you must provide a model parameter"))
@@ -805,16 +822,10 @@ class _Upstream:
     # ----------------------------------------------------------------- chat
 
     async def chat_completions(self, request: Request) -> Response:
-        ex, started, body, early = await self._begin(request)
-        if early is not None:
-            return early
-        bad = self._common_checks(ex, started, body)
-        if bad is not None:
-            return bad
-        model = str(body["model"])
-        plan = self._plan(model, request.headers)
-        if plan.status is not None:
-            return self._error(ex, started, plan, model)
+        accepted = await self._accept(request)
+        if isinstance(accepted, Response):
+            return accepted
+        ex, started, body, model, plan = accepted
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             err = (
@@ -968,16 +979,10 @@ class _Upstream:
     # ----------------------------------------------------------------- legacy completions
 
     async def completions(self, request: Request) -> Response:
-        ex, started, body, early = await self._begin(request)
-        if early is not None:
-            return early
-        bad = self._common_checks(ex, started, body)
-        if bad is not None:
-            return bad
-        model = str(body["model"])
-        plan = self._plan(model, request.headers)
-        if plan.status is not None:
-            return self._error(ex, started, plan, model)
+        accepted = await self._accept(request)
+        if isinstance(accepted, Response):
+            return accepted
+        ex, started, body, model, plan = accepted
         if "prompt" not in body:
             err = _invalid("Missing required parameter: 'prompt'.", "prompt",
                            "missing_required_parameter")  # fmt: skip
@@ -1059,16 +1064,10 @@ class _Upstream:
     # ----------------------------------------------------------------- embeddings
 
     async def embeddings(self, request: Request) -> Response:
-        ex, started, body, early = await self._begin(request)
-        if early is not None:
-            return early
-        bad = self._common_checks(ex, started, body)
-        if bad is not None:
-            return bad
-        model = str(body["model"])
-        plan = self._plan(model, request.headers)
-        if plan.status is not None:
-            return self._error(ex, started, plan, model)
+        accepted = await self._accept(request)
+        if isinstance(accepted, Response):
+            return accepted
+        ex, started, body, model, plan = accepted
         raw = body.get("input")
         if raw is None or raw == "" or raw == []:
             err = _invalid("'$.input' is invalid. Please check the API reference: "
@@ -1111,16 +1110,10 @@ class _Upstream:
     # ----------------------------------------------------------------- responses
 
     async def responses(self, request: Request) -> Response:
-        ex, started, body, early = await self._begin(request)
-        if early is not None:
-            return early
-        bad = self._common_checks(ex, started, body)
-        if bad is not None:
-            return bad
-        model = str(body["model"])
-        plan = self._plan(model, request.headers)
-        if plan.status is not None:
-            return self._error(ex, started, plan, model)
+        accepted = await self._accept(request)
+        if isinstance(accepted, Response):
+            return accepted
+        ex, started, body, model, plan = accepted
         inp = body.get("input")
         if isinstance(inp, str):
             prompt, last_user = inp, inp
