@@ -1,6 +1,6 @@
 """Gateway overhead: direct to the upstream vs through Gensight vs through the LiteLLM proxy.
 
-One fake OpenAI upstream (``gensight.simulate``, in its own process), then, in one run
+One fake OpenAI upstream (``gensight.demo``, in its own process), then, in one run
 and side by side, the same requests sent
 
 * directly to the upstream,
@@ -63,7 +63,7 @@ STREAM = {
 
 UPSTREAM = """
 import sys, uvicorn
-from gensight.simulate import ModelProfile, UpstreamConfig, create_app
+from gensight.demo import ModelProfile, UpstreamConfig, create_app
 profiles = {"gpt-4o": ModelProfile(ms_per_token=2.0), "gpt-4o-mini": ModelProfile()}
 app = create_app(UpstreamConfig(profiles=profiles, log_limit=100))
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)

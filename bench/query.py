@@ -234,7 +234,7 @@ class World:
 
     def batch(self, t0: Any, k: Any) -> tuple[list[Any], list[Any]]:
         """Records for the traces starting at ``t0`` with ``k`` LLM calls each."""
-        from gensight.records import CallRecord, SpanRecord
+        from gensight.model.records import CallRecord, SpanRecord
 
         np, rng = self.np, self.rng
         cum = np.cumsum(k)

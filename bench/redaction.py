@@ -1,4 +1,4 @@
-"""What redaction (``gensight.redaction``) costs per record, on realistic records.
+"""What redaction (``gensight.enrich.redaction``) costs per record, on realistic records.
 
     python bench/redaction.py
 
@@ -22,9 +22,9 @@ from pathlib import Path
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from gensight.ingest.otlp_http import traces_to_records
-from gensight.records import CallRecord
-from gensight.redaction import Redactor
+from gensight.enrich.redaction import Redactor
+from gensight.model.records import CallRecord
+from gensight.receive.otlp.http import traces_to_records
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "otlp"

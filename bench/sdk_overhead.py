@@ -6,7 +6,7 @@ and OpenLIT, each exporting over OTLP/HTTP as its users would run it.
     .venv/bin/python bench/sdk_overhead.py --rounds 60 --calls 50 --json out.json
     .venv/bin/python bench/sdk_overhead.py --startup             # import time and size only
 
-Set-up: one fake OpenAI upstream (``gensight.simulate.upstream``) and one OTLP sink (a
+Set-up: one fake OpenAI upstream (``gensight.demo.upstream``) and one OTLP sink (a
 threaded HTTP server answering 200 to every POST) run in their own processes, so their
 CPU is not counted. Each (variant, mode) runs in a worker process of its own, with its
 own venv (openai-v2 and openlit from ``tests/producers/envs.py``; Gensight from the dev
@@ -264,7 +264,7 @@ server.serve_forever()
 
 _UPSTREAM = r"""
 import time
-from gensight.simulate.upstream import create_app, serve
+from gensight.demo.upstream import create_app, serve
 with serve(create_app()) as url:
     print(url, flush=True)
     while True:

@@ -2,7 +2,7 @@
 and two restarts (SIGTERM, then SIGKILL), then a count of what was acknowledged against
 what was stored.
 
-Processes (all on 127.0.0.1): the fake OpenAI upstream (``gensight.simulate``), ``gensight
+Processes (all on 127.0.0.1): the fake OpenAI upstream (``gensight.demo``), ``gensight
 serve --upstream openai=FAKE`` on the embedded DuckDB store, and this load generator
 (asyncio + httpx):
 
@@ -14,7 +14,7 @@ serve --upstream openai=FAKE`` on the embedded DuckDB store, and this load gener
 
 Timeline (fractions of ``--minutes``): SIGTERM restart at 25 %; the store unavailable from
 40 % for ``--outage`` seconds (the test-only hook ``GENSIGHT_FAULT_STORE_DOWN_FILE`` in
-``gensight.pipeline``: while the file exists every store write fails); SIGKILL restart at
+``gensight.pipeline.writer``: while the file exists every store write fails); SIGKILL restart at
 75 %. The generator keeps going throughout. A client error while the server is being
 restarted (signal sent, not yet answering) is counted as "server down"; any other non-2xx
 or broken call is a failure caused by Gensight.
@@ -56,7 +56,7 @@ from _common import Server, free_port
 KEY = "sk-soak-not-a-real-key"
 UPSTREAM = """
 import sys, uvicorn
-from gensight.simulate import ModelProfile, UpstreamConfig, create_app
+from gensight.demo import ModelProfile, UpstreamConfig, create_app
 profiles = {
     "gpt-4o-mini": ModelProfile(ttft_ms=20),
     "gpt-4o": ModelProfile(ttft_ms=20, ms_per_token=2.0),

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gensight.conventions.otlp_values import attributes
-from gensight.simulate import ServerThread
+from gensight.demo import ServerThread
 
 
 class Receiver:

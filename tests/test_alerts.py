@@ -19,8 +19,8 @@ import openai
 import pytest
 
 from conftest import STORES, Server, free_port, store_args
-from gensight.simulate import ServerThread, UpstreamConfig
-from gensight.simulate import create_app as upstream_app
+from gensight.demo import ServerThread, UpstreamConfig
+from gensight.demo import create_app as upstream_app
 from sinks import Receiver
 
 INTERVAL = "0.3s"

@@ -14,13 +14,13 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from gensight import auth
-from gensight.auth import COOKIE, Keyring, bind_refusal, is_loopback, parse_api_keys
-from gensight.config import Settings
-from gensight.server import create_app
-from gensight.simulate import ServerThread, UpstreamConfig
-from gensight.simulate import create_app as upstream_app
-from gensight.simulate.serve import free_port
+from gensight.demo import ServerThread, UpstreamConfig
+from gensight.demo import create_app as upstream_app
+from gensight.demo.serve import free_port
+from gensight.model.settings import Settings
+from gensight.receive import auth
+from gensight.receive.auth import COOKIE, Keyring, bind_refusal, is_loopback, parse_api_keys
+from gensight.web.app import create_app
 
 INGEST, READ, ADMIN, FULL = "ik-0123456789", "rk-0123456789", "ak-0123456789", "fk-0123456789"
 KEYS = f"ingest:{INGEST},read:{READ},admin:{ADMIN}"

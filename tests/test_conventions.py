@@ -13,8 +13,8 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from gensight.conventions.errors import classify, error_class_for_type
-from gensight.conventions.secrets import scrub_text
-from gensight.ingest.otlp_http import logs_to_events, traces_to_records
+from gensight.enrich.secrets import scrub_text
+from gensight.receive.otlp.http import logs_to_events, traces_to_records
 
 FIXTURES = Path(__file__).parent / "fixtures" / "otlp"
 

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from gensight.simulate.upstream import (
+from gensight.demo.upstream import (
     UpstreamConfig,
     chat_prompt_tokens,
     count_tokens,
@@ -436,7 +436,7 @@ def test_ttft_and_stall(client, app):
 
 
 def test_latency_profile():
-    from gensight.simulate.upstream import ModelProfile
+    from gensight.demo.upstream import ModelProfile
 
     config = UpstreamConfig(profiles={"slow-": ModelProfile(ttft_ms=100, ms_per_token=10)})
     with serve(create_app(config)) as base_url:

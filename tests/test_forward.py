@@ -20,10 +20,10 @@ from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from conftest import Server, free_port
-from gensight.forward import Forwarder, encode_calls, traces_url
-from gensight.records import CallRecord
-from gensight.simulate import ServerThread, UpstreamConfig
-from gensight.simulate import create_app as upstream_app
+from gensight.demo import ServerThread, UpstreamConfig
+from gensight.demo import create_app as upstream_app
+from gensight.export.otlp import Forwarder, encode_calls, traces_url
+from gensight.model.records import CallRecord
 from otlp_payloads import hex_span_id, hex_trace_id, record_spans, traces_protobuf
 from sinks import OTLPSink, Receiver
 

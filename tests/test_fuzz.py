@@ -36,15 +36,15 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from gensight.config import Settings
 from gensight.conventions import spans as span_conv
 from gensight.conventions.logs import log_to_events
 from gensight.conventions.spans import Resource, span_to_records
-from gensight.ingest.otlp_http import logs_to_events, traces_to_records
-from gensight.records import CALL_FIELD_NAMES, CallRecord, SpanRecord
-from gensight.server import create_app
+from gensight.model.records import CALL_FIELD_NAMES, CallRecord, SpanRecord
+from gensight.model.settings import Settings
+from gensight.receive.otlp.http import logs_to_events, traces_to_records
 from gensight.store import arrow
 from gensight.store.duckdb import DuckDBStore
+from gensight.web.app import create_app
 
 FUZZ = settings(
     max_examples=200,
@@ -921,7 +921,7 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _api_operations() -> list[tuple[str, str]]:
-    from gensight.api.routes import router
+    from gensight.web.api import router
 
     ops = []
     for route in router.routes:

@@ -19,11 +19,11 @@ import httpx
 import openai
 import pytest
 
-from gensight.config import Settings
-from gensight.server import create_app
-from gensight.simulate import ModelProfile, ServerThread, UpstreamConfig
-from gensight.simulate import create_app as upstream_app
-from gensight.simulate.serve import free_port
+from gensight.demo import ModelProfile, ServerThread, UpstreamConfig
+from gensight.demo import create_app as upstream_app
+from gensight.demo.serve import free_port
+from gensight.model.settings import Settings
+from gensight.web.app import create_app
 
 KEY = "sk-test-" + "S3cr3tK3y" * 4
 

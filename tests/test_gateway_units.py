@@ -8,11 +8,11 @@ from email.utils import formatdate
 import pytest
 from multidict import CIMultiDict
 
-from gensight import tokens
-from gensight.gateway.capture import Capture, operation_for
-from gensight.gateway.proxy import _accept_encoding, _retry_after, parse_traceparent
-from gensight.gateway.sse import SSESplitter, parse_event
-from gensight.gateway.upstreams import Upstream, provider_for
+from gensight.enrich import tokens
+from gensight.receive.gateway.capture import Capture, operation_for
+from gensight.receive.gateway.proxy import _accept_encoding, _retry_after, parse_traceparent
+from gensight.receive.gateway.sse import SSESplitter, parse_event
+from gensight.receive.gateway.upstreams import Upstream, provider_for
 
 
 def test_sse_events_split_across_chunks_keep_their_bytes() -> None:

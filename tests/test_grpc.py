@@ -28,10 +28,10 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metric
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from conftest import Server, free_port
-from gensight.config import Settings
-from gensight.server import create_app
-from gensight.simulate import ServerThread, UpstreamConfig
-from gensight.simulate import create_app as upstream_app
+from gensight.demo import ServerThread, UpstreamConfig
+from gensight.demo import create_app as upstream_app
+from gensight.model.settings import Settings
+from gensight.web.app import create_app
 from otlp_payloads import hex_span_id, record_spans, traces_protobuf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "producers"))

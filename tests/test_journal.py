@@ -12,9 +12,9 @@ import pytest
 from opentelemetry import trace
 
 from conftest import Server
-from gensight.journal import Journal, JournalFull
-from gensight.pipeline import Pipeline
-from gensight.records import CallRecord
+from gensight.model.records import CallRecord
+from gensight.pipeline.journal import Journal, JournalFull
+from gensight.pipeline.writer import Pipeline
 from otlp_payloads import record_spans, traces_protobuf
 
 

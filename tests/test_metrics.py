@@ -15,10 +15,10 @@ from opentelemetry import trace
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import STORES, Server, store_args
-from gensight.metrics import OTHER, Metrics
-from gensight.records import CallRecord
-from gensight.simulate import ServerThread, UpstreamConfig
-from gensight.simulate import create_app as upstream_app
+from gensight.demo import ServerThread, UpstreamConfig
+from gensight.demo import create_app as upstream_app
+from gensight.export.prometheus import OTHER, Metrics
+from gensight.model.records import CallRecord
 from otlp_payloads import record_spans, traces_protobuf
 
 

@@ -13,8 +13,8 @@ from genai_prices import Usage, calc_price
 from genai_prices import types as gp_types
 from genai_prices.data import providers as gp_providers
 
-from gensight.pricing import Pricer, _plan_from_model_price
-from gensight.records import CallRecord
+from gensight.enrich.pricing import Pricer, _plan_from_model_price
+from gensight.model.records import CallRecord
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TS = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)

@@ -16,11 +16,11 @@ import openai
 import pytest
 from opentelemetry import trace
 
-from gensight.conventions.secrets import luhn, scrub_pii, scrub_text
-from gensight.records import CallRecord, ContentEvent, SpanRecord
-from gensight.redaction import Redactor
-from gensight.simulate import ServerThread, UpstreamConfig
-from gensight.simulate import create_app as upstream_app
+from gensight.demo import ServerThread, UpstreamConfig
+from gensight.demo import create_app as upstream_app
+from gensight.enrich.redaction import Redactor
+from gensight.enrich.secrets import luhn, scrub_pii, scrub_text
+from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from otlp_payloads import record_spans, traces_protobuf
 
 PB = {"content-type": "application/x-protobuf"}

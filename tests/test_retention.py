@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gensight.records import CallRecord, SpanRecord
+from gensight.model.records import CallRecord, SpanRecord
 from gensight.store.base import CallFilters
 from gensight.store.clickhouse import ClickHouseStore
 from gensight.store.duckdb import DuckDBStore

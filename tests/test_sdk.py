@@ -33,19 +33,19 @@ from opentelemetry.trace import SpanKind, StatusCode
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from gensight.pricing import Pricer
-from gensight.sdk import attributes as A
-from gensight.sdk.instrumentor import SCOPE, OpenAIInstrumentor
-from gensight.sdk.instruments import DURATION_BUCKETS, TOKEN_BUCKETS
-from gensight.sdk.patch import drain_orphans
-from gensight.simulate.serve import serve_in_thread
-from gensight.simulate.upstream import (
+from gensight.demo.serve import serve_in_thread
+from gensight.demo.upstream import (
     chat_prompt_tokens,
     count_tokens,
     create_app,
     responses_input_tokens,
     serve,
 )
+from gensight.enrich.pricing import Pricer
+from gensight.sdk import attributes as A
+from gensight.sdk.instrumentor import SCOPE, OpenAIInstrumentor
+from gensight.sdk.instruments import DURATION_BUCKETS, TOKEN_BUCKETS
+from gensight.sdk.patch import drain_orphans
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},

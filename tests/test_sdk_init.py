@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from tests.conftest import ROOT, Server, free_port
 
-from gensight.simulate.upstream import create_app, serve
+from gensight.demo.upstream import create_app, serve
 
 
 @pytest.fixture(scope="module")

@@ -256,7 +256,7 @@ def _seed(server: Server, upstream: str) -> Seeded:
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     """A `gensight serve` of this module's own with the data described above."""
-    from gensight.simulate.upstream import serve as serve_upstream
+    from gensight.demo.upstream import serve as serve_upstream
 
     with serve_upstream() as upstream:
         srv = Server(tmp_path_factory.mktemp("ui"), "--upstream", f"openai={upstream}")
@@ -358,7 +358,7 @@ def test_dashboard_tiles_show_the_api_totals(seeded: Seeded):
     assert totals["calls"] == 15
     assert page.text("tile-calls") == "15"
     assert page.text("tile-error-rate") == f"{totals['error_rate'] * 100:.1f}%"
-    from gensight.ui.render import fmt_compact, fmt_ms, fmt_usd
+    from gensight.web.render import fmt_compact, fmt_ms, fmt_usd
 
     assert page.text("tile-cost") == fmt_usd(totals["cost_usd"])
     assert page.text("tile-p95") == fmt_ms(totals["latency_ms"]["p95"])

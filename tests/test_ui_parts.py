@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from gensight.store.analysis import fill_series
-from gensight.ui import charts
-from gensight.ui.render import STATIC_DIR, fmt_compact, fmt_ms, fmt_seconds, fmt_usd
-from gensight.ui.waterfall import waterfall
+from gensight.web import charts
+from gensight.web.render import STATIC_DIR, fmt_compact, fmt_ms, fmt_seconds, fmt_usd
+from gensight.web.waterfall import waterfall
 
 T0 = "2026-01-31T12:00:00+00:00"
 
@@ -134,7 +134,7 @@ def test_static_files_and_templates_ship_in_the_wheel(tmp_path: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for f in STATIC_DIR.rglob("*"):
         if f.is_file():
-            assert f"gensight/ui/static/{f.relative_to(STATIC_DIR).as_posix()}" in names
+            assert f"gensight/web/static/{f.relative_to(STATIC_DIR).as_posix()}" in names
     for t in ("base.html", "dashboard.html", "calls.html", "call.html", "trace.html",
               "analysis.html", "error.html", "_macros.html"):  # fmt: skip
-        assert f"gensight/ui/templates/{t}" in names
+        assert f"gensight/web/templates/{t}" in names

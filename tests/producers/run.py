@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "src"))
 from capture import CaptureServer  # noqa: E402
 from envs import ensure_env  # noqa: E402
 
-from gensight.simulate.upstream import create_app, serve  # noqa: E402
+from gensight.demo.upstream import create_app, serve  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "otlp"
 

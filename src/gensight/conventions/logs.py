@@ -19,7 +19,7 @@ from typing import Any
 
 from gensight.conventions import messages as msg
 from gensight.conventions.otlp_values import any_value, attributes, hex_id, nanos_to_datetime
-from gensight.records import ContentEvent
+from gensight.model.records import ContentEvent
 
 _LEGACY = {
     "gen_ai.system.message": ("system", "system"),

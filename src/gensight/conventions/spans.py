@@ -34,7 +34,7 @@ from gensight.conventions.otlp_values import (
     hex_id,
     nanos_to_datetime,
 )
-from gensight.records import CallRecord, SpanRecord
+from gensight.model.records import CallRecord, SpanRecord
 
 # Attributes whose content lands in the record's message fields; not repeated in attributes.
 _CONTENT_KEYS = frozenset(

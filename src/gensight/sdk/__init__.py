@@ -60,7 +60,7 @@ failure ``error.type`` (the exception's class, e.g. ``RateLimitError``; ``cancel
 for a stream closed or dropped before it finished), ``http.response.status_code`` and
 an error status. Streams add ``gen_ai.response.time_to_first_chunk`` (seconds). Every
 call with usage adds ``gen_ai.usage.cost`` (USD) from Gensight's own price data
-(``gensight.pricing``, loaded in a background thread started by ``init()``: calls
+(``gensight.enrich.pricing``, loaded in a background thread started by ``init()``: calls
 in the first second or so carry none; ``GENSIGHT_COST=false`` skips it and saves
 the ~1 s of CPU and ~70 MB the price data takes).
 

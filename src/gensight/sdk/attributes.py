@@ -50,7 +50,7 @@ ERROR_TYPE: Final = "error.type"
 HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
 
 #: Not (yet) in the semantic conventions: cost in USD, as OpenLIT and the proposed
-#: convention name it. Computed by ``gensight.pricing`` from the reported usage.
+#: convention name it. Computed by ``gensight.enrich.pricing`` from the reported usage.
 GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"
 #: Set on a call that went through the Gensight gateway: the gateway's record is the
 #: call, this span only places it in the app's trace (see ``gensight.sdk``).

@@ -167,7 +167,7 @@ class Telemetry:
         self.capture_span = capture_span
         self.capture_event = capture_event
         self.capture = capture_span or capture_event
-        #: a ``gensight.pricing.Pricer`` once its price data is loaded, else None
+        #: a ``gensight.enrich.pricing.Pricer`` once its price data is loaded, else None
         self.pricer = pricer
         self.gateway = gateway
         self.app = app

@@ -280,7 +280,7 @@ def load_prices(telemetry: Any) -> None:
 
     def load() -> None:
         try:
-            from gensight.pricing import Pricer
+            from gensight.enrich.pricing import Pricer
 
             pricer = Pricer()
             pricer.cost(provider="openai", model="gpt-4o-mini", input_tokens=1, output_tokens=1)

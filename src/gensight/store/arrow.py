@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from gensight.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, SpanRecord
+from gensight.model.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, SpanRecord
 from gensight.store import sql
 from gensight.store.common import json_text
 

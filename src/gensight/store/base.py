@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gensight.records import CallRecord, ContentEvent, SpanRecord
+from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 
 
 @dataclass(frozen=True)

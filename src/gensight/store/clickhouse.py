@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from gensight.records import CallRecord, ContentEvent, SpanRecord
+from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from gensight.store import arrow, sql
 from gensight.store.common import SQLStore
 

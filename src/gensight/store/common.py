@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from gensight.records import CALL_FIELD_NAMES
+from gensight.model.records import CALL_FIELD_NAMES
 from gensight.store import analysis, sql
 from gensight.store.base import CallFilters, Cursor
 

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from gensight.records import CallRecord, ContentEvent, SpanRecord
+from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from gensight.store import arrow, sql
 from gensight.store.common import SQLStore
 

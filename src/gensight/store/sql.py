@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gensight.records import CALL_FIELD_NAMES
+from gensight.model.records import CALL_FIELD_NAMES
 from gensight.store import analysis
 from gensight.store.base import CallFilters, Cursor
 

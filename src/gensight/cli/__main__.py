@@ -1,0 +1,5 @@
+"""``python -m gensight.cli`` runs the ``gensight`` command."""
+
+from gensight.cli.main import main
+
+main()

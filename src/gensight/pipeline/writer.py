@@ -1,0 +1,361 @@
+"""Enrich and write: the one path from receivers to the store.
+
+Receivers call ``Pipeline.submit`` on the request path; it appends the batch to the
+write-ahead journal (``gensight.pipeline.journal``, when one is configured) and to an in-memory
+queue, and never blocks on the store. A writer thread drains the queue every
+``flush_interval`` seconds (or sooner when a batch is large), prices the calls, masks
+secrets (and, with ``--redact pii``, personal data: ``gensight.enrich.redaction``) and writes
+calls, spans and content events to the store in one batch, then marks them committed in
+the journal. A failed write is retried with backoff and its records kept.
+
+When the store is down the queue keeps only the newest ``queue_size`` records in memory;
+older batches stay in the journal alone (the spill) and are read back in order when the
+store returns. Only a full journal (``--spill-max``) refuses new batches. ``stop()``
+drains everything it can; whatever the store could not take stays in the journal and is
+replayed at the next start, as is everything acknowledged before a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from gensight.enrich.redaction import Redactor
+from gensight.model.records import CallRecord, ContentEvent, SpanRecord
+from gensight.pipeline.journal import Entry, Journal, JournalFull
+from gensight.pipeline.worker import Worker
+
+Batch = tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]
+Decoder = Callable[[bytes], Batch]
+
+log = logging.getLogger("gensight.pipeline.writer")
+
+#: Records written per store batch at most; larger batches are split.
+MAX_BATCH = 20_000
+
+#: Test hook (bench/soak.py): while the file this variable names exists, every store
+#: write fails as if the store were down. Unset in production.
+_FAULT_FILE = os.environ.get("GENSIGHT_FAULT_STORE_DOWN_FILE")
+
+
+class Writable(Protocol):
+    """The store seam the writer needs."""
+
+    def write(
+        self,
+        calls: Sequence[CallRecord],
+        spans: Sequence[SpanRecord],
+        events: Sequence[ContentEvent],
+    ) -> None: ...
+
+
+class Enricher(Protocol):
+    """Something that fills in a call's derived fields (price, estimated tokens)."""
+
+    def price(self, call: CallRecord) -> None: ...
+
+
+class Observer(Protocol):
+    """Told of every batch once it is stored (metrics, OTLP forwarding); must not block."""
+
+    def __call__(self, calls: Sequence[CallRecord], spans: Sequence[SpanRecord]) -> None: ...
+
+
+#: Errors that mean "this data cannot be converted" (Arrow's ArrowInvalid/ArrowTypeError
+#: subclass these), as opposed to the store being unreachable, which is worth retrying.
+_DATA_ERRORS = (TypeError, ValueError, OverflowError)
+
+
+def _halves(calls: list, spans: list, events: list) -> list[Batch]:
+    """A batch split in two, each table by half (for isolating a bad record)."""
+
+    def cut(xs: list) -> tuple[list, list]:
+        return xs[: len(xs) // 2], xs[len(xs) // 2 :]
+
+    (c1, c2), (s1, s2), (e1, e2) = cut(calls), cut(spans), cut(events)
+    if len(calls) <= 1 and len(spans) <= 1 and len(events) <= 1:
+        # one record per table: try them one by one
+        return [([*calls], [], []), ([], [*spans], []), ([], [], [*events])]
+    return [(c1, s1, e1), (c2, s2, e2)]
+
+
+class Pipeline(Worker):
+    """Bounded queue + background writer thread."""
+
+    thread_name = "gensight-writer"
+
+    def __init__(
+        self,
+        store: Writable,
+        pricer: Enricher | None = None,
+        *,
+        queue_size: int = 50_000,
+        flush_interval: float = 0.5,
+        maintenance_interval: float = 3600.0,
+        journal: Journal | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
+        self.store = store
+        self.pricer = pricer
+        # secrets are masked whatever the caller asked: there is no way around this step
+        self.redactor = redactor if redactor is not None else Redactor()
+        self.queue_size = queue_size
+        self.flush_interval = flush_interval
+        self.journal = journal
+        self._decoders: dict[str, Decoder] = {"records": pickle.loads}
+        # items: (journal entry or None, the batch or None when it lives only on disk)
+        self._queue: deque[tuple[Entry | None, Batch | None]] = deque()
+        self._queued = 0  # records held in memory
+        self._on_disk = 0  # batches held only in the journal
+        self.replayed = 0
+        self.rejected = 0  # records the store could not take (bad data), set aside
+        super().__init__()
+        self._inflight = 0
+        self.accepted = 0
+        self.written = 0
+        self.dropped = 0
+        self.write_errors = 0
+        self.last_error: str | None = None
+        self.last_write_at: float | None = None
+        self.maintenance_interval = maintenance_interval
+        self._observers: list[Observer] = []
+        self._next_maintenance = time.monotonic() + 5.0
+        self.expired = 0
+
+    # -- request path -------------------------------------------------------
+    def submit(
+        self,
+        calls: Sequence[CallRecord],
+        spans: Sequence[SpanRecord] = (),
+        events: Sequence[ContentEvent] = (),
+        raw: tuple[str, bytes] | None = None,
+    ) -> bool:
+        """Accept records for writing; False (counted as dropped) when they cannot be kept.
+
+        ``raw`` is the receiver's own encoding of the same batch (e.g. ``("otlp-traces",
+        protobuf)``) for the journal, decoded again by ``register_decoder``'s function on
+        replay; without it the records are journaled pickled.
+        """
+        n = len(calls) + len(spans) + len(events)
+        if n == 0:
+            return True
+        batch: Batch = (list(calls), list(spans), list(events))
+        entry = None
+        if self.journal is not None:
+            kind, payload = raw or ("records", pickle.dumps(batch, protocol=5))
+            try:
+                entry = self.journal.append(kind, payload)
+            except (JournalFull, OSError) as e:
+                with self._cond:
+                    self.dropped += n
+                    self.last_error = f"journal: {e}"
+                return False
+        with self._cond:
+            if self._stopping and entry is None:
+                self.dropped += n
+                return False
+            if self._queued + n > self.queue_size:
+                if entry is None:
+                    self.dropped += n
+                    return False
+                # memory is full (the store is slow or down): keep this one on disk only
+                self._queue.append((entry, None))
+                self._on_disk += 1
+            else:
+                self._queue.append((entry, batch))
+                self._queued += n
+            self.accepted += n
+            if self._queued >= MAX_BATCH // 2:
+                self._cond.notify()
+        return True
+
+    def register_decoder(self, kind: str, decode: Decoder) -> None:
+        """How to turn a journaled payload of ``kind`` back into records (for replay)."""
+        self._decoders[kind] = decode
+
+    # -- writer -------------------------------------------------------------
+    def start(self) -> None:
+        """Queue what the journal holds from before (a crash, an outage at shutdown), then
+        start the writer thread (idempotent)."""
+        if self._thread is None and self.journal is not None and not self._queue:
+            pending = self.journal.pending()
+            with self._cond:
+                for entry in pending:
+                    self._queue.append((entry, None))
+                self._on_disk += len(pending)
+            if pending:
+                log.info("replaying %d journaled batches", len(pending))
+        super().start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Write everything queued, then stop the writer."""
+        super().stop(timeout)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until everything submitted so far is written (for tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._cond.notify()
+        while time.monotonic() < deadline:
+            with self._cond:
+                if not self._queue and self._inflight == 0:
+                    return True
+            time.sleep(0.005)
+        return False
+
+    def _take(self) -> tuple[Batch, int | None]:
+        """Up to MAX_BATCH records from the queue, and the last journal seq among them."""
+        calls: list[CallRecord] = []
+        spans: list[SpanRecord] = []
+        events: list[ContentEvent] = []
+        n = 0
+        last_seq = None
+        while self._queue and n < MAX_BATCH:
+            entry, batch = self._queue[0]
+            if batch is None:
+                assert entry is not None
+                batch = self._from_journal(entry)
+                self._on_disk -= 1
+                self.replayed += 1
+                counted = 0
+            else:
+                counted = len(batch[0]) + len(batch[1]) + len(batch[2])
+            self._queue.popleft()
+            c, s, e = batch
+            calls += c
+            spans += s
+            events += e
+            n += len(c) + len(s) + len(e)
+            self._queued -= counted
+            if entry is not None:
+                last_seq = entry.seq
+        self._inflight = n
+        return (calls, spans, events), last_seq
+
+    def _from_journal(self, entry: Entry) -> Batch:
+        assert self.journal is not None
+        try:
+            return self._decoders[entry.kind](self.journal.read(entry))
+        except Exception as e:  # a damaged entry must not stop the others
+            log.error("journal entry %d (%s) could not be read back: %s", entry.seq, entry.kind, e)
+            self.dropped += 1
+            return [], [], []
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            if time.monotonic() >= self._next_maintenance:
+                self._maintain()
+            with self._cond:
+                if not self._queue and not self._stopping:
+                    self._cond.wait(self.flush_interval)
+                if not self._queue:
+                    if self._stopping:
+                        return
+                    continue
+                batch, last_seq = self._take()
+            while True:
+                try:
+                    self._write_separating_bad(*batch)
+                    if last_seq is not None and self.journal is not None:
+                        self.journal.commit(last_seq)
+                    backoff = 0.1
+                    break
+                except Exception as e:  # keep the batch; the store may come back
+                    self.write_errors += 1
+                    self.last_error = f"{type(e).__name__}: {e}"
+                    log.warning("store write failed (%s); retrying in %.1fs", e, backoff)
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    if self._stopping and backoff >= 5.0:
+                        if self.journal is not None:
+                            log.error(
+                                "store unavailable at shutdown: %d batches stay in the journal"
+                                " for the next start",
+                                len(self._queue) + 1,
+                            )
+                            with self._cond:
+                                self._inflight = 0
+                            return
+                        log.error("store unavailable at shutdown; %d records lost", self._inflight)
+                        self.dropped += self._inflight
+                        break
+            with self._cond:
+                self._inflight = 0
+
+    def _write_separating_bad(
+        self, calls: list[CallRecord], spans: list[SpanRecord], events: list[ContentEvent]
+    ) -> None:
+        """Write a batch; when a record cannot be converted for the store (a data error,
+        not an outage), write the rest and set that record aside, so one bad record can
+        never hold back everything behind it."""
+        try:
+            self._write(calls, spans, events)
+        except _DATA_ERRORS as e:
+            n = len(calls) + len(spans) + len(events)
+            if n <= 1:
+                self.rejected += n
+                self.last_error = f"record set aside: {type(e).__name__}: {e}"
+                log.error("a record the store cannot take was set aside: %s", e)
+                return
+            for part in _halves(calls, spans, events):
+                self._write_separating_bad(*part)
+
+    def _maintain(self) -> None:
+        """Retention, on the writer thread (the only one that changes the store)."""
+        self._next_maintenance = time.monotonic() + self.maintenance_interval
+        apply = getattr(self.store, "apply_retention", None)
+        if apply is None:
+            return
+        try:
+            self.expired += apply()
+        except Exception as e:  # retention failing must not stop ingest
+            log.warning("retention failed: %s", e)
+
+    def _write(
+        self, calls: list[CallRecord], spans: list[SpanRecord], events: list[ContentEvent]
+    ) -> None:
+        if _FAULT_FILE and os.path.exists(_FAULT_FILE):
+            raise ConnectionError(f"store unavailable (test fault: {_FAULT_FILE} exists)")
+        if self.pricer is not None:
+            for call in calls:
+                if call.cost_source == "unknown" and call.cost_usd is None:
+                    try:
+                        self.pricer.price(call)
+                    except Exception as e:  # pricing must never cost the record
+                        log.debug("pricing failed for %s: %s", call.request_model, e)
+        self.redactor.apply(calls, spans, events)  # after pricing, before anything keeps it
+        self.store.write(calls, spans, events)
+        self.written += len(calls) + len(spans) + len(events)
+        self.last_write_at = time.time()
+        for observe in self._observers:
+            try:
+                observe(calls, spans)
+            except Exception as e:  # an observer's failure is its own, never the write's
+                log.warning("observer %r failed: %s", observe, e)
+
+    def add_observer(self, observer: Observer) -> None:
+        """Call ``observer(calls, spans)`` after each stored batch, on the writer thread."""
+        self._observers.append(observer)
+
+    def stats(self) -> dict[str, Any]:
+        """Queue and writer counters for /api/health and /metrics."""
+        return {
+            "depth": self._queued,
+            "capacity": self.queue_size,
+            "spilled_batches": self._on_disk,
+            "spill_bytes": self.journal.bytes if self.journal is not None else 0,
+            "replayed_batches": self.replayed,
+            "rejected": self.rejected,
+            "accepted": self.accepted,
+            "written": self.written,
+            "dropped": self.dropped,
+            "write_errors": self.write_errors,
+            "last_error": self.last_error,
+            "expired": self.expired,
+        }

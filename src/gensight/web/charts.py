@@ -1,0 +1,324 @@
+"""Chart.js configurations from the query layer's answers.
+
+Nothing here counts anything: every value is one the store returned (an overview
+series point, a latency-vs-tokens point or fit). Group totals for the tables under the
+charts add up the series' additive measures (calls, errors, tokens, cost) and shape them
+with the same ``totals_row`` the store uses, so an error rate is computed one way only.
+The configs are plain JSON; ``static/gensight.js`` adds the tick and tooltip formatters
+named in each config's ``gensight`` key.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from gensight.store.analysis import totals_row
+from gensight.web.render import parse_ts
+
+PALETTE = (
+    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2",
+    "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#86bcb6",
+)  # fmt: skip
+OTHER = "#bab0ac"
+NONE_LABEL = "(none)"
+
+#: Fixed colours for error classes, so a rate limit looks the same on every page.
+ERROR_COLOURS = {
+    "rate_limit": "#f28e2b",
+    "upstream_error": "#e15759",
+    "timeout": "#b07aa1",
+    "connection": "#9c755f",
+    "invalid_request": "#4e79a7",
+    "auth": "#edc948",
+    "cancelled": "#76b7b2",
+    "unknown": "#bab0ac",
+}
+
+
+class Colours:
+    """One colour per name for the whole page, the same on every page where it can be.
+
+    A name's colour comes from a hash of it (so gpt-4o is the same colour on the
+    dashboard and on the analysis page); when that colour is already taken on this page,
+    the next free one.
+    """
+
+    def __init__(self) -> None:
+        self._given: dict[str, str] = {}
+
+    def __call__(self, name: str | None) -> str:
+        label = group_label(name)
+        if label == "(other)":
+            return OTHER
+        if label not in self._given:
+            taken = set(self._given.values())
+            start = zlib.crc32(label.encode()) % len(PALETTE)
+            for i in range(len(PALETTE)):
+                colour = PALETTE[(start + i) % len(PALETTE)]
+                if colour not in taken:
+                    break
+            else:
+                colour = PALETTE[(start + len(self._given)) % len(PALETTE)]
+            self._given[label] = colour
+        return self._given[label]
+
+
+def group_label(group: str | None) -> str:
+    """A series group as shown (``None`` is the calls with no value for the dimension)."""
+    return NONE_LABEL if group is None else str(group)
+
+
+def bucket_label(bucket: str, interval: int) -> str:
+    """A bucket start as a short axis label (UTC): time of day, or date and time."""
+    ts = parse_ts(bucket)
+    if interval >= 86400:
+        return ts.strftime("%m-%d")
+    if interval >= 3600 * 3:
+        return ts.strftime("%m-%d %H:%M")
+    if interval < 60:
+        return ts.strftime("%H:%M:%S")
+    return ts.strftime("%H:%M")
+
+
+def _buckets(series: list[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for p in series:
+        seen.setdefault(p["bucket"], None)
+    return list(seen)
+
+
+def _by_group(series: list[dict[str, Any]]) -> dict[str | None, dict[str, dict[str, Any]]]:
+    out: dict[str | None, dict[str, dict[str, Any]]] = {}
+    for p in series:
+        out.setdefault(p["group"], {})[p["bucket"]] = p
+    return out
+
+
+def group_totals(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per group: the series' additive measures summed, most calls first.
+
+    Percentiles do not add up, so they are left out (``None``).
+    """
+    sums: dict[str | None, dict[str, Any]] = {}
+    for p in series:
+        row = sums.setdefault(
+            p["group"],
+            {"calls": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0,
+             "unpriced_calls": 0},
+        )  # fmt: skip
+        for k in row:
+            row[k] += p.get(k) or 0
+    out = [{"group": g, **totals_row(r)} for g, r in sums.items() if r["calls"]]
+    out.sort(key=lambda r: (-r["calls"], group_label(r["group"])))
+    return out
+
+
+def _isolated(data: list[Any]) -> list[int]:
+    """Point radii: a dot only where a value has no neighbour to draw a line to."""
+    radius = []
+    for i, v in enumerate(data):
+        before = data[i - 1] if i > 0 else None
+        after = data[i + 1] if i + 1 < len(data) else None
+        radius.append(3 if v is not None and before is None and after is None else 0)
+    return radius
+
+
+def _line(label: str, data: list[Any], colour: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "line",
+        "label": label,
+        "data": data,
+        "borderColor": colour,
+        "backgroundColor": colour,
+        "borderWidth": 2,
+        "pointRadius": _isolated(data),
+        "pointHoverRadius": 4,
+        "tension": 0.25,
+        **extra,
+    }
+
+
+def _bar(label: str, data: list[Any], colour: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "bar",
+        "label": label,
+        "data": data,
+        "backgroundColor": colour,
+        "borderColor": colour,
+        **extra,
+    }
+
+
+def _time_chart(
+    labels: list[str], datasets: list[dict[str, Any]], y: str, stacked: bool = False
+) -> dict[str, Any]:
+    lines_only = all(d["type"] == "line" for d in datasets)
+    return {
+        "type": "line" if lines_only else "bar",
+        "data": {"labels": labels, "datasets": datasets},
+        "options": {
+            "scales": {
+                "x": {"stacked": stacked, "ticks": {"maxTicksLimit": 12, "maxRotation": 0}},
+                "y": {"stacked": stacked, "beginAtZero": True},
+            },
+        },
+        "gensight": {"y": y},
+    }
+
+
+def dashboard_charts(
+    overall: dict[str, Any],
+    grouped: dict[str, Any] | None,
+    by_model: dict[str, Any],
+    by_error: dict[str, Any],
+    colours: Colours,
+) -> dict[str, Any]:
+    """The dashboard's six charts from overview answers (ungrouped, by the chosen
+    group, by model, by error class)."""
+    interval = overall["interval"]
+    buckets = _buckets(overall["series"])
+    labels = [bucket_label(b, interval) for b in buckets]
+    points = [p for p in overall["series"] if p["group"] is None]
+    charts: dict[str, Any] = {}
+
+    # Calls (stacked by the chosen group when there is one) and errors.
+    if grouped is not None:
+        per = _by_group(grouped["series"])
+        order = [r["group"] for r in group_totals(grouped["series"])]
+        calls_sets = [
+            _bar(group_label(g), [per[g].get(b, {}).get("calls", 0) for b in buckets], colours(g),
+                 stack="calls")
+            for g in order
+        ]  # fmt: skip
+    else:
+        calls_sets = [_bar("calls", [p["calls"] for p in points], PALETTE[0], stack="calls")]
+    error_counts = [p["errors"] for p in points]
+    # points only where something failed, so a quiet range is a flat line, not a row of dots
+    radius = [3 if n else 0 for n in error_counts]
+    errors = _line("errors", error_counts, "#d62728", order=-1, pointRadius=radius)
+    charts["calls"] = _time_chart(labels, [*calls_sets, errors], "int", stacked=True)
+
+    lat = [
+        _line("p50", [p["latency_ms"]["p50"] for p in points], "#59a14f"),
+        _line("p95", [p["latency_ms"]["p95"] for p in points], "#f28e2b"),
+        _line("p99", [p["latency_ms"]["p99"] for p in points], "#e15759"),
+        _line("TTFT p50", [p["ttft_ms"]["p50"] for p in points], "#76b7b2", borderDash=[5, 4]),
+        _line("TTFT p95", [p["ttft_ms"]["p95"] for p in points], "#4e79a7", borderDash=[5, 4]),
+    ]
+    charts["latency"] = _time_chart(labels, lat, "ms")
+
+    tokens = [
+        _bar("input", [p["input_tokens"] for p in points], "#4e79a7", stack="tokens"),
+        _bar("output", [p["output_tokens"] for p in points], "#f28e2b", stack="tokens"),
+    ]
+    charts["tokens"] = _time_chart(labels, tokens, "int", stacked=True)
+
+    per_model = _by_group(by_model["series"])
+    models = group_totals(by_model["series"])
+    charts["cost"] = _time_chart(
+        labels,
+        [
+            _bar(group_label(m["group"]),
+                 [per_model[m["group"]].get(b, {}).get("cost_usd", 0) for b in buckets],
+                 colours(m["group"]), stack="cost")
+            for m in models
+        ],
+        "usd",
+        stacked=True,
+    )  # fmt: skip
+
+    charts["models"] = {
+        "type": "doughnut",
+        "data": {
+            "labels": [group_label(m["group"]) for m in models],
+            "datasets": [
+                {
+                    "label": "calls",
+                    "data": [m["calls"] for m in models],
+                    "backgroundColor": [colours(m["group"]) for m in models],
+                }
+            ],
+        },
+        "options": {"plugins": {"legend": {"position": "right"}}},
+        "gensight": {"y": "int"},
+    }
+
+    classes = [r for r in group_totals(by_error["series"]) if r["group"] is not None]
+    charts["errors"] = {
+        "type": "bar",
+        "data": {
+            "labels": [r["group"] for r in classes],
+            "datasets": [
+                {
+                    "label": "errors",
+                    "data": [r["errors"] for r in classes],
+                    "backgroundColor": [ERROR_COLOURS.get(r["group"], OTHER) for r in classes],
+                    "maxBarThickness": 28,
+                }
+            ],
+        },
+        "options": {
+            "indexAxis": "y",
+            "plugins": {"legend": {"display": False}},
+            "scales": {"x": {"beginAtZero": True}},
+        },
+        "gensight": {"x": "int"},
+    }
+    return charts
+
+
+def scatter_chart(answer: dict[str, Any], colours: Colours) -> dict[str, Any]:
+    """Latency (s) against output tokens per model, with each model's fitted line."""
+    by_model: dict[str | None, list[dict[str, float]]] = {}
+    max_tokens: dict[str | None, float] = {}
+    for p in answer["points"]:
+        by_model.setdefault(p["model"], []).append(
+            {"x": p["output_tokens"], "y": p["duration_ms"] / 1000}
+        )
+        max_tokens[p["model"]] = max(max_tokens.get(p["model"], 0), p["output_tokens"])
+    datasets: list[dict[str, Any]] = []
+    for model, pts in by_model.items():
+        datasets.append(
+            {
+                "type": "scatter",
+                "label": group_label(model),
+                "data": pts,
+                "backgroundColor": colours(model) + "b3",
+                "borderColor": colours(model),
+                "pointRadius": 3,
+            }
+        )
+    for fit in answer["models"]:
+        slope, intercept = fit["slope_ms_per_token"], fit["intercept_ms"]
+        if slope is None or intercept is None:
+            continue
+        top = max_tokens.get(fit["model"], 0)
+        datasets.append(
+            {
+                "type": "line",
+                "label": f"{group_label(fit['model'])} fit",
+                "data": [
+                    {"x": 0, "y": intercept / 1000},
+                    {"x": top, "y": (intercept + slope * top) / 1000},
+                ],
+                "borderColor": colours(fit["model"]),
+                "backgroundColor": colours(fit["model"]),
+                "borderWidth": 2,
+                "borderDash": [6, 4],
+                "pointRadius": 0,
+                "fill": False,
+            }
+        )
+    return {
+        "type": "scatter",
+        "data": {"datasets": datasets},
+        "options": {
+            "scales": {
+                "x": {"type": "linear", "beginAtZero": True,
+                      "title": {"display": True, "text": "output tokens"}},
+                "y": {"beginAtZero": True, "title": {"display": True, "text": "latency (s)"}},
+            },
+        },
+        "gensight": {"y": "s", "x": "int"},
+    }  # fmt: skip

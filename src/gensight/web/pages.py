@@ -1,0 +1,269 @@
+"""The pages: ``/`` dashboard, ``/calls`` log, ``/calls/{id}``, ``/traces/{id}``, ``/analysis``.
+
+Each view parses its query parameters with the API's own functions (``filters_param``,
+``with_range``, ``parse_interval``) and asks the store the same questions the API does,
+then links that API URL as the page's JSON twin. A bad parameter gets a 400 page naming
+it; a missing call or trace a 404 page.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import HTMLResponse, Response
+
+from gensight.model.records import ERROR_CLASSES
+from gensight.query.params import ParamError, parse_cursor
+from gensight.store.analysis import totals_row
+from gensight.store.base import CallFilters
+from gensight.web import charts
+from gensight.web.api import filters_param, parse_interval, with_range
+from gensight.web.render import error_page, query_string, render
+from gensight.web.waterfall import waterfall
+
+router = APIRouter(include_in_schema=False)
+
+FILTER_PARAMS = (
+    "since", "until", "app", "model", "provider", "status", "error_class",
+    "user", "session", "environment", "operation", "source", "q",
+)  # fmt: skip
+GROUP_BY = ("app", "model", "provider", "user", "error_class", "environment")
+RANGES = ("15m", "1h", "6h", "24h", "7d", "30d")
+REFRESH_SECONDS = 30
+
+
+def page(view: Callable[..., Response]) -> Callable[..., Response]:
+    """A view whose bad parameters answer with a 400 page naming the parameter."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except ParamError as e:
+            return error_page(kwargs["request"], 400, "Bad parameter", str(e), param=e.param)
+
+    return wrapper
+
+
+def _store(request: Request) -> Any:
+    return request.app.state.store
+
+
+def _params(request: Request, names: tuple[str, ...]) -> dict[str, str]:
+    qp = request.query_params
+    return {n: qp[n] for n in names if qp.get(n)}
+
+
+def _filters(request: Request) -> CallFilters:
+    return filters_param(**{n: request.query_params.get(n) or None for n in FILTER_PARAMS})
+
+
+def _choice(request: Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    value = request.query_params.get(name) or None
+    if value is not None and value not in allowed:
+        raise ParamError(name, f"must be one of {', '.join(allowed)}")
+    return value
+
+
+def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query_params.get(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ParamError(name, f"{text!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise ParamError(name, f"must be between {low} and {high}")
+    return value
+
+
+def _has_calls(request: Request) -> bool:
+    items, _ = _store(request).list_calls(CallFilters(), 1, None)
+    return bool(items)
+
+
+def _link(path: str) -> Callable[..., str]:
+    """A URL builder for the page's own links: current parameters with some changed."""
+
+    def url(params: dict[str, Any], **changes: Any) -> str:
+        return path + query_string({**params, **changes})
+
+    return url
+
+
+@router.get("/", response_class=HTMLResponse)
+@page
+def dashboard(request: Request) -> Response:
+    """Tiles, six charts and group tables over a time range (default: the last 24 hours)."""
+    filters = _filters(request)
+    group_by = _choice(request, "group_by", GROUP_BY)
+    refresh = request.query_params.get("refresh") == "on"
+    f = with_range(filters)
+    interval = parse_interval(request.query_params.get("interval"), f)
+    store = _store(request)
+    overall = store.overview(f, interval, None)
+    by_model = store.overview(f, interval, "model")
+    # Errors by class only need the failed calls: the same counts, a far smaller query.
+    by_error = store.overview(replace(f, status="error"), interval, "error_class")
+    grouped = by_model if group_by == "model" else None
+    if group_by and grouped is None:
+        grouped = store.overview(f, interval, group_by)
+
+    params = _params(request, (*FILTER_PARAMS, "interval", "group_by"))
+    empty = overall["totals"]["calls"] == 0
+    window = {"since": overall["since"], "until": overall["until"]}
+
+    def calls_link(**changes: str) -> str:
+        kept = {k: v for k, v in params.items() if k in FILTER_PARAMS}
+        return "/calls" + query_string({**kept, **window, **changes})
+
+    colours = charts.Colours()
+    model_rows = charts.group_totals(by_model["series"])
+    for r in model_rows:  # models get the first colours, in order of calls
+        colours(r["group"])
+    return render(
+        request,
+        "dashboard.html",
+        nav="dashboard",
+        params=params,
+        url=_link("/"),
+        link_params={**params, "refresh": "on"} if refresh else params,
+        calls_link=calls_link,
+        refresh=REFRESH_SECONDS if refresh else None,
+        refresh_on=refresh,
+        ranges=RANGES,
+        range_now=params.get("since") if "until" not in params else None,
+        group_by=group_by,
+        group_by_choices=GROUP_BY,
+        error_classes=ERROR_CLASSES,
+        overview=overall,
+        totals=overall["totals"],
+        group_rows=charts.group_totals(grouped["series"]) if grouped else [],
+        model_rows=model_rows,
+        error_rows=[r for r in charts.group_totals(by_error["series"]) if r["group"]],
+        charts=None if empty else charts.dashboard_charts(
+            overall, grouped, by_model, by_error, colours
+        ),
+        empty=empty,
+        no_calls_at_all=empty and not _has_calls(request),
+        json_url="/api/stats/overview" + query_string(params),
+    )  # fmt: skip
+
+
+@router.get("/calls", response_class=HTMLResponse)
+@page
+def calls(request: Request) -> Response:
+    """The call log: filters as query parameters, newest first, paged by cursor."""
+    filters = _filters(request)
+    limit = _int(request, "limit", 50, 1, 1000)
+    cursor_text = request.query_params.get("cursor") or None
+    items, nxt = _store(request).list_calls(filters, limit, parse_cursor(cursor_text))
+    params = _params(request, (*FILTER_PARAMS, "limit"))
+    json_params = {**params, "cursor": cursor_text}
+    return render(
+        request,
+        "calls.html",
+        nav="calls",
+        params=params,
+        url=_link("/calls"),
+        items=items,
+        next_cursor=nxt.encode() if nxt else None,
+        paged=cursor_text is not None,
+        filtered=bool(filters.active()),
+        error_classes=ERROR_CLASSES,
+        no_calls_at_all=not items and not _has_calls(request),
+        json_url="/api/calls" + query_string(json_params),
+    )
+
+
+@router.get("/calls/{call_id}", response_class=HTMLResponse)
+@page
+def call_detail(request: Request, call_id: str) -> Response:
+    """One call: conversation as text, parameters, tokens, cost, timing, error, attributes."""
+    call = _store(request).get_call(call_id)
+    if call is None:
+        return error_page(request, 404, "No such call", f"no call with id {call_id!r}")
+    return render(
+        request,
+        "call.html",
+        nav="calls",
+        call=call,
+        json_url=f"/api/calls/{call_id}",
+    )
+
+
+@router.get("/traces/{trace_id}", response_class=HTMLResponse)
+@page
+def trace(request: Request, trace_id: str) -> Response:
+    """The waterfall of a trace's spans, LLM calls highlighted, with cost and tokens."""
+    tid = trace_id.lower()
+    answer = _store(request).get_trace(tid)
+    if answer is None:
+        return error_page(request, 404, "No such trace", f"no trace with id {trace_id!r}")
+    calls = answer["calls"]
+    totals = totals_row(
+        {
+            "calls": len(calls),
+            "errors": sum(c["status"] == "error" for c in calls),
+            "input_tokens": sum(c.get("input_tokens") or 0 for c in calls),
+            "output_tokens": sum(c.get("output_tokens") or 0 for c in calls),
+            "cost_usd": sum(c["cost_usd"] for c in calls if c.get("cost_usd") is not None),
+            "unpriced_calls": sum(c.get("cost_usd") is None for c in calls),
+        }
+    )
+    return render(
+        request,
+        "trace.html",
+        nav=None,
+        trace=answer,
+        waterfall=waterfall(answer),
+        totals=totals,
+        estimated=any(c.get("tokens_estimated") for c in calls),
+        json_url=f"/api/traces/{tid}",
+    )
+
+
+@router.get("/analysis", response_class=HTMLResponse)
+@page
+def analysis(request: Request) -> Response:
+    """Latency against output tokens with per-model fits, correlations and dependencies."""
+    filters = _filters(request)
+    target = _choice(request, "target", ("slow", "error")) or "slow"
+    f = with_range(filters)
+    store = _store(request)
+    lvt = store.latency_vs_tokens(f, 2000)
+    corr = store.correlations(f, target)
+    deps = store.dependencies(f)
+    params = _params(request, FILTER_PARAMS)
+    colours = charts.Colours()
+    for fit in lvt["models"]:
+        colours(fit["model"])
+    empty = corr["total"] == 0
+    return render(
+        request,
+        "analysis.html",
+        nav="analysis",
+        params=params,
+        url=_link("/analysis"),
+        target=target,
+        ranges=RANGES,
+        error_classes=ERROR_CLASSES,
+        lvt=lvt,
+        corr=corr,
+        deps=deps,
+        empty=empty,
+        no_calls_at_all=empty and not _has_calls(request),
+        charts=None if not lvt["points"] else {"scatter": charts.scatter_chart(lvt, colours)},
+        json_urls={
+            "latency-vs-tokens": "/api/analysis/latency-vs-tokens" + query_string(params),
+            "correlations": "/api/analysis/correlations"
+            + query_string({**params, "target": target}),
+            "dependencies": "/api/analysis/dependencies" + query_string(params),
+        },
+        json_url="/api/analysis/latency-vs-tokens" + query_string(params),
+    )
