@@ -1,94 +1,33 @@
-"""Shared fixtures: a real `gensight serve` process, OTLP payloads made by the real SDK."""
+"""Shared fixtures, and the lanes: tests under ``tests/e2e`` are marked ``e2e``
+(subprocess servers, producer venvs, the browser); ``scripts/test --fast`` runs the rest."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from gensight.demo import ModelProfile, ServerThread, UpstreamConfig
+from gensight.demo import create_app as upstream_app
+from tests.support.server import STORES, Server, store_args
+
+HERE = Path(__file__).resolve().parent
 
 
-def free_port() -> int:
-    """A free loopback TCP port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A running `gensight serve` subprocess and an HTTP client for it."""
-
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.data_dir = data_dir
-        self.log_path = data_dir / "server.log"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("wb")
-        cmd = [
-            sys.executable, "-m", "gensight.cli", "serve",
-            "--port", str(self.port), "--data-dir", str(data_dir), *args,
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            cmd, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-        self.client = httpx.Client(base_url=self.url, timeout=10)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gensight serve exited: {self.log_path.read_text()}")
-            try:
-                if self.client.get("/api/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("gensight serve did not start")
-
-    def wait_calls(self, n: int, timeout: float = 10, **params: str) -> list[dict]:
-        """Poll /api/calls until at least ``n`` calls match, and return them."""
-        deadline = time.monotonic() + timeout
-        items: list[dict] = []
-        while time.monotonic() < deadline:
-            items = self.client.get("/api/calls", params={"limit": 1000, **params}).json()["items"]
-            if len(items) >= n:
-                return items
-            time.sleep(0.1)
-        raise AssertionError(f"expected {n} calls matching {params}, got {len(items)}")
-
-    def stop(self, sig: int = 15) -> int:
-        """Stop the server (SIGTERM by default) and return its exit code."""
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test by its lane folder: ``unit``, ``integration`` or ``e2e``."""
+    for item in items:
+        lane = Path(str(item.fspath)).resolve().relative_to(HERE).parts[0]
+        if lane in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, lane))
 
 
 @pytest.fixture(scope="session")
 def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The one chDB data path this pytest process may use (chDB allows one per process)."""
     return tmp_path_factory.mktemp("chdb") / "data"
-
-
-STORES = ["duckdb", "chdb"]
-
-
-def store_args(kind: str, data_dir: Path) -> list[str]:
-    """`gensight serve` flags for a store kind (the default DuckDB file, or chDB)."""
-    return [] if kind == "duckdb" else ["--store", f"chdb://{data_dir / 'chdb'}"]
 
 
 @pytest.fixture(scope="session", params=STORES)
@@ -106,3 +45,16 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
     srv = Server(tmp_path / "data")
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Any]:
+    """The simulated OpenAI-compatible upstream in a server thread: its app, with
+    ``app.state.url`` (the ``/v1`` base URL) and ``app.state.log`` (what it received).
+    ``slow-model`` streams at 40 ms per token."""
+    app = upstream_app(
+        UpstreamConfig(retry_after_s=0, profiles={"slow-model": ModelProfile(ms_per_token=40)})
+    )
+    with ServerThread(app) as srv:
+        app.state.url = srv.url + "/v1"
+        yield app

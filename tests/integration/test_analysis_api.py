@@ -12,7 +12,7 @@ from gensight.model.records import CallRecord, SpanRecord
 from gensight.model.settings import Settings
 from gensight.store.duckdb import DuckDBStore
 from gensight.web.app import create_app
-from stores import fresh_chdb_store
+from tests.support.stores import fresh_chdb_store
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # an hour boundary
 

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.conftest import ROOT, Server, free_port
 
 from gensight.demo.upstream import create_app, serve
+from tests.support.server import ROOT, Server, free_port
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import Server, free_port
+from tests.support.server import Server, free_port
 
 GENSIGHT = [sys.executable, "-m", "gensight.cli"]
 

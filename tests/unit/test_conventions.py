@@ -16,7 +16,7 @@ from gensight.conventions.errors import classify, error_class_for_type
 from gensight.enrich.secrets import scrub_text
 from gensight.receive.otlp.http import logs_to_events, traces_to_records
 
-FIXTURES = Path(__file__).parent / "fixtures" / "otlp"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "otlp"
 
 
 def load(name: str):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from opentelemetry import trace
 
-from conftest import Server
 from gensight.store.duckdb import MIGRATIONS
-from otlp_payloads import record_spans, traces_protobuf
+from tests.support.otlp_payloads import record_spans, traces_protobuf
+from tests.support.server import Server
 
 
 def _many_calls(n: int):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import secrets as rnd
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,10 @@ import openai
 import pytest
 from opentelemetry import trace
 
-from gensight.demo import ServerThread, UpstreamConfig
-from gensight.demo import create_app as upstream_app
 from gensight.enrich.redaction import Redactor
 from gensight.enrich.secrets import luhn, scrub_pii, scrub_text
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
-from otlp_payloads import record_spans, traces_protobuf
+from tests.support.otlp_payloads import record_spans, traces_protobuf
 
 PB = {"content-type": "application/x-protobuf"}
 
@@ -151,18 +148,11 @@ def test_redactor_fails_closed() -> None:
 # ---------------------------------------------------------------------------- end to end
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    app = upstream_app(UpstreamConfig(retry_after_s=0))
-    with ServerThread(app) as srv:
-        yield srv.url + "/v1"
+def _server(tmp_path: Path, upstream: Any, *args: str) -> Any:
+    from tests.support.server import Server
 
-
-def _server(tmp_path: Path, upstream: str, *args: str) -> Any:
-    from conftest import Server
-
-    return Server(tmp_path / "data", "--upstream", f"openai={upstream}", "--flush-interval",
-                  "0.05", *args)  # fmt: skip
+    return Server(tmp_path / "data", "--upstream", f"openai={upstream.state.url}",
+                  "--flush-interval", "0.05", *args)  # fmt: skip
 
 
 def _db_bytes(data_dir: Path) -> bytes:
@@ -198,7 +188,7 @@ def _otlp_call(app: str, s: dict[str, str], extra: str = "") -> bytes:
     return traces_protobuf(record_spans(build, service=app))
 
 
-def test_secrets_masked_on_otlp_and_gateway_in_api_and_file(tmp_path: Path, upstream: str) -> None:
+def test_secrets_masked_on_otlp_and_gateway_in_api_and_file(tmp_path: Path, upstream: Any) -> None:
     s = _secrets()
     srv = _server(tmp_path, upstream)
     try:
@@ -238,7 +228,7 @@ def test_secrets_masked_on_otlp_and_gateway_in_api_and_file(tmp_path: Path, upst
         assert value.encode() not in data, f"{name} secret found in the DuckDB file"
 
 
-def test_pii_only_with_redact_pii(tmp_path: Path, upstream: str) -> None:
+def test_pii_only_with_redact_pii(tmp_path: Path, upstream: Any) -> None:
     s = _secrets()
     pii = "write to carol.jones@example.org or +44 20 7946 0958, card 4111 1111 1111 1111"
     for mode, args in (("off", ()), ("on", ("--redact", "pii"))):
@@ -260,7 +250,7 @@ def test_pii_only_with_redact_pii(tmp_path: Path, upstream: str) -> None:
             assert b"carol.jones@example.org" not in _db_bytes(srv.data_dir)
 
 
-def test_capture_metadata_stores_no_content(tmp_path: Path, upstream: str) -> None:
+def test_capture_metadata_stores_no_content(tmp_path: Path, upstream: Any) -> None:
     marker = "capture-marker-" + rnd.token_hex(8)
     srv = _server(tmp_path, upstream, "--capture", "metadata")
     try:
@@ -283,7 +273,7 @@ def test_capture_metadata_stores_no_content(tmp_path: Path, upstream: str) -> No
     assert marker.encode() not in _db_bytes(srv.data_dir)
 
 
-def test_capture_content_old_flag_still_works(tmp_path: Path, upstream: str) -> None:
+def test_capture_content_old_flag_still_works(tmp_path: Path, upstream: Any) -> None:
     srv = _server(tmp_path, upstream, "--no-capture-content")
     try:
         client = openai.OpenAI(base_url=f"{srv.url}/openai/v1", api_key="sk-test", max_retries=0,

@@ -11,27 +11,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
-from conftest import STORES, Server, free_port, store_args
-from gensight.demo import ServerThread, UpstreamConfig
-from gensight.demo import create_app as upstream_app
-from sinks import Receiver
+from tests.support.server import STORES, Server, free_port, store_args
+from tests.support.sinks import Receiver
 
 INTERVAL = "0.3s"
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Any]:
-    app = upstream_app(UpstreamConfig(retry_after_s=0))
-    with ServerThread(app) as srv:
-        app.state.url = srv.url + "/v1"
-        yield app
 
 
 def start(tmp_path: Path, store: str, upstream: Any, *args: str) -> Server:

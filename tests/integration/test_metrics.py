@@ -4,7 +4,6 @@ own parser, its counters equal the JSON API's totals for the same calls."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,20 +13,10 @@ import pytest
 from opentelemetry import trace
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import STORES, Server, store_args
-from gensight.demo import ServerThread, UpstreamConfig
-from gensight.demo import create_app as upstream_app
 from gensight.export.prometheus import OTHER, Metrics
 from gensight.model.records import CallRecord
-from otlp_payloads import record_spans, traces_protobuf
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Any]:
-    app = upstream_app(UpstreamConfig(retry_after_s=0))
-    with ServerThread(app) as srv:
-        app.state.url = srv.url + "/v1"
-        yield app
+from tests.support.otlp_payloads import record_spans, traces_protobuf
+from tests.support.server import STORES, Server, store_args
 
 
 def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from opentelemetry import trace
 
-from conftest import Server
 from gensight.model.records import CallRecord
 from gensight.pipeline.journal import Journal, JournalFull
 from gensight.pipeline.writer import Pipeline
-from otlp_payloads import record_spans, traces_protobuf
+from tests.support.otlp_payloads import record_spans, traces_protobuf
+from tests.support.server import Server
 
 
 def _call(i: int) -> CallRecord:

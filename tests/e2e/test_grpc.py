@@ -27,14 +27,13 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from conftest import Server, free_port
-from gensight.demo import ServerThread, UpstreamConfig
-from gensight.demo import create_app as upstream_app
+from gensight.demo import ServerThread
 from gensight.model.settings import Settings
 from gensight.web.app import create_app
-from otlp_payloads import hex_span_id, record_spans, traces_protobuf
+from tests.support.otlp_payloads import hex_span_id, record_spans, traces_protobuf
+from tests.support.server import Server, free_port
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "producers"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "producers"))
 
 from envs import ensure_env  # noqa: E402
 
@@ -58,14 +57,6 @@ except openai.RateLimitError:
     pass
 client.embeddings.create(model="text-embedding-3-small", input="Hello over gRPC")
 """
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Any]:
-    app = upstream_app(UpstreamConfig(retry_after_s=0))
-    with ServerThread(app) as srv:
-        app.state.url = srv.url + "/v1"
-        yield app
 
 
 def _port_free(port: int) -> bool:

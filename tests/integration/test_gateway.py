@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from gensight.demo import ModelProfile, ServerThread, UpstreamConfig
+from gensight.demo import ServerThread, UpstreamConfig
 from gensight.demo import create_app as upstream_app
 from gensight.demo.serve import free_port
 from gensight.model.settings import Settings
@@ -70,19 +70,6 @@ class Gateway:
     def stop(self) -> None:
         self.api.close()
         self.server.stop()
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Any]:
-    app = upstream_app(
-        UpstreamConfig(
-            retry_after_s=0,
-            profiles={"slow-model": ModelProfile(ms_per_token=40)},
-        )
-    )
-    with ServerThread(app) as srv:
-        app.state.url = srv.url + "/v1"
-        yield app
 
 
 @pytest.fixture(scope="module")
@@ -882,7 +869,7 @@ def test_gateway_key_is_required_and_not_forwarded(upstream: Any, tmp_path: Path
 
 
 def test_api_key_never_stored_or_logged(upstream: Any, tmp_path: Path) -> None:
-    from conftest import Server
+    from tests.support.server import Server
 
     srv = Server(
         tmp_path / "data",

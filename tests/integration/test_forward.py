@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,21 +18,11 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from conftest import Server, free_port
-from gensight.demo import ServerThread, UpstreamConfig
-from gensight.demo import create_app as upstream_app
 from gensight.export.otlp import Forwarder, encode_calls, traces_url
 from gensight.model.records import CallRecord
-from otlp_payloads import hex_span_id, hex_trace_id, record_spans, traces_protobuf
-from sinks import OTLPSink, Receiver
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Any]:
-    app = upstream_app(UpstreamConfig(retry_after_s=0))
-    with ServerThread(app) as srv:
-        app.state.url = srv.url + "/v1"
-        yield app
+from tests.support.otlp_payloads import hex_span_id, hex_trace_id, record_spans, traces_protobuf
+from tests.support.server import Server, free_port
+from tests.support.sinks import OTLPSink, Receiver
 
 
 def gateway_client(srv: Server, app: str) -> openai.OpenAI:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "producers"))
 
 from capture import attrs  # noqa: E402
 from run import VARIANTS, Variant, run_variant  # noqa: E402

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gensight.store.duckdb import DuckDBStore
-from stores import fresh_chdb_store
+from tests.support.stores import fresh_chdb_store
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "chdb"])

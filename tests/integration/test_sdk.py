@@ -543,7 +543,7 @@ def test_errors(tel: Telemetry, client: openai.OpenAI, model, headers, error, st
 
 
 def test_connection_error(tel: Telemetry):
-    from tests.conftest import free_port
+    from tests.support.server import free_port
 
     c = openai.OpenAI(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="k", max_retries=0)
     with pytest.raises(openai.APIConnectionError):

@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-from otlp_payloads import (
+from tests.support.otlp_payloads import (
     hex_span_id,
     hex_trace_id,
     record_spans,
@@ -173,7 +173,7 @@ def test_bad_bodies_get_a_4xx_naming_the_problem(server, body, headers, code, ne
 
 
 def test_oversized_bodies_get_413_before_and_after_gunzip(tmp_path):
-    from conftest import Server
+    from tests.support.server import Server
 
     srv = Server(tmp_path / "d", "--max-body", "64KiB")
     try:

@@ -118,7 +118,7 @@ def test_static_files_and_templates_ship_in_the_wheel(tmp_path: Path):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     uv = Path(sys.executable).with_name("uv")
     if not uv.exists():
         pytest.skip("uv is not installed in this environment")

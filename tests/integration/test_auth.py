@@ -109,7 +109,7 @@ def test_serve_refuses_non_loopback_without_key(tmp_path: Path) -> None:
 
 
 def test_serve_non_loopback_with_insecure_or_keys_starts(tmp_path: Path) -> None:
-    from conftest import Server
+    from tests.support.server import Server
 
     srv = Server(tmp_path / "a", "--host", "0.0.0.0", "--insecure")
     try:

@@ -36,8 +36,8 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
-from conftest import ROOT, Server
-from otlp_payloads import hex_span_id, hex_trace_id, record_spans, traces_protobuf
+from tests.support.otlp_payloads import hex_span_id, hex_trace_id, record_spans, traces_protobuf
+from tests.support.server import ROOT, Server
 
 PB = {"content-type": "application/x-protobuf"}
 ARTIFACTS = ROOT / "test-artifacts"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from genai_prices import Usage, calc_price
 
-from conftest import Server
+from tests.support.server import Server
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "producers"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "producers"))
 
 from run import VARIANTS, Variant, run_variant  # noqa: E402
 

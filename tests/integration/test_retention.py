@@ -28,7 +28,7 @@ def test_retention_expires_old_rows(kind, tmp_path: Path, chdb_path: Path):
     if kind == "duckdb":
         store = DuckDBStore(tmp_path / "r.duckdb", retention=keep)
     else:
-        from stores import fresh_chdb_store
+        from tests.support.stores import fresh_chdb_store
 
         fresh_chdb_store(chdb_path).close()
         store = ClickHouseStore.from_url(f"chdb://{chdb_path}", retention=keep)

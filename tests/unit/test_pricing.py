@@ -16,7 +16,7 @@ from genai_prices.data import providers as gp_providers
 from gensight.enrich.pricing import Pricer, _plan_from_model_price
 from gensight.model.records import CallRecord
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TS = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 
 
