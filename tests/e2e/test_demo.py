@@ -53,8 +53,9 @@ def test_demo_fills_the_store_with_both_sources(demo_server: Server):
     assert sources["gateway"] > 0 and sources["otlp"] > 0
     models = {c["request_model"] for c in calls if c["request_model"]}
     assert len(models) >= 3
+    # the demo's first gateway calls show each failure whatever the machine's load
     classes = {c["error_class"] for c in calls if c["error_class"]}
-    assert len(classes) >= 3, classes
+    assert {"invalid_request", "auth", "rate_limit", "upstream_error", "timeout"} <= classes
     streamed = [c for c in calls if c["stream"] and c["status"] == "ok"]
     assert streamed and all(c["ttft_ms"] and c["ttft_ms"] > 0 for c in streamed)
     apps = {c["app"] for c in calls if c["source"] == "gateway"}

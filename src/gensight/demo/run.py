@@ -64,14 +64,21 @@ QUESTIONS = (
 DOCS = ("refunds.md", "sso.md", "shipping.md", "pricing.md", "faq.md", "api.md")
 
 
-def demo_upstream_config() -> UpstreamConfig:
+def demo_upstream_config(seed: int | None = None) -> UpstreamConfig:
     """The simulated upstream: realistic latency per model, some failures, a real key check."""
     errors = {429: 0.03, 500: 0.015, 503: 0.005}
     profiles = {
         name: ModelProfile(p.ttft_ms, p.ms_per_token, p.jitter, errors)
         for name, p in DEMO_PROFILES.items()
     }
-    return UpstreamConfig(profiles=profiles, api_key=DEMO_KEY, seed=int(time.time()))
+    seed = int(time.time()) if seed is None else seed
+    return UpstreamConfig(profiles=profiles, api_key=DEMO_KEY, seed=seed)
+
+
+#: The failures the demo shows within its first gateway calls, whatever the rate or the
+#: machine's load, so every error class is on the dashboard at once: our bad parameter,
+#: a wrong key, the provider's rate limit, its outage, and the gateway's timeout.
+FAILURE_TOUR = ("bad_parameter", "wrong_key", "rate_limit", "server_error", "timeout")
 
 
 @dataclass
@@ -97,6 +104,7 @@ class Traffic:
         self.upstream_url = upstream_url
         self.rate = rate
         self.rng = random.Random(seed)
+        self.tour = list(FAILURE_TOUR)
         self.tally = Tally()
         self.stop = asyncio.Event()
 
@@ -157,8 +165,13 @@ class Traffic:
         model = rng.choice(models)
         if rng.random() < DEEPSEEK_SHARE:
             client, model = self.deepseek, "deepseek-chat"
-        roll = rng.random()
-        if roll < 0.02:  # our own bad parameter: the upstream answers 400
+        forced = self.tour.pop(0) if self.tour else None
+        roll = 1.0 if forced else rng.random()  # a forced failure rides on a plain chat call
+        if forced == "rate_limit":
+            headers.update({"x-fake-status": "429", "x-fake-retry-after": "0"})
+        elif forced == "server_error":
+            headers["x-fake-status"] = "500"
+        if forced == "bad_parameter" or roll < 0.02:  # our own bad parameter: the upstream's 400
             await client.chat.completions.create(
                 model=model,
                 messages=[{"role": "user", "content": rng.choice(QUESTIONS)}],
@@ -166,14 +179,14 @@ class Traffic:
                 extra_headers=headers,
             )
             return
-        if roll < 0.03:  # a wrong key: 401
+        if forced == "wrong_key" or roll < 0.03:  # a wrong key: 401
             await client.with_options(api_key="sk-wrong-key-000000000000").chat.completions.create(
                 model=model,
                 messages=[{"role": "user", "content": rng.choice(QUESTIONS)}],
                 extra_headers=headers,
             )
             return
-        if roll < 0.04:  # the upstream never answers in time: the gateway's 504
+        if forced == "timeout" or roll < 0.04:  # no answer in time: the gateway's 504
             headers["x-fake-ttft-ms"] = "12000"
         if roll < 0.12 and app in ("search", "support-bot"):
             await client.embeddings.create(
@@ -309,8 +322,13 @@ def run(
     host: str = "127.0.0.1",
     data_dir: Path | None = None,
     quiet: bool = False,
+    seed: int | None = None,
 ) -> int:
-    """Run the demo; returns the exit status (0 on Ctrl-C or when the duration is over)."""
+    """Run the demo; returns the exit status (0 on Ctrl-C or when the duration is over).
+
+    ``seed`` makes the traffic and the upstream's random failures repeatable (default: the
+    clock); the first gateway calls always show each failure of ``FAILURE_TOUR``."""
+    seed = int(time.time()) if seed is None else seed
     from rich.console import Console
 
     from gensight.web.app import create_app as create_server
@@ -322,7 +340,7 @@ def run(
         signal.signal(sig, lambda *_: stopping.set())
     data = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="gensight-demo-"))
     # the upstream's in-flight requests are cut at exit: that is no error worth printing
-    upstream = ServerThread(create_app(demo_upstream_config()), log_level="critical").start()
+    upstream = ServerThread(create_app(demo_upstream_config(seed)), log_level="critical").start()
     settings = Settings(
         host=host,
         port=port,
@@ -339,7 +357,7 @@ def run(
     import gensight
 
     gensight.init(endpoint=url, app="rag-service", environment="demo", capture_content=True)
-    traffic = Traffic(url, upstream.url + "/v1", rate, seed=int(time.time()))
+    traffic = Traffic(url, upstream.url + "/v1", rate, seed=seed)
     started = time.monotonic()
 
     async def main() -> None:
