@@ -121,8 +121,12 @@ def _graph(deep: bool = False) -> dict[str, set[str]]:
                     anchor = package.split(".")
                     anchor = anchor[: len(anchor) - (node.level - 1)]
                     base = ".".join([*anchor, base] if base else anchor)
-                # `from pkg import mod` imports the submodule when there is one.
-                targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+                # `from pkg import mod` is an edge to the submodule when there is one
+                # (the package's __init__ runs first for any of its modules anyway);
+                # `from mod import name` is an edge to the module.
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    targets.append(sub if sub in modules else base)
             for target in targets:
                 if not target.startswith("gensight"):
                     continue
