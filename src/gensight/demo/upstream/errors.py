@@ -90,6 +90,7 @@ def error_body(
 
 
 def invalid(message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """An ``invalid_request_error`` body with ``message`` (and the parameter it names)."""
     return {
         "error": {
             "message": message,

@@ -134,6 +134,7 @@ def split_text(text: str, n: int) -> list[str]:
 
 
 def embedding(text: str, dims: int) -> list[float]:
+    """A unit vector of ``dims`` floats, a pure function of ``text``."""
     rng = random.Random(_digest("embedding", text))
     vec = [rng.gauss(0.0, 1.0) for _ in range(dims)]
     norm = sum(v * v for v in vec) ** 0.5 or 1.0
