@@ -2,7 +2,7 @@
 
 Spans, metrics and log events are collected by OpenTelemetry's in-memory exporters
 and checked name by name against the ``opentelemetry-semantic-conventions`` constants;
-``test_sdk_init.py`` runs ``gensight.init()`` in app processes exporting to a real
+``tests/e2e/test_sdk_init.py`` runs ``gensight.init()`` in app processes exporting to a real
 ``gensight serve``.
 """
 
