@@ -46,8 +46,9 @@ STAGE_RANK = {
 }
 SDK_FORBIDDEN = {"receive", "pipeline", "store", "query", "web", "alerts", "export", "cli", "demo"}
 
-# Stage-order violations that exist today in files owned by other helpers (reported to
-# the lead, to be fixed with those files); each is a (importer, imported) module edge.
+# Stage-order violations tolerated for now, each a (importer, imported) module edge with
+# a comment naming why and who fixes it. None today: the only same-rank edge found
+# (cli.main -> demo.run, the `demo` command) is the reason cli ranks above demo.
 KNOWN_STAGE_VIOLATIONS: set[tuple[str, str]] = set()
 
 
