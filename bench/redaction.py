@@ -24,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from gensight.enrich.redaction import Redactor
 from gensight.model.records import CallRecord
-from gensight.receive.otlp.http import traces_to_records
+from gensight.receive.otlp.decode import traces_to_records
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "otlp"

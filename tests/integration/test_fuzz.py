@@ -41,7 +41,7 @@ from gensight.conventions.logs import log_to_events
 from gensight.conventions.spans import Resource, span_to_records
 from gensight.model.records import CALL_FIELD_NAMES, CallRecord, SpanRecord
 from gensight.model.settings import Settings
-from gensight.receive.otlp.http import logs_to_events, traces_to_records
+from gensight.receive.otlp.decode import logs_to_events, traces_to_records
 from gensight.store import arrow
 from gensight.store.duckdb import DuckDBStore
 from gensight.web.app import create_app

@@ -2,7 +2,7 @@
 
 Spans, metrics and log events are collected by OpenTelemetry's in-memory exporters
 and checked name by name against the ``opentelemetry-semantic-conventions`` constants;
-``test_sdk_init.py`` runs ``gensight.init()`` in app processes exporting to a real
+``tests/e2e/test_sdk_init.py`` runs ``gensight.init()`` in app processes exporting to a real
 ``gensight serve``.
 """
 
@@ -45,7 +45,7 @@ from gensight.enrich.pricing import Pricer
 from gensight.sdk import attributes as A
 from gensight.sdk.instrumentor import SCOPE, OpenAIInstrumentor
 from gensight.sdk.instruments import DURATION_BUCKETS, TOKEN_BUCKETS
-from gensight.sdk.patch import drain_orphans
+from gensight.sdk.runtime import drain_orphans
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
@@ -857,14 +857,14 @@ def test_workflow_spans_nest(tel: Telemetry, client: openai.OpenAI, monkeypatch)
 
 
 def test_telemetry_failures_never_reach_the_app(tel: Telemetry, client, upstream, monkeypatch):
-    from gensight.sdk import operations, patch
+    from gensight.sdk import operations, runtime
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("telemetry bug")
 
     monkeypatch.setattr(operations.Chat, "response", broken)
     monkeypatch.setattr(operations.Chat, "chunk", broken)
-    monkeypatch.setattr(patch, "_warned", set())
+    monkeypatch.setattr(runtime, "_warned", set())
     r = client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES)
     assert r.choices[0].message.content == sent_text(upstream[0])
     text = "".join(
@@ -979,6 +979,6 @@ def test_fast_span_encoding_is_the_official_encoding():
     ],
 )
 def test_null_usage_is_cut_from_chunks(data: str):
-    from gensight.sdk.patch import _strip_null_usage
+    from gensight.sdk.streams import _strip_null_usage
 
     assert json.loads(_strip_null_usage(data)) == {"id": "c", "choices": []}

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from gensight.conventions.errors import classify, error_class_for_type
 from gensight.enrich.secrets import scrub_text
-from gensight.receive.otlp.http import logs_to_events, traces_to_records
+from gensight.receive.otlp.decode import logs_to_events, traces_to_records
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "otlp"
 

@@ -10,7 +10,9 @@ from multidict import CIMultiDict
 
 from gensight.enrich import tokens
 from gensight.receive.gateway.capture import Capture, operation_for
-from gensight.receive.gateway.proxy import _accept_encoding, _retry_after, parse_traceparent
+from gensight.receive.gateway.forward import accept_encoding
+from gensight.receive.gateway.policy import retry_after
+from gensight.receive.gateway.record import parse_traceparent
 from gensight.receive.gateway.sse import SSESplitter, parse_event
 from gensight.receive.gateway.upstreams import Upstream, provider_for
 
@@ -47,17 +49,17 @@ def test_traceparent() -> None:
 
 
 def test_retry_after_forms() -> None:
-    assert _retry_after(CIMultiDict({"Retry-After": "2"})) == 2.0
-    assert _retry_after(CIMultiDict({"retry-after-ms": "250", "retry-after": "9"})) == 0.25
+    assert retry_after(CIMultiDict({"Retry-After": "2"})) == 2.0
+    assert retry_after(CIMultiDict({"retry-after-ms": "250", "retry-after": "9"})) == 0.25
     future = formatdate(time.time() + 30, usegmt=True)
-    assert 25 < _retry_after(CIMultiDict({"Retry-After": future})) <= 30
-    assert _retry_after(CIMultiDict()) is None
-    assert _retry_after(CIMultiDict({"Retry-After": "soon"})) is None
+    assert 25 < retry_after(CIMultiDict({"Retry-After": future})) <= 30
+    assert retry_after(CIMultiDict()) is None
+    assert retry_after(CIMultiDict({"Retry-After": "soon"})) is None
 
 
 def test_accept_encoding_keeps_what_can_be_read_back() -> None:
-    assert _accept_encoding(b"gzip, deflate, zstd") == b"gzip, deflate"
-    assert _accept_encoding(b"zstd") is None
+    assert accept_encoding(b"gzip, deflate, zstd") == b"gzip, deflate"
+    assert accept_encoding(b"zstd") is None
 
 
 @pytest.mark.parametrize(

@@ -229,7 +229,7 @@ def _is_page(method: str, path: str) -> bool:
 
 
 def openai_error(message: str, type_: str, code: str) -> bytes:
-    """The OpenAI API's error shape (as ``gateway.proxy.openai_error``), for gateway paths."""
+    """The OpenAI API's error shape (as ``gateway.errors.openai_error``), for gateway paths."""
     err = {"message": message, "type": type_, "param": None, "code": code}
     return json.dumps({"error": err}).encode()
 

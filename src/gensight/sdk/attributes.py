@@ -3,7 +3,7 @@
 Spelled out here rather than imported from ``opentelemetry-semantic-conventions``:
 that package marks its GenAI names deprecated (they moved to
 open-telemetry/semantic-conventions-genai, which publishes no Python package) and
-importing it costs start-up time. ``tests/test_sdk.py`` checks every name that the
+importing it costs start-up time. ``tests/integration/test_sdk.py`` checks every name that the
 package does define against its constants.
 """
 

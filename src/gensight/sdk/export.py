@@ -3,7 +3,7 @@
 Spans: the official exporter builds a protobuf object per span, attribute and value,
 which costs more CPU per LLM call (~80 µs for a typical GenAI span here) than all
 the SDK's other work together. ``encode_spans`` writes the same
-``ExportTraceServiceRequest`` bytes directly; ``tests/test_sdk.py`` checks that they
+``ExportTraceServiceRequest`` bytes directly; ``tests/integration/test_sdk.py`` checks that they
 decode to exactly what the official encoder produces; repeated attribute values
 (operation, provider, model…) are encoded once and reused.
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from gensight.sdk import operations as ops
 from gensight.sdk.imports import cancel, when_imported
-from gensight.sdk.patch import Gateway, Telemetry, wrap_async, wrap_sync
+from gensight.sdk.patch import wrap_async, wrap_sync
+from gensight.sdk.telemetry import Gateway, Telemetry
 
 log = logging.getLogger("gensight.sdk")
 

@@ -2,7 +2,7 @@
 
 An ``Operation`` reads the request's keyword arguments into span attributes, reads
 the response (or each stream chunk) into the ``Call`` in flight, and builds the
-content attributes when capture is on. ``patch.py`` owns the span's life cycle;
+content attributes when capture is on. ``call.py`` owns the span's life cycle;
 this module only knows where each API keeps its model, parameters, usage and text.
 """
 
@@ -16,7 +16,7 @@ from gensight.sdk import attributes as a
 from gensight.sdk import content
 
 if TYPE_CHECKING:
-    from gensight.sdk.patch import Call
+    from gensight.sdk.call import Call
 
 _SENTINELS = (openai.Omit, openai.NotGiven, type(None))
 

@@ -302,7 +302,7 @@ def tracer() -> Any:
 
 def flush(timeout: float = SHUTDOWN_TIMEOUT) -> bool:
     """Export everything recorded so far; True if it all left in time."""
-    from gensight.sdk.patch import drain_orphans
+    from gensight.sdk.runtime import drain_orphans
 
     try:
         drain_orphans()
@@ -323,7 +323,7 @@ def shutdown(timeout: float = SHUTDOWN_TIMEOUT) -> None:
             return
         _state.shut_down = True
     try:
-        from gensight.sdk.patch import drain_orphans
+        from gensight.sdk.runtime import drain_orphans
 
         drain_orphans()
         if _state.instrumentor is not None:

@@ -25,8 +25,9 @@ from gensight.query.params import ParamError
 from gensight.receive.auth import AuthMiddleware, Keyring
 from gensight.receive.gateway import GatewayMiddleware
 from gensight.receive.gateway import from_settings as gateway_from_settings
+from gensight.receive.otlp.decode import LOGS, TRACES, replay_logs, replay_traces
 from gensight.receive.otlp.grpc import GrpcReceiver
-from gensight.receive.otlp.http import LOGS, TRACES, otlp_routes, replay_logs, replay_traces
+from gensight.receive.otlp.http import otlp_routes
 from gensight.store import open_store
 from gensight.web.api import router as api_router
 from gensight.web.ui import mount_ui

@@ -41,56 +41,16 @@ Failures
 
 Recording is fail-open: records go to the pipeline's bounded queue without waiting;
 a full queue or a down store costs records (counted in ``/api/health``), never calls.
+
+Modules, one idea each: ``app`` (ASGI entry, routing, the retry loop), ``policy``
+(retries, backoff, Retry-After, fallback), ``forward`` (headers, the upstream request,
+streaming the answer), ``capture`` (reading requests and answers of each operation),
+``sse`` (event-stream framing), ``record`` (the CallRecord and spans), ``call`` (one
+request's state), ``errors`` (OpenAI-style error bodies), ``upstreams`` (configured
+upstreams).
 """
 
-from __future__ import annotations
+from gensight.receive.gateway.app import Gateway, GatewayMiddleware, Submit, from_settings
+from gensight.receive.gateway.errors import openai_error
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from gensight.model.settings import Settings
-from gensight.receive.gateway.proxy import Gateway, Submit, openai_error
-
-__all__ = ["Gateway", "GatewayMiddleware", "from_settings", "openai_error"]
-
-
-class GatewayMiddleware:
-    """Serves the gateway's paths ahead of the rest of the app.
-
-    A proxy's overhead is per request, so gateway requests skip the web framework's
-    routing and middleware (the key check, added outside this, still applies):
-    ``/openai/v1/…`` and ``/p/{name}/v1/…`` go straight to ``Gateway.handle``.
-    """
-
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
-        self.app = app
-        self.gateway = gateway
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path: str = scope["path"]
-            if path.startswith("/openai/v1/"):
-                await self.gateway.handle(scope, receive, send, "openai")
-                return
-            if path.startswith("/p/"):
-                name, _, rest = path[3:].partition("/")
-                if name and rest.startswith("v1/"):
-                    await self.gateway.handle(scope, receive, send, name)
-                    return
-        await self.app(scope, receive, send)
-
-
-def from_settings(settings: Settings, submit: Submit, counters: dict[str, int]) -> Gateway:
-    """A gateway configured from the server's ``Settings``."""
-    return Gateway(
-        dict(settings.upstreams),
-        submit,
-        counters,
-        retries=settings.retries,
-        fallback=settings.fallback,
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.upstream_timeout,
-        retry_backoff=settings.retry_backoff,
-        retry_max_wait=settings.retry_max_wait,
-        max_body=settings.max_body,
-        capture_content=settings.capture_content,
-    )
+__all__ = ["Gateway", "GatewayMiddleware", "Submit", "from_settings", "openai_error"]

@@ -4,7 +4,8 @@
 events of a stream one at a time, so a stream is never held whole), and finally
 fills a ``CallRecord``: operation, model, request parameters, usage (cached and
 reasoning tokens included), finish reasons, response id and model, and the messages
-in the shape of ``gensight.conventions.messages`` (the same the OTLP mappers store).
+in the shape of ``gensight.conventions.messages`` (the same the OTLP mappers store;
+the OpenAI wire's messages are shaped by ``gateway.messages``).
 
 Understood: chat completions (streamed and not, tools, multimodal parts), legacy
 completions, embeddings and the Responses API (streamed events and not). Any other
@@ -22,6 +23,12 @@ from gensight.conventions import messages as msg
 from gensight.conventions.errors import classify
 from gensight.enrich import tokens
 from gensight.model.records import CallRecord
+from gensight.receive.gateway.messages import (
+    assistant_message,
+    chat_messages,
+    responses_input,
+    responses_output,
+)
 
 #: Path suffixes of the endpoints understood, longest first.
 _OPERATIONS = (
@@ -46,9 +53,6 @@ _EXTRA_PARAMS = {
     "previous_response_id": "gen_ai.openai.request.previous_response_id",
     "truncation": "gen_ai.openai.request.truncation",
 }
-
-#: Inline payloads (base64 images, audio, files) longer than this are not stored.
-MAX_INLINE = 256
 
 #: Embedding inputs stored as messages at most (a batch can hold thousands).
 MAX_EMBEDDING_INPUTS = 64
@@ -79,118 +83,6 @@ def _int(v: Any) -> int | None:
     return None
 
 
-_BLOB_KEYS = frozenset({"data", "file_data", "b64_json"})
-
-
-def _elide(value: Any, key: str = "") -> Any:
-    """``value`` with long inline payloads (data: URLs, base64 audio/files) shortened."""
-    if isinstance(value, str):
-        if len(value) > MAX_INLINE and (value.startswith("data:") or key in _BLOB_KEYS):
-            head = value.split(",", 1)[0] if value.startswith("data:") else key
-            return f"{head},…[{len(value)} characters not stored]"
-        return value
-    if isinstance(value, dict):
-        return {k: _elide(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_elide(v, key) for v in value]
-    return value
-
-
-def _chat_like(messages: Any) -> list[Any]:
-    """Request messages with non-text parts' payloads elided (text left as sent)."""
-    if not isinstance(messages, list):
-        return []
-    out = []
-    for m in messages:
-        if isinstance(m, dict) and isinstance(m.get("content"), list):
-            m = dict(m, content=[p if _is_text_part(p) else _elide(p) for p in m["content"]])
-        out.append(m)
-    return out
-
-
-def _is_text_part(p: Any) -> bool:
-    return isinstance(p, str) or (isinstance(p, dict) and p.get("type") in ("text", None))
-
-
-def _responses_input(value: Any) -> list[Any]:
-    """Responses API ``input`` items in chat-message shape."""
-    if isinstance(value, str):
-        return [{"role": "user", "content": value}]
-    out: list[Any] = []
-    for item in value if isinstance(value, list) else ():
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("type")
-        if kind == "function_call":
-            call = {"id": item.get("call_id"), "name": item.get("name")}
-            call["arguments"] = item.get("arguments")
-            out.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
-            out.append(
-                {"role": "tool", "tool_call_id": item.get("call_id"), "content": item.get("output")}
-            )
-        elif "role" in item:
-            content = item.get("content")
-            if isinstance(content, list):
-                content = [_responses_part(p) for p in content]
-            out.append({"role": item["role"], "content": content})
-    return _chat_like(out)
-
-
-def _responses_part(p: Any) -> Any:
-    if isinstance(p, dict) and p.get("type") in ("input_text", "output_text"):
-        return {"type": "text", "text": p.get("text")}
-    return p
-
-
-def _responses_output(resp: dict[str, Any]) -> list[dict[str, Any]]:
-    """The assistant message of a Responses API ``response`` object (chat shape)."""
-    texts: list[str] = []
-    calls: list[dict[str, Any]] = []
-    for item in resp.get("output") or ():
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("type")
-        if kind == "message":
-            for part in item.get("content") or ():
-                if isinstance(part, dict):
-                    text = (
-                        part.get("text") if part.get("type") != "refusal" else part.get("refusal")
-                    )
-                    if isinstance(text, str):
-                        texts.append(text)
-        elif kind == "function_call":
-            calls.append(
-                {
-                    "id": item.get("call_id") or item.get("id"),
-                    "name": item.get("name"),
-                    "arguments": item.get("arguments"),
-                }
-            )
-    return [_assistant("".join(texts) if texts else None, calls, _responses_finish(resp, calls))]
-
-
-def _responses_finish(resp: dict[str, Any], calls: list[Any]) -> str | None:
-    status = resp.get("status")
-    if status == "incomplete":
-        reason = (resp.get("incomplete_details") or {}).get("reason")
-        return "length" if reason == "max_output_tokens" else (reason or "incomplete")
-    if calls:
-        return "tool_calls"
-    if status == "completed":
-        return "stop"
-    return status
-
-
-def _assistant(content: str | None, calls: list[dict[str, Any]], finish: str | None) -> dict:
-    m: dict[str, Any] = {"role": "assistant", "content": content}
-    if calls:
-        m["tool_calls"] = calls
-    if finish is not None:
-        m["finish_reason"] = finish
-    return msg.normalize_message(m, "assistant")
-
-
 class _Choice:
     """One streamed chat/completion choice being assembled."""
 
@@ -209,7 +101,7 @@ class _Choice:
             {"id": t[0], "name": t[1], "arguments": "".join(t[2])}
             for _, t in sorted(self.tools.items())
         ]
-        m = _assistant(text, calls, self.finish)
+        m = assistant_message(text, calls, self.finish)
         if self.role and self.role != "assistant":
             m["role"] = self.role
         return m
@@ -411,7 +303,7 @@ class Capture:
             return self._outputs
         if self.operation == "responses":
             if self._final is not None:
-                self._outputs = _responses_output(self._final)
+                self._outputs = responses_output(self._final)
             elif self._items or self._item_text:
                 self._outputs = self._partial_responses_output()
         elif self._choices:
@@ -428,19 +320,19 @@ class Capture:
             elif item.get("type") == "function_call" and not item.get("arguments") and pieces:
                 item["arguments"] = "".join(pieces)
             output.append(item)
-        return _responses_output({"status": "in_progress", "output": output})
+        return responses_output({"status": "in_progress", "output": output})
 
     def input_messages(self) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
         """``(input messages, system instructions)`` of the request."""
         req = self.request or {}
         op = self.operation
         if op == "chat":
-            return msg.messages_from_value(_chat_like(req.get("messages")), "user"), None
+            return msg.messages_from_value(chat_messages(req.get("messages")), "user"), None
         if op == "responses":
             system = None
             if isinstance(req.get("instructions"), str):
                 system = [{"role": "system", "content": req["instructions"]}]
-            return msg.messages_from_value(_responses_input(req.get("input")), "user"), system
+            return msg.messages_from_value(responses_input(req.get("input")), "user"), system
         if op == "text_completion":
             prompt = req.get("prompt")
             prompts = prompt if isinstance(prompt, list) else [prompt]

@@ -4,8 +4,8 @@
 
 OpenTelemetry SDKs export OTLP/gRPC to ``localhost:4317`` by default, so an app run
 under ``opentelemetry-instrument`` with no exporter settings reaches Gensight. Requests
-go through the very functions of the OTLP/HTTP receiver (``traces_to_records``,
-``logs_to_events``), so both give identical records. Answers follow the OTLP spec:
+go through the very functions of the OTLP/HTTP receiver (``decode.traces_to_records``,
+``decode.logs_to_events``), so both give identical records. Answers follow the OTLP spec:
 ``partial_success`` for rejected items, ``UNAVAILABLE`` when the writer queue is full
 (exporters retry), ``UNAUTHENTICATED`` without a key when keys are configured
 (``authorization: Bearer KEY`` or ``x-gensight-key`` metadata), ``PERMISSION_DENIED``
@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metric
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from gensight.receive.auth import Keyring
-from gensight.receive.otlp.http import (
+from gensight.receive.otlp.decode import (
     LOGS,
     TRACES,
     Submit,

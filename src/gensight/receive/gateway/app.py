@@ -1,0 +1,380 @@
+"""The gateway's ASGI entry: routing, one request's course, the retry loop, recording.
+
+``GatewayMiddleware`` sends ``/openai/v1/…`` and ``/p/{name}/v1/…`` straight to
+``Gateway.handle``, which reads the request, asks the budget, tries the upstream
+(``policy`` decides retries and fallback, ``forward`` streams the answer) and then
+hands the call's records (``record``) to the pipeline without waiting. A client that
+goes away cancels the upstream request. Recording never fails a call (fail-open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+import aiohttp
+from multidict import CIMultiDict
+from starlette.types import ASGIApp, Receive, Scope, Send
+from yarl import URL
+
+from gensight.conventions.errors import classify
+from gensight.model.records import CallRecord, ContentEvent, SpanRecord
+from gensight.model.settings import Settings
+from gensight.receive.gateway import forward, policy, record
+from gensight.receive.gateway.call import Call
+from gensight.receive.gateway.capture import Capture
+from gensight.receive.gateway.errors import Failure, openai_error, send_json
+from gensight.receive.gateway.upstreams import Upstream
+
+log = logging.getLogger("gensight.receive.gateway")
+
+Submit = Callable[[Sequence[CallRecord], Sequence[SpanRecord], Sequence[ContentEvent]], bool]
+
+
+class Refusal(Protocol):
+    """Why a budget refuses a call: the rule's id and the message the client gets."""
+
+    rule_id: str
+    message: str
+
+
+#: Asked before each call with the call's (app, user): a refusal, or None to go ahead.
+Budget = Callable[[str | None, str | None], Refusal | None]
+
+
+class Gateway:
+    """The proxy for a set of upstreams; one instance per server."""
+
+    def __init__(
+        self,
+        upstreams: dict[str, str],
+        submit: Submit,
+        counters: dict[str, int],
+        *,
+        retries: int = 2,
+        fallback: str | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 600.0,
+        retry_backoff: float = 0.5,
+        retry_max_wait: float = 30.0,
+        max_body: int = 16 * 1024 * 1024,
+        capture_content: bool = True,
+    ) -> None:
+        self.upstreams = {name: Upstream.from_config(name, url) for name, url in upstreams.items()}
+        if fallback is not None and fallback not in self.upstreams:
+            raise ValueError(
+                f"--fallback {fallback!r} is not a configured upstream "
+                f"(configured: {', '.join(sorted(self.upstreams))})"
+            )
+        self.submit = submit
+        self.counters = counters
+        self.retries = max(0, retries)
+        self.fallback = self.upstreams[fallback] if fallback else None
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_read=read_timeout
+        )
+        self.retry_backoff = retry_backoff
+        self.retry_max_wait = retry_max_wait
+        self.max_body = max_body
+        self.capture_content = capture_content
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Budgets (``gensight.alerts.engine``): consulted per call, before any upstream is.
+        self.budget: Budget | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled client of the running loop (made on first use)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=0,  # no pool cap: the upstream's own limits apply
+                ttl_dns_cache=300,
+                keepalive_timeout=60,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self.timeout,
+                auto_decompress=False,  # bytes reach the client exactly as sent
+                cookie_jar=aiohttp.DummyCookieJar(),  # never share one client's cookies
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+                raise_for_status=False,
+            )
+            self._loop = loop
+        return self._session
+
+    async def start(self) -> None:
+        """Open the client pool.
+
+        Token vocabularies (~90 MB) are not loaded here: most upstreams report usage,
+        so one is loaded, in a worker thread, the first time a call needs estimating.
+        """
+        self.session()
+
+    async def close(self) -> None:
+        """Close the client pool."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    # -- request ---------------------------------------------------------------
+    async def handle(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        """Proxy one request to the upstream called ``name`` and record it."""
+        start = time.perf_counter()
+        ts = datetime.now(UTC)
+        upstream = self.upstreams.get(name)
+        if upstream is None:
+            known = ", ".join(sorted(self.upstreams)) or "(none)"
+            await send_json(
+                send,
+                404,
+                openai_error(
+                    f"Unknown upstream {name!r}. Configured upstreams: {known} "
+                    "(add one with gensight serve --upstream NAME=URL).",
+                    "invalid_request_error",
+                    "unknown_upstream",
+                ),
+            )
+            return
+        # The path after ``…/v1``, still percent-encoded as the client sent it.
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        if raw_path.startswith(b"/p/"):
+            slash = raw_path.find(b"/", 3)
+            rest = raw_path[slash + 3 :] if slash != -1 else b""
+        else:
+            rest = raw_path.partition(b"/v1")[2]
+        if not rest.startswith(b"/"):
+            await send_json(send, 404, openai_error("Not found.", "invalid_request_error"))
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_body:
+                await send_json(
+                    send,
+                    413,
+                    openai_error(
+                        f"Request body exceeds the gateway's limit of {self.max_body} bytes.",
+                        "invalid_request_error",
+                        "request_too_large",
+                    ),
+                )
+                return
+            if not message.get("more_body"):
+                break
+
+        method: str = scope["method"]
+        headers, meta = forward.request_headers(scope["headers"])
+        path = rest.decode("latin-1")
+        call = Call(start, ts, method, path, Capture(method, path, bytes(body)), meta)
+        call.route = scope["path"]
+        query: bytes = scope.get("query_string") or b""
+        target = rest + (b"?" + query if query else b"")
+        if self.budget is not None and call.capture.is_call:
+            refusal = self.budget(
+                record.header_text(meta.get(b"x-gensight-app")),
+                record.header_text(meta.get(b"x-gensight-user")),
+            )
+            if refusal is not None:
+                await self._refuse(refusal, upstream, call, send)
+                return
+
+        task = asyncio.current_task()
+        # A client leaving a stream cancels it upstream. Non-streamed answers are not
+        # watched: a task per request costs more than the rare early hang-up saves.
+        watcher = (
+            asyncio.create_task(self._watch_disconnect(receive, call, task))
+            if call.capture.stream
+            else None
+        )
+        try:
+            await self._exchange(upstream, method, target, CIMultiDict(headers), call, send)
+        except asyncio.CancelledError:
+            if not call.disconnected or task is None:
+                raise
+            task.uncancel()
+            call.error_class = "cancelled"
+            call.error_message = "the client disconnected before the answer was complete"
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            try:
+                await self._record(call)
+            except Exception:  # fail-open: recording never breaks a call
+                self._count("gateway_record_errors")
+                log.exception("could not record a gateway call")
+
+    @staticmethod
+    async def _watch_disconnect(receive: Receive, call: Call, task: asyncio.Task | None) -> None:
+        """Cancel the request's task when its client goes away before the answer is done."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not call.done and task is not None:
+            call.disconnected = True
+            task.cancel()
+
+    async def _exchange(
+        self,
+        upstream: Upstream,
+        method: str,
+        target: bytes,
+        headers: CIMultiDict[str],
+        call: Call,
+        send: Send,
+    ) -> None:
+        """Try the upstream (then the fallback) until an answer can be forwarded."""
+        targets = policy.targets(upstream, self.fallback)
+        data = call.capture.upstream_body or None
+        failure: Failure | None = None
+        for ti, up in enumerate(targets):
+            final_target = ti == len(targets) - 1
+            url = URL(up.url + target.decode("latin-1"), encoded=True)
+            for n in range(self.retries + 1):
+                call.target = up
+                span = record.attempt_span(call, up, method)
+                attempt_start = time.perf_counter()
+                try:
+                    resp = await forward.request(self.session(), method, url, headers, data)
+                except Failure as f:
+                    failure = f
+                    record.end_attempt(span, attempt_start, None, f.error_class, f.message)
+                    if not f.retryable:  # e.g. no answer in time: trying again doubles the wait
+                        await self._fail(f, call, send)
+                        return
+                    if n < self.retries:
+                        await asyncio.sleep(policy.backoff(n, None, self.retry_backoff))
+                    continue
+                status = resp.status
+                if not policy.retryable_status(status) or (final_target and n == self.retries):
+                    try:
+                        await forward.forward(resp, call, send, span, attempt_start)
+                    finally:
+                        resp.close()
+                    return
+                # A failed attempt: keep its error for the trace, then retry or move on.
+                raw, err = await forward.read_error(resp)
+                record.end_attempt(span, attempt_start, status, classify(status), err)
+                delay = policy.retry_after(resp.headers)
+                if policy.give_up(n, self.retries, resp.headers, err, delay, self.retry_max_wait):
+                    if final_target:  # nowhere else to go: this is the answer
+                        await forward.send_read(resp, raw, err, call, send)
+                        return
+                    break  # on to the fallback
+                await asyncio.sleep(policy.backoff(n, delay, self.retry_backoff))
+        assert failure is not None
+        await self._fail(failure, call, send)
+
+    async def _fail(self, failure: Failure, call: Call, send: Send) -> None:
+        """Answer a request no upstream answered: 504 for timeouts, 502 otherwise."""
+        up = call.target
+        where = f"upstream {up.name!r} ({up.address})" if up else "the upstream"
+        status = 504 if failure.error_class == "timeout" else 502
+        message = f"Gensight gateway: {where} failed: {failure.message}"
+        call.error_class = failure.error_class
+        call.error_message = message
+        call.http_status = status
+        call.done = True
+        code = "upstream_timeout" if status == 504 else "upstream_connection_error"
+        await send_json(send, status, openai_error(message, "upstream_error", code))
+        call.response_started = True
+
+    async def _refuse(self, refusal: Refusal, upstream: Upstream, call: Call, send: Send) -> None:
+        """Answer a call over budget with a 429 ``budget_exceeded`` and record it.
+
+        The upstream is never contacted (the call has no attempt spans); the record's
+        ``error_class`` is ``rate_limit`` (what a 429 is, and what OpenAI clients raise),
+        with ``gensight.budget_rule`` naming the rule that refused it.
+        """
+        body = openai_error(refusal.message, "budget_exceeded", "budget_exceeded")
+        call.target = upstream
+        call.http_status = 429
+        call.error_class = "rate_limit"
+        call.error_message = refusal.message
+        call.budget_rule = refusal.rule_id
+        call.done = True
+        self._count("gateway_budget_refusals")
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 429,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        # retrying cannot help until the budget resets: tell OpenAI clients
+                        (b"x-should-retry", b"false"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            call.response_started = True
+        finally:
+            try:
+                await self._record(call)
+            except Exception:  # fail-open, as for every call
+                self._count("gateway_record_errors")
+                log.exception("could not record a refused gateway call")
+
+    async def _record(self, call: Call) -> None:
+        """Build the call's records and hand them to the pipeline (never waits on it)."""
+        calls, spans = await record.build(call, self.capture_content)
+        try:
+            self.submit(calls, spans, ())
+        except Exception:  # fail-open: the pipeline counts its own drops
+            self._count("gateway_submit_errors")
+            log.exception("pipeline refused a gateway record")
+
+
+class GatewayMiddleware:
+    """Serves the gateway's paths ahead of the rest of the app.
+
+    A proxy's overhead is per request, so gateway requests skip the web framework's
+    routing and middleware (the key check, added outside this, still applies):
+    ``/openai/v1/…`` and ``/p/{name}/v1/…`` go straight to ``Gateway.handle``.
+    """
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/openai/v1/"):
+                await self.gateway.handle(scope, receive, send, "openai")
+                return
+            if path.startswith("/p/"):
+                name, _, rest = path[3:].partition("/")
+                if name and rest.startswith("v1/"):
+                    await self.gateway.handle(scope, receive, send, name)
+                    return
+        await self.app(scope, receive, send)
+
+
+def from_settings(settings: Settings, submit: Submit, counters: dict[str, int]) -> Gateway:
+    """A gateway configured from the server's ``Settings``."""
+    return Gateway(
+        dict(settings.upstreams),
+        submit,
+        counters,
+        retries=settings.retries,
+        fallback=settings.fallback,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.upstream_timeout,
+        retry_backoff=settings.retry_backoff,
+        retry_max_wait=settings.retry_max_wait,
+        max_body=settings.max_body,
+        capture_content=settings.capture_content,
+    )

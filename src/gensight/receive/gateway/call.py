@@ -1,0 +1,65 @@
+"""One gateway request's state, shared by the forwarding code and the recorder."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from gensight.model.records import SpanRecord
+from gensight.receive.gateway.capture import Capture
+from gensight.receive.gateway.upstreams import Upstream
+
+
+class Call:
+    """Per-request state: what was asked, which upstream answered, how, and when."""
+
+    __slots__ = (
+        "attempts",
+        "budget_rule",
+        "capture",
+        "disconnected",
+        "done",
+        "error_class",
+        "error_message",
+        "first_byte",
+        "http_status",
+        "meta",
+        "method",
+        "path",
+        "response_started",
+        "route",
+        "start",
+        "target",
+        "ts",
+    )
+
+    def __init__(
+        self,
+        start: float,
+        ts: datetime,
+        method: str,
+        path: str,
+        capture: Capture,
+        meta: dict[bytes, bytes],
+    ) -> None:
+        self.ts = ts
+        self.start = start
+        self.method = method
+        self.path = path
+        self.capture = capture
+        self.meta = meta
+        self.route = path
+        self.attempts: list[SpanRecord] = []
+        self.target: Upstream | None = None
+        self.http_status: int | None = None
+        self.first_byte: float | None = None
+        self.response_started = False
+        self.done = False
+        self.disconnected = False
+        self.error_class: str | None = None
+        self.error_message: str | None = None
+        self.budget_rule: str | None = None
+
+    def elapsed_ms(self, since: float | None = None) -> float:
+        """Milliseconds since the request arrived (or since ``since``, a perf_counter)."""
+        return (time.perf_counter() - (self.start if since is None else since)) * 1000.0

@@ -1,0 +1,74 @@
+"""When the gateway tries again: retryable answers, backoff, Retry-After, fallback.
+
+Upstream 429s, 5xx and connection failures are retried with exponential backoff and
+jitter, honouring ``Retry-After`` / ``retry-after-ms`` up to ``--retry-max-wait`` (a
+longer wait is the client's to decide, so that answer is passed on), and then the
+``--fallback`` upstream gets the same tries. The loop that applies this is
+``Gateway._exchange``; these are its decisions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from gensight.receive.gateway.upstreams import Upstream
+
+
+def targets(upstream: Upstream, fallback: Upstream | None) -> list[Upstream]:
+    """The upstreams to try in order: the one addressed, then the fallback if another."""
+    if fallback is not None and fallback is not upstream:
+        return [upstream, fallback]
+    return [upstream]
+
+
+def retryable_status(status: int) -> bool:
+    """Whether an answer with this status may be retried (429 and 5xx)."""
+    return status == 429 or status >= 500
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds a 429/503 asks to wait (``retry-after-ms``, ``Retry-After`` secs or date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(ms) / 1000.0)
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def give_up(
+    attempt: int, retries: int, headers: Any, error: str, delay: float | None, max_wait: float
+) -> bool:
+    """Whether a failed answer ends the tries on this upstream.
+
+    So it does when the tries are used up, when the upstream says retrying cannot help
+    (``x-should-retry: false``, an exhausted quota), or when it asks for a longer wait
+    than the gateway sleeps through.
+    """
+    return (
+        attempt == retries
+        or headers.get("x-should-retry") == "false"
+        or "insufficient_quota" in error
+        or (delay is not None and delay > max_wait)
+    )
+
+
+def backoff(attempt: int, retry_after: float | None, base: float) -> float:
+    """Seconds before retry ``attempt + 1``: Retry-After when given, else exponential + jitter."""
+    if retry_after is not None:
+        return retry_after
+    wait = min(base * (2**attempt), 8.0)
+    return wait * (0.5 + random.random() / 2)

@@ -1,0 +1,195 @@
+"""What a gateway call becomes: one ``CallRecord``, a server span, a span per attempt.
+
+Only once the answer is complete (or cut) is the call recorded; the records are
+built here from the request's ``Call`` state and its ``Capture`` (what was read of the
+request and answer), with tokens estimated where the upstream did not count them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from gensight.conventions.errors import classify
+from gensight.enrich import tokens
+from gensight.model.records import CallRecord, SpanRecord
+from gensight.receive.gateway.call import Call
+from gensight.receive.gateway.errors import MAX_ERROR_MESSAGE
+from gensight.receive.gateway.upstreams import Upstream
+
+
+def new_id(bits: int) -> str:
+    """A random W3C trace id (128 bits) or span id (64 bits), hex."""
+    return ("%032x" if bits == 128 else "%016x") % random.getrandbits(bits)
+
+
+def parse_traceparent(value: bytes | None) -> tuple[str, str] | None:
+    """``(trace_id, parent span id)`` of a valid W3C ``traceparent``, else None."""
+    if not value or len(value) < 55:
+        return None
+    try:
+        parts = value.decode("ascii").strip().lower().split("-")
+    except UnicodeDecodeError:
+        return None
+    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
+        return None
+    trace_id, span_id = parts[1], parts[2]
+    if len(trace_id) != 32 or len(span_id) != 16:
+        return None
+    try:
+        if int(trace_id, 16) == 0 or int(span_id, 16) == 0:
+            return None
+    except ValueError:
+        return None
+    return trace_id, span_id
+
+
+def header_text(value: bytes | None) -> str | None:
+    """A header's value as text, None when absent or blank."""
+    if not value:
+        return None
+    return value.decode("utf-8", "replace").strip() or None
+
+
+def _tags(value: bytes | None) -> list[str]:
+    text = header_text(value)
+    if not text:
+        return []
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def attempt_span(call: Call, up: Upstream, method: str) -> SpanRecord:
+    """Open the client span of the call's next upstream attempt."""
+    n = len(call.attempts) + 1
+    span = SpanRecord(
+        trace_id="",
+        span_id=new_id(64),
+        name=f"{method} {up.name} (attempt {n})",
+        ts=datetime.now(UTC),
+        duration_ms=0.0,
+        kind="client",
+        attributes={
+            "gensight.upstream": up.name,
+            "gensight.attempt": n,
+            "http.request.method": method,
+            "server.address": up.host,
+            "url.full": up.address + call.path,
+        },
+    )
+    call.attempts.append(span)
+    return span
+
+
+def end_attempt(
+    span: SpanRecord,
+    started: float,
+    status: int | None,
+    error_class: str | None,
+    message: str | None,
+) -> None:
+    """Close an attempt's span with its duration, status code and error, if any."""
+    span.duration_ms = (time.perf_counter() - started) * 1000.0
+    if status is not None:
+        span.attributes["http.response.status_code"] = status
+    if error_class:
+        span.status = "error"
+        span.status_message = message[:MAX_ERROR_MESSAGE] if message else None
+        span.attributes["error.type"] = error_class
+
+
+async def build(call: Call, capture_content: bool) -> tuple[list[CallRecord], list[SpanRecord]]:
+    """The call's records: the CallRecord (when it is an LLM call) and its spans."""
+    cap = call.capture
+    meta = call.meta
+    parent = parse_traceparent(meta.get(b"traceparent"))
+    trace_id, parent_id = parent if parent else (new_id(128), None)
+    span_id = new_id(64)
+    duration = call.elapsed_ms()
+    up = call.target
+    app = header_text(meta.get(b"x-gensight-app"))
+    status = "ok"
+    error_class = call.error_class
+    if error_class is None and call.http_status is not None and call.http_status >= 400:
+        error_class = classify(call.http_status)
+    if error_class is not None:
+        status = "error"
+    else:
+        call.error_message = None
+    attrs: dict[str, Any] = {"http.request.method": call.method, "url.path": call.route}
+    if up is not None:
+        attrs["gensight.upstream"] = up.name
+    if call.budget_rule is not None:
+        attrs["gensight.budget_rule"] = call.budget_rule
+    if len({s.attributes["gensight.upstream"] for s in call.attempts}) > 1:
+        attrs["gensight.fallback"] = True
+    for s in call.attempts:
+        s.trace_id = trace_id
+        s.parent_span_id = span_id
+        s.app = app
+    spans: list[SpanRecord] = list(call.attempts)
+    calls: list[CallRecord] = []
+    if cap.is_call:
+        record = CallRecord(
+            id=span_id,
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_span_id=parent_id,
+            ts=call.ts,
+            duration_ms=duration,
+            source="gateway",
+            ttft_ms=(
+                (call.first_byte - call.start) * 1000.0
+                if cap.stream and call.first_byte is not None
+                else None
+            ),
+            app=app,
+            provider=up.provider if up else None,
+            server_address=up.host if up else None,
+            user=header_text(meta.get(b"x-gensight-user")),
+            session=header_text(meta.get(b"x-gensight-session")),
+            tags=_tags(meta.get(b"x-gensight-tags")),
+            http_status=call.http_status,
+            attempts=len(call.attempts),
+            attributes=attrs,
+        )
+        if status == "error":
+            record.status = "error"
+            record.error_class = error_class
+            record.error_message = call.error_message
+        cap.fill(record, capture_content)
+        # Estimate what the upstream did not count: whole answers, and cut streams
+        # (a partial answer was still generated, and billed).
+        if cap.needs_estimate(record) and (record.status == "ok" or cap.outputs()):
+            model = record.response_model or record.request_model
+            if tokens.ready(model):
+                cap.estimate(record)
+            else:  # the vocabulary is still loading: don't block the loop
+                await asyncio.to_thread(cap.estimate, record)
+        status = record.status
+        calls.append(record)
+        name = f"{record.operation} {record.request_model or ''}".strip()
+    else:
+        name = f"{call.method} {call.path}"
+        if call.http_status is not None:
+            attrs["http.response.status_code"] = call.http_status
+    spans.insert(
+        0,
+        SpanRecord(
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_span_id=parent_id,
+            name=name,
+            kind="server",
+            ts=call.ts,
+            duration_ms=duration,
+            status=status,
+            status_message=(call.error_message or "")[:512] or None,
+            app=app,
+            call_id=span_id if calls else None,
+            attributes=dict(attrs),
+        ),
+    )
+    return calls, spans
