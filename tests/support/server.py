@@ -24,20 +24,21 @@ def free_port() -> int:
 class Server:
     """A running `gensight serve` subprocess and an HTTP client for it."""
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *args: str, env: dict[str, str] | None = None, via_env: bool = False
+    ) -> None:
+        """Start it on a free port; ``via_env``: give port and data dir as GENSIGHT_* variables."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         self.log_path = data_dir / "server.log"
         data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
-        cmd = [
-            sys.executable, "-m", "gensight.cli", "serve",
-            "--port", str(self.port), "--data-dir", str(data_dir), *args,
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            cmd, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
+        where = {"GENSIGHT_PORT": str(self.port), "GENSIGHT_DATA_DIR": str(data_dir)}
+        flags = [] if via_env else ["--port", str(self.port), "--data-dir", str(data_dir)]
+        cmd = [sys.executable, "-m", "gensight.cli", "serve", *flags, *args]
+        env = {**os.environ, **(where if via_env else {}), **(env or {})}
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self.client = httpx.Client(base_url=self.url, timeout=10)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
