@@ -13,6 +13,7 @@ except ImportError:  # the SDK-only install: `pip install gensight`
         "the gensight command runs the server: pip install 'gensight[server]'"
     ) from None
 
+from gensight.model import vocab
 from gensight.model.settings import DEFAULT_UPSTREAMS, Settings
 from gensight.query.params import parse_duration
 
@@ -379,9 +380,7 @@ KEY = Annotated[str | None, typer.Option(envvar=_env("api_key"), help="Its key, 
 @app.command()
 def stats(
     since: Annotated[str, typer.Option(help="Time range start: 1h, 7d or ISO 8601.")] = "1h",
-    group_by: Annotated[
-        str, typer.Option(help="app, model, provider, user, error_class, environment")
-    ] = "model",
+    group_by: Annotated[str, typer.Option(help=", ".join(vocab.GROUP_BY))] = "model",
     url: URL = "http://127.0.0.1:4318",
     api_key: KEY = None,
 ) -> None:
