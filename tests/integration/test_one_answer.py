@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -314,3 +315,12 @@ def test_openapi_has_a_response_schema_for_every_api_operation(client):
             assert "$ref" in target, (path, method, schema)
             name = target["$ref"].rsplit("/", 1)[-1]
             assert spec["components"]["schemas"][name]["properties"], name
+
+
+@pytest.mark.parametrize("field", ["source", "status", "error_class", "cost_source"])
+def test_an_import_holds_only_the_vocabularys_values(client, field):
+    record = {"id": "imp", "trace_id": "1" * 32, "span_id": "2" * 16, "ts": RANGE["since"]}
+    record |= {"duration_ms": 1.0, "source": "otlp", field: "something-else"}
+    r = client.post("/api/import", content=orjson.dumps(record) + b"\n")
+    assert r.status_code == 400
+    assert f"line 1: field {field!r} must be one of" in r.json()["detail"]

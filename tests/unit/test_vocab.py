@@ -106,3 +106,9 @@ def test_one_term_per_field():
         vocab.label("ttft_ms") == "TTFT" and vocab.LONG_LABELS["ttft_ms"] == "time to first token"
     )
     assert "service" not in vocab.LABELS.values()
+
+
+def test_every_error_class_has_its_colour():
+    from gensight.web.charts import ERROR_COLOURS
+
+    assert set(ERROR_COLOURS) == set(vocab.ERROR_CLASSES)

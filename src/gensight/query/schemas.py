@@ -13,10 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gensight.model import vocab
 
-ErrorClass = Literal[vocab.ERROR_CLASSES]  # type: ignore[valid-type]
-Status = Literal[vocab.STATUSES]  # type: ignore[valid-type]
-Source = Literal[vocab.SOURCES]  # type: ignore[valid-type]
-CostSource = Literal[vocab.COST_SOURCES]  # type: ignore[valid-type]
 GroupBy = Literal[vocab.GROUP_BY]  # type: ignore[valid-type]
 Measure = Literal[tuple(vocab.ALERT_MEASURES)]  # type: ignore[valid-type]
 Op = Literal[vocab.ALERT_OPS]  # type: ignore[valid-type]
@@ -30,8 +26,15 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+def _values(values: tuple[str, ...]) -> str:
+    return "one of " + ", ".join(values)
+
+
 class Call(_Open):
-    """A CallRecord (DESIGN.md, "The record"); messages and attributes in the detail view."""
+    """A CallRecord (DESIGN.md, "The record"); messages and attributes in the detail view.
+
+    Closed fields are documented with their values but read as text: a record stored by
+    an older version still lists (an answer never fails on data it already holds)."""
 
     id: str
     trace_id: str
@@ -40,7 +43,7 @@ class Call(_Open):
     ts: str = Field(description="start, ISO 8601 UTC")
     duration_ms: float = Field(description=vocab.LONG_LABELS["duration_ms"])
     ttft_ms: float | None = Field(None, description=vocab.LONG_LABELS["ttft_ms"])
-    source: Source
+    source: str = Field(description=_values(vocab.SOURCES))
     app: str | None = None
     request_model: str | None = None
     response_model: str | None = None
@@ -48,9 +51,9 @@ class Call(_Open):
     output_tokens: int | None = None
     tokens_estimated: bool = False
     cost_usd: float | None = Field(None, description="null when unpriced, never 0")
-    cost_source: CostSource
-    status: Status
-    error_class: ErrorClass | None = None
+    cost_source: str = Field(description=_values(vocab.COST_SOURCES))
+    status: str = Field(description=_values(vocab.STATUSES))
+    error_class: str | None = Field(None, description=_values(vocab.ERROR_CLASSES))
 
 
 class CallPage(BaseModel):
