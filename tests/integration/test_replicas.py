@@ -31,7 +31,7 @@ def test_one_lease_holder_at_a_time(kind, tmp_path: Path, chdb_path: Path):
 
 
 def test_only_the_leader_records_and_notifies(tmp_path: Path):
-    from gensight.alerts.engine import AlertEngine, parse_rule
+    from gensight.alerts import AlertEngine, parse_rule
 
     store = DuckDBStore(tmp_path / "r.duckdb")
     sent: list[str] = []

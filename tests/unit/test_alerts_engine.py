@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gensight.alerts.engine import AlertEngine, Notifier, RuleError, load_rules_file, parse_rule
+from gensight.alerts import AlertEngine, Notifier, RuleError, load_rules_file, parse_rule
 from gensight.model.records import CallRecord
 from gensight.store.duckdb import DuckDBStore
 

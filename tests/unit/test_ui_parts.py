@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gensight.store.analysis import fill_series
+from gensight.query.analysis import fill_series, group_totals
 from gensight.web import charts
 from gensight.web.render import STATIC_DIR, fmt_compact, fmt_ms, fmt_seconds, fmt_usd
 from gensight.web.waterfall import waterfall
@@ -79,16 +79,19 @@ def test_dashboard_charts_use_the_series_values():
         {"bucket": datetime.fromisoformat("2026-01-31T12:02:00+00:00"), "grp": "m2",
          "calls": 1, "errors": 0, "cost_usd": 0.25},
     ]  # fmt: skip
-    ov = {"interval": 60, "series": fill_series([], since, until, 60, False)}
-    by_model = {"series": fill_series(rows, since, until, 60, True)}
-    by_error = {"series": []}
+    ov = {"interval": 60, "series": fill_series([], since, until, 60)}
+    groups, kept = group_totals(
+        [{"grp": "m1", "calls": 2, "errors": 1, "cost_usd": 0.5},
+         {"grp": "m2", "calls": 1, "errors": 0, "cost_usd": 0.25}]
+    )  # fmt: skip
+    by_model = {"groups": groups, "series": fill_series(rows, since, until, 60, kept)}
+    by_error = {"groups": [], "series": []}
     cfg = charts.dashboard_charts(ov, None, by_model, by_error, charts.Colours())
     cost = {d["label"]: d["data"] for d in cfg["cost"]["data"]["datasets"]}
     assert cost == {"m1": [0.5, 0, 0], "m2": [0, 0, 0.25]}
     assert cfg["models"]["data"]["datasets"][0]["data"] == [2, 1]
     assert cfg["calls"]["data"]["labels"] == ["12:00", "12:01", "12:02"]
-    totals = charts.group_totals(by_model["series"])
-    assert [(t["group"], t["calls"], t["error_rate"]) for t in totals] == [
+    assert [(t["group"], t["calls"], t["error_rate"]) for t in groups] == [
         ("m1", 2, 0.5), ("m2", 1, 0.0),
     ]  # fmt: skip
 

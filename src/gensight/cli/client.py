@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from gensight.cli.options import option
+from gensight.model import vocab
 
 URL = Annotated[str, option("url", "The running Gensight server.")]
 KEY = Annotated[str | None, option("api-key", "Its key, if it needs one.")]
@@ -47,7 +48,7 @@ def _ms(value: float | None) -> str:
 def stats(
     since: Annotated[str, option("since", "Time range start: 1h, 7d or ISO 8601.")] = "1h",
     group_by: Annotated[
-        str, option("group-by", "app, model, provider, user, error_class, environment")
+        str, option("group-by", ", ".join(vocab.GROUP_BY))
     ] = "model",
     url: URL = DEFAULT_URL,
     api_key: KEY = None,

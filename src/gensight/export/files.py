@@ -16,10 +16,19 @@ from typing import IO, Any
 
 import orjson
 
+from gensight.model import vocab
 from gensight.model.records import CALL_FIELD_NAMES, CallRecord
+from gensight.model.vocab import one_of
 
 _FIELDS = {f.name: f for f in dataclasses.fields(CallRecord)}
 _JSON_FIELDS = ("input_messages", "output_messages", "system_instructions", "attributes")
+#: Fields with a closed list of values: an import holds only values every reader knows.
+_CLOSED = {
+    "source": vocab.SOURCES,
+    "status": vocab.STATUSES,
+    "error_class": vocab.ERROR_CLASSES,
+    "cost_source": vocab.COST_SOURCES,
+}
 
 
 class BadRecord(ValueError):
@@ -34,6 +43,10 @@ def call_from_dict(d: dict[str, Any]) -> CallRecord:
     if missing:
         raise BadRecord(f"missing field(s) {', '.join(missing)}")
     values = {k: v for k, v in d.items() if k in _FIELDS}
+    for name, allowed in _CLOSED.items():
+        value = values.get(name)
+        if value is not None and value not in allowed:
+            raise BadRecord(f"field {name!r} {one_of(allowed)}, not {value!r}")
     ts = values["ts"]
     ts = datetime.fromisoformat(ts) if isinstance(ts, str) else ts
     values["ts"] = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts

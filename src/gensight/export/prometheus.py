@@ -47,6 +47,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gensight.model import vocab
 from gensight.model.records import CallRecord, SpanRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -54,13 +55,7 @@ LABELS = ("app", "model", "provider")
 OTHER = "other"
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 120, 300)
 TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
-TOKEN_TYPES = (
-    ("input", "input_tokens"),
-    ("output", "output_tokens"),
-    ("cache_read", "cache_read_tokens"),
-    ("cache_write", "cache_write_tokens"),
-    ("reasoning", "reasoning_tokens"),
-)
+TOKEN_TYPES = vocab.TOKEN_TYPES
 
 
 class LabelLimiter:
@@ -90,27 +85,36 @@ class Metrics:
         self._lock = threading.Lock()
         r = self.registry
         self.calls = Counter(
-            "gensight_calls", "LLM calls recorded", [*LABELS, "status"], registry=r
+            "gensight_calls",
+            "LLM calls recorded, by app, model, provider and status",
+            [*LABELS, "status"],
+            registry=r,
         )
         self.errors = Counter(
-            "gensight_errors", "Failed LLM calls by cause", [*LABELS, "error_class"], registry=r
+            "gensight_errors",
+            f"Failed LLM calls by {vocab.label('error_class')}: {', '.join(vocab.ERROR_CLASSES)}",
+            [*LABELS, "error_class"],
+            registry=r,
         )
         self.tokens = Counter(
-            "gensight_tokens", "Tokens of recorded calls by type", [*LABELS, "type"], registry=r
+            "gensight_tokens",
+            "Tokens of recorded calls by type: " + ", ".join(t for t, _ in TOKEN_TYPES),
+            [*LABELS, "type"],
+            registry=r,
         )
         self.cost = Counter(
             "gensight_cost_usd", "Cost of recorded calls in USD (priced calls)", LABELS, registry=r
         )
         self.duration = Histogram(
             "gensight_call_duration_seconds",
-            "Latency of recorded calls",
+            f"{vocab.LONG_LABELS['duration_ms'].capitalize()} of recorded calls, seconds",
             LABELS,
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.ttft = Histogram(
             "gensight_ttft_seconds",
-            "Time to first token of streamed calls",
+            f"TTFT ({vocab.LONG_LABELS['ttft_ms']}) of streamed calls, seconds",
             LABELS,
             buckets=TTFT_BUCKETS,
             registry=r,

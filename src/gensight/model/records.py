@@ -13,20 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-#: ``error_class`` values (DESIGN.md, "The record").
-ERROR_CLASSES = (
-    "invalid_request",
-    "auth",
-    "rate_limit",
-    "upstream_error",
-    "timeout",
-    "connection",
-    "cancelled",
-    "unknown",
-)
-
-#: ``cost_source`` values.
-COST_SOURCES = ("computed", "reported", "override", "unknown")
+from gensight.model.vocab import COST_SOURCES, ERROR_CLASSES  # re-exported: defined once there
 
 
 @dataclass(slots=True)
@@ -133,3 +120,12 @@ _CALL_FIELDS = dataclasses.fields(CallRecord)
 _SPAN_FIELDS = dataclasses.fields(SpanRecord)
 CALL_FIELD_NAMES = tuple(f.name for f in _CALL_FIELDS)
 SPAN_FIELD_NAMES = tuple(f.name for f in _SPAN_FIELDS)
+__all__ = [
+    "CALL_FIELD_NAMES",
+    "COST_SOURCES",
+    "ERROR_CLASSES",
+    "SPAN_FIELD_NAMES",
+    "CallRecord",
+    "ContentEvent",
+    "SpanRecord",
+]

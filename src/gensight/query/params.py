@@ -1,10 +1,14 @@
-"""Query parameters shared by the API and the pages: times, filters, paging."""
+"""Query parameters shared by the API, the pages, alerts and the CLI: times, filters,
+intervals, paging."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from gensight.model.vocab import CALL_FILTERS, FILTER_NAMES, FILTERS, GROUP_BY, one_of
+from gensight.query.analysis import choose_interval
 from gensight.store.base import CallFilters, Cursor
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
@@ -50,53 +54,25 @@ def parse_time(param: str, text: str | None, now: datetime | None = None) -> dat
     return ts.astimezone(UTC)
 
 
-_STATUSES = ("ok", "error")
-
-
-def call_filters(
-    *,
-    since: str | None = None,
-    until: str | None = None,
-    app: str | None = None,
-    model: str | None = None,
-    provider: str | None = None,
-    status: str | None = None,
-    error_class: str | None = None,
-    user: str | None = None,
-    session: str | None = None,
-    environment: str | None = None,
-    operation: str | None = None,
-    source: str | None = None,
-    q: str | None = None,
-) -> CallFilters:
-    """Validated filters from raw query parameters (ParamError naming a bad one)."""
-    from gensight.model.records import ERROR_CLASSES
-
-    start = parse_time("since", since)
-    end = parse_time("until", until)
+def call_filters(**params: str | None) -> CallFilters:
+    """Validated filters from raw query parameters named as ``vocab.CALL_FILTERS``
+    (ParamError naming an unknown or bad one; blank values are no filter)."""
+    for name in params:
+        if name not in FILTERS:
+            raise ParamError(name, f"unknown filter; {one_of(FILTER_NAMES)}")
+    start = parse_time("since", params.get("since"))
+    end = parse_time("until", params.get("until"))
     if start and end and start >= end:
         raise ParamError("since", "must be earlier than until")
-    if status and status not in _STATUSES:
-        raise ParamError("status", f"must be one of {', '.join(_STATUSES)}")
-    if error_class and error_class not in ERROR_CLASSES:
-        raise ParamError("error_class", f"must be one of {', '.join(ERROR_CLASSES)}")
-    if source and source not in ("gateway", "otlp"):
-        raise ParamError("source", "must be gateway or otlp")
-    return CallFilters(
-        since=start,
-        until=end,
-        app=app or None,
-        model=model or None,
-        provider=provider or None,
-        status=status or None,
-        error_class=error_class or None,
-        user=user or None,
-        session=session or None,
-        environment=environment or None,
-        operation=operation or None,
-        source=source or None,
-        q=q or None,
-    )
+    values: dict[str, str | None] = {}
+    for f in CALL_FILTERS:
+        if f.name in ("since", "until"):
+            continue
+        value = params.get(f.name) or None
+        if value is not None and f.choices is not None and value not in f.choices:
+            raise ParamError(f.name, one_of(f.choices))
+        values[f.name] = value
+    return CallFilters(since=start, until=end, **values)
 
 
 def parse_cursor(text: str | None) -> Cursor | None:
@@ -107,3 +83,35 @@ def parse_cursor(text: str | None) -> Cursor | None:
         return Cursor.decode(text)
     except ValueError:
         raise ParamError("cursor", "not a cursor returned by this API") from None
+
+
+def with_range(filters: CallFilters, default: timedelta = timedelta(hours=24)) -> CallFilters:
+    """Filters with ``since``/``until`` filled in (default: the last 24 hours)."""
+    until = filters.until or datetime.now(UTC)
+    since = filters.since or (until - default)
+    return replace(filters, since=since, until=until)
+
+
+def parse_interval(text: str | None, filters: CallFilters) -> int:
+    """Bucket width in seconds: given (``5m``) or chosen from the range."""
+    assert filters.since and filters.until
+    if not text:
+        return choose_interval(filters.since, filters.until)
+    try:
+        seconds = int(parse_duration(text).total_seconds())
+    except ValueError as e:
+        raise ParamError("interval", str(e)) from None
+    if seconds < 1:
+        raise ParamError("interval", "must be at least 1s")
+    if (filters.until - filters.since).total_seconds() / seconds > 10_000:
+        raise ParamError("interval", "too small for the range: more than 10,000 buckets")
+    return seconds
+
+
+def parse_group_by(text: str | None) -> str | None:
+    """A ``group_by`` dimension of ``vocab.GROUP_BY`` (None when blank)."""
+    if not text:
+        return None
+    if text not in GROUP_BY:
+        raise ParamError("group_by", one_of(GROUP_BY))
+    return text

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
+from gensight.model.vocab import FILTER_NAMES
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class CallFilters:
     since: datetime | None = None
     until: datetime | None = None
     app: str | None = None
-    model: str | None = None  # matches request or response model
+    model: str | None = None  # the request model, else the response model (as group_by)
     provider: str | None = None
     status: str | None = None
     error_class: str | None = None
@@ -27,12 +28,18 @@ class CallFilters:
     environment: str | None = None
     operation: str | None = None
     source: str | None = None
-    trace_id: str | None = None
     q: str | None = None  # substring of message content, case-insensitive
+    trace_id: str | None = None
 
     def active(self) -> dict[str, Any]:
         """The filters that are set."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
+
+
+# The filters are vocab's, plus the trace a trace view asks for: fail at import, not at
+# the first request, when the two drift apart.
+if tuple(f.name for f in fields(CallFilters)) != (*FILTER_NAMES, "trace_id"):
+    raise RuntimeError("CallFilters must have the fields of vocab.CALL_FILTERS, then trace_id")
 
 
 @dataclass(frozen=True)

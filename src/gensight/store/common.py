@@ -1,8 +1,9 @@
-"""What every SQL store does the same way: run the shared queries, shape their rows.
+"""What every SQL store does the same way: run the shared queries, decode their rows.
 
 A backend subclasses ``SQLStore`` with its ``dialect``, ``_rows`` (run a ``Query``,
-return dicts) and ``write``; everything the API asks goes through here, so DuckDB and
-ClickHouse give identical answers.
+return dicts) and ``write``; everything the query layer asks goes through here, so
+DuckDB and ClickHouse return the same rows. Rows, not answers: the numbers of the
+API's answers are computed in ``gensight.query`` alone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import orjson
 
 from gensight.model.records import CALL_FIELD_NAMES
-from gensight.store import analysis, sql
+from gensight.store import sql
 from gensight.store.base import CallFilters, Cursor
 
 
@@ -133,83 +134,47 @@ class SQLStore:
         calls.sort(key=lambda c: (c["ts"], c["id"]))
         return {"trace_id": trace_id, "spans": spans, "calls": calls}
 
-    # -- stats and analysis ---------------------------------------------------
-    def overview(self, filters: CallFilters, interval: int, group_by: str | None) -> dict[str, Any]:
-        """Totals and a time series (``filters.since``/``until`` must be set)."""
-        assert filters.since is not None and filters.until is not None
-        totals = self.totals(filters)
-        rows = self._rows(sql.overview_series(self.dialect, filters, interval, group_by))
-        groups = (
-            [
-                {"group": r["grp"], **analysis.totals_row(r)}
-                for r in self._rows(sql.overview_groups(self.dialect, filters, group_by))
-            ]
-            if group_by
-            else []
-        )
-        return {
-            "totals": totals,
-            "interval": interval,
-            "since": iso(filters.since),
-            "until": iso(filters.until),
-            "group_by": group_by,
-            "groups": groups,
-            "series": analysis.fill_series(
-                rows, filters.since, filters.until, interval, group_by is not None
-            ),
-        }
-
-    def totals(self, filters: CallFilters) -> dict[str, Any]:
-        """The overview's totals alone (what alert rules measure): same SQL, no series."""
+    # -- stats and analysis: rows only; ``gensight.query.answers`` shapes them ----------
+    def aggregate(self, filters: CallFilters) -> dict[str, Any]:
+        """One row of the overview's measures over the matching calls (``sql.measures``)."""
         (row,) = self._rows(sql.overview_totals(self.dialect, filters))
-        return analysis.totals_row(row)
+        return row
 
-    def latency_vs_tokens(self, filters: CallFilters, max_points: int) -> dict[str, Any]:
-        """Successful calls' output tokens vs latency, and per model a least-squares fit."""
+    def series_rows(
+        self, filters: CallFilters, interval: int, group_by: str | None
+    ) -> list[dict[str, Any]]:
+        """Measure rows per ``bucket`` (and ``grp`` when grouped); empty buckets absent."""
+        return self._rows(sql.overview_series(self.dialect, filters, interval, group_by))
+
+    def group_rows(self, filters: CallFilters, group_by: str) -> list[dict[str, Any]]:
+        """Measure rows per ``grp`` over the whole range (exact percentiles per group)."""
+        return self._rows(sql.overview_groups(self.dialect, filters, group_by))
+
+    def latency_rows(
+        self, filters: CallFilters, max_points: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Successful calls' (output tokens, latency) points, and per-model fit rows."""
         points = self._rows(sql.latency_points(self.dialect, filters, max_points))
-        for p in points:
-            p["stream"] = bool(p["stream"])
-        fits = self._rows(sql.latency_fits(self.dialect, filters))
-        for f in fits:
-            f["calls"] = int(f["calls"])
-            slope = f["slope_ms_per_token"]
-            f["seconds_per_100_tokens"] = slope / 10.0 if slope is not None else None
-        return {"points": points, "models": fits}
+        return points, self._rows(sql.latency_fits(self.dialect, filters))
 
-    def correlations(self, filters: CallFilters, target: str) -> dict[str, Any]:
-        """Attribute values over-represented among slow (above p95) or failed calls."""
-        (base,) = self._rows(sql.correlation_base(self.dialect, filters))
-        total = int(base["total"])
-        threshold = base["p95"] if target == "slow" else None
-        rows = (
-            self._rows(sql.correlation_counts(self.dialect, filters, target, threshold))
-            if total
-            else []
-        )
-        # every call has exactly one value per dimension: one dimension's counts sum up
-        target_total = sum(int(r["tcount"]) for r in rows if r["dim"] == "app")
-        counts = [(r["dim"], r["value"], int(r["tcount"]), int(r["n"])) for r in rows]
-        return {
-            "target": target,
-            "threshold_ms": threshold,
-            "total": total,
-            "target_total": target_total,
-            "items": analysis.lifts(counts, target_total, total),
-        }
+    def correlation_base(self, filters: CallFilters) -> dict[str, Any]:
+        """``total``, latency ``p95`` and ``errors`` of the matching calls."""
+        (row,) = self._rows(sql.correlation_base(self.dialect, filters))
+        return row
 
-    def dependencies(self, filters: CallFilters) -> dict[str, Any]:
-        """Where request time goes: per LLM provider/model and per non-LLM downstream."""
+    def correlation_rows(
+        self, filters: CallFilters, target: str, threshold: float | None
+    ) -> list[dict[str, Any]]:
+        """Per dimension and value: ``tcount`` target calls, ``n`` calls."""
+        return self._rows(sql.correlation_counts(self.dialect, filters, target, threshold))
+
+    def dependency_rows(self, filters: CallFilters) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Per downstream (LLM and non-LLM spans) measure rows, and the root spans' sums."""
         d = self.dialect
         items = self._rows(sql.dependencies_llm(d, filters))
         items += self._rows(sql.dependencies_spans(d, filters))
         (roots,) = self._rows(sql.dependencies_roots(d, filters))
-        trace_ms = float(roots["trace_ms"] or 0.0)
-        for it in items:
-            it["calls"] = int(it["calls"])
-            it["traces"] = int(it["traces"])
-            it["share_of_trace_time"] = (it["total_ms"] / trace_ms) if trace_ms else None
-        items.sort(key=lambda r: (-(r["total_ms"] or 0), r["downstream"]))
-        return {"trace_ms": trace_ms, "traces": int(roots["traces"]), "items": items}
+        return items, roots
 
     # -- alert rules ----------------------------------------------------------
     def alert_rules(self) -> list[dict[str, Any]]:

@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gensight.model.records import CALL_FIELD_NAMES
-from gensight.store import analysis
+from gensight.model.vocab import FILTER_NAMES
 from gensight.store.base import CallFilters, Cursor
+from gensight.store.dimensions import CORRELATION_DIMENSIONS, GROUP_BY, MODEL
 
 MESSAGE_FIELDS = ("input_messages", "output_messages", "system_instructions")
 JSON_CALL_FIELDS = (*MESSAGE_FIELDS, "attributes")
@@ -36,16 +37,9 @@ SPAN_COLUMNS = [
     "events",
 ]
 
+#: Filters that compare a column with a value (time, model and content search are special).
 _EQUALITY_FILTERS = (
-    "app",
-    "provider",
-    "status",
-    "error_class",
-    "user",
-    "session",
-    "environment",
-    "operation",
-    "source",
+    *(n for n in FILTER_NAMES if n not in ("since", "until", "model", "q")),
     "trace_id",
 )
 
@@ -250,8 +244,10 @@ def where(d: Dialect, q: Query, filters: CallFilters, alias: str = "c") -> str:
         if value:
             clauses.append(f'{a}."{name}" = {d.param(q, value)}')
     if filters.model:
-        m1, m2 = d.param(q, filters.model), d.param(q, filters.model)
-        clauses.append(f"({a}.request_model = {m1} OR {a}.response_model = {m2})")
+        # the expression group_by=model groups on, so a model row counts what its link lists
+        clauses.append(
+            f"coalesce({a}.request_model, {a}.response_model) = {d.param(q, filters.model)}"
+        )
     if filters.q:
         needle = filters.q.lower()
         content = [d.contains_ci(f"{a}.{f}", d.param(q, needle)) for f in MESSAGE_FIELDS]
@@ -351,7 +347,7 @@ def overview_totals(d: Dialect, filters: CallFilters) -> Query:
 
 def overview_series(d: Dialect, filters: CallFilters, seconds: int, group: str | None) -> Query:
     q = Query(d)
-    grp = analysis.GROUP_BY[group] if group else "NULL"
+    grp = GROUP_BY[group] if group else "NULL"
     q.sql = (
         f"SELECT {d.bucket('ts', seconds)} AS bucket, {grp} AS grp, {measures(d)}"
         f" FROM calls c WHERE {where(d, q, filters)} GROUP BY bucket, grp ORDER BY bucket"
@@ -363,13 +359,13 @@ def overview_groups(d: Dialect, filters: CallFilters, group: str) -> Query:
     """Totals per group over the whole range (percentiles are exact per group)."""
     q = Query(d)
     q.sql = (
-        f"SELECT {analysis.GROUP_BY[group]} AS grp, {measures(d)}"
+        f"SELECT {GROUP_BY[group]} AS grp, {measures(d)}"
         f" FROM calls c WHERE {where(d, q, filters)} GROUP BY grp ORDER BY calls DESC, grp"
     )
     return q
 
 
-_MODEL = analysis.GROUP_BY["model"]
+_MODEL = MODEL
 _ERRORS = "status = 'error'"
 
 
@@ -412,7 +408,7 @@ def correlation_counts(
     """Per dimension and value: calls in the target set, and all calls."""
     q = Query(d)
     parts = []
-    for name, expr in analysis.CORRELATION_DIMENSIONS.items():
+    for name, expr in CORRELATION_DIMENSIONS.items():
         if target == "error" and name == "error_class":
             continue
         cond = f"duration_ms > {d.param(q, threshold)}" if target == "slow" else "status = 'error'"

@@ -15,16 +15,8 @@ from urllib.parse import parse_qsl, urlsplit
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from gensight.alerts.engine import (
-    ACTIONS,
-    FILTER_KEYS,
-    FORMATS,
-    MEASURES,
-    OPS,
-    RuleError,
-    parse_rule,
-)
-from gensight.model.records import ERROR_CLASSES
+from gensight.alerts import FILTER_KEYS, RuleError, parse_rule
+from gensight.model import vocab
 from gensight.web.render import error_page, render
 
 router = APIRouter(include_in_schema=False)
@@ -52,12 +44,11 @@ def _page(request: Request, status_code: int = 200, **context: Any) -> HTMLRespo
         nav="alerts",
         states=engine.states(),
         history=engine.history(limit=50),
-        measures=list(MEASURES),
-        ops=list(OPS),
-        actions=ACTIONS,
-        formats=FORMATS,
+        measures=list(vocab.ALERT_MEASURES),
+        ops=vocab.ALERT_OPS,
+        actions=vocab.ALERT_ACTIONS,
+        formats=vocab.ALERT_FORMATS,
         filter_names=FORM_FILTERS,
-        error_classes=ERROR_CLASSES,
         json_url="/api/alerts",
         **context,
     )

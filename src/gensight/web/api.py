@@ -5,15 +5,21 @@ Pages (``gensight.web.ui``) call the same query functions, so no number is compu
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import inspect
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from gensight.query.params import ParamError, call_filters, parse_cursor, parse_duration
-from gensight.store import analysis
+from gensight.model import vocab
+from gensight.query import answers, schemas
+from gensight.query.params import (
+    call_filters,
+    parse_cursor,
+    parse_interval,
+    with_range,
+)
 from gensight.store.base import CallFilters
 
 _ERROR = {
@@ -35,38 +41,25 @@ router = APIRouter(prefix="/api", tags=["api"], responses=_ERRORS)
 Text = Annotated[str | None, Query()]
 
 
-def filters_param(
-    since: Annotated[str | None, Query(description="ISO 8601 or relative (15m, 1h, 7d)")] = None,
-    until: Annotated[str | None, Query(description="ISO 8601 or relative")] = None,
-    app: Text = None,
-    model: Annotated[str | None, Query(description="request or response model")] = None,
-    provider: Text = None,
-    status: Annotated[str | None, Query(description="ok or error")] = None,
-    error_class: Text = None,
-    user: Text = None,
-    session: Text = None,
-    environment: Text = None,
-    operation: Text = None,
-    source: Annotated[str | None, Query(description="gateway or otlp")] = None,
-    q: Annotated[str | None, Query(description="substring of message content")] = None,
-) -> CallFilters:
-    """The call filters every list, stats and analysis endpoint takes."""
-    return call_filters(
-        since=since,
-        until=until,
-        app=app,
-        model=model,
-        provider=provider,
-        status=status,
-        error_class=error_class,
-        user=user,
-        session=session,
-        environment=environment,
-        operation=operation,
-        source=source,
-        q=q,
+def _filter_parameter(f: vocab.Filter) -> inspect.Parameter:
+    kind = Literal[f.choices] if f.choices else str  # type: ignore[valid-type]
+    return inspect.Parameter(
+        f.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[kind | None, Query(description=f.help)],
     )
 
+
+def filters_param(**params: str | None) -> CallFilters:
+    """The call filters every list, stats and analysis endpoint takes (``vocab.CALL_FILTERS``)."""
+    return call_filters(**params)
+
+
+# FastAPI reads the query parameters from the signature: generated from the vocabulary
+filters_param.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [_filter_parameter(f) for f in vocab.CALL_FILTERS], return_annotation=CallFilters
+)
 
 Filters = Annotated[CallFilters, Depends(filters_param)]
 
@@ -75,32 +68,12 @@ def _store(request: Request) -> Any:
     return request.app.state.store
 
 
-def with_range(filters: CallFilters, default: timedelta = timedelta(hours=24)) -> CallFilters:
-    """Filters with ``since``/``until`` filled in (default: the last 24 hours)."""
-    from dataclasses import replace
-
-    until = filters.until or datetime.now(UTC)
-    since = filters.since or (until - default)
-    return replace(filters, since=since, until=until)
-
-
-def parse_interval(text: str | None, filters: CallFilters) -> int:
-    """Bucket width in seconds: given (``5m``) or chosen from the range."""
-    assert filters.since and filters.until
-    if not text:
-        return analysis.choose_interval(filters.since, filters.until)
-    try:
-        seconds = int(parse_duration(text).total_seconds())
-    except ValueError as e:
-        raise ParamError("interval", str(e)) from None
-    if seconds < 1:
-        raise ParamError("interval", "must be at least 1s")
-    if (filters.until - filters.since).total_seconds() / seconds > 10_000:
-        raise ParamError("interval", "too small for the range: more than 10,000 buckets")
-    return seconds
-
-
-@router.get("/health", summary="Server, store and writer queue health")
+@router.get(
+    "/health",
+    summary="Server, store and writer queue health",
+    response_model=schemas.Health,
+    response_model_exclude_none=True,
+)
 def health(request: Request) -> dict[str, Any]:
     """``{"status", "store", "queue", "dropped"}``; status is ``degraded`` when writes fail.
 
@@ -132,7 +105,7 @@ def health(request: Request) -> dict[str, Any]:
     return answer
 
 
-@router.get("/calls", summary="List calls, newest first")
+@router.get("/calls", summary="List calls, newest first", response_model=schemas.CallPage)
 def list_calls(
     request: Request,
     filters: Filters,
@@ -145,7 +118,7 @@ def list_calls(
     return {"items": items, "next": nxt.encode() if nxt else None}
 
 
-@router.get("/calls/{call_id}", summary="One call with its messages")
+@router.get("/calls/{call_id}", summary="One call with its messages", response_model=schemas.Call)
 def get_call(request: Request, call_id: str) -> dict[str, Any]:
     """The whole CallRecord, messages included."""
     call = _store(request).get_call(call_id)
@@ -154,57 +127,78 @@ def get_call(request: Request, call_id: str) -> dict[str, Any]:
     return call
 
 
-@router.get("/traces/{trace_id}", summary="All spans and calls of a trace")
+@router.get(
+    "/traces/{trace_id}", summary="All spans and calls of a trace", response_model=schemas.Trace
+)
 def get_trace(request: Request, trace_id: str) -> dict[str, Any]:
-    """``{"trace_id", "spans": [SpanRecord…], "calls": [CallRecord…]}``."""
-    trace = _store(request).get_trace(trace_id.lower())
+    """``{"trace_id", "spans": [SpanRecord…], "calls": [CallRecord…], "totals": {...}}``."""
+    trace = answers.trace(_store(request), trace_id.lower())
     if trace is None:
         raise HTTPException(404, f"no trace with id {trace_id!r}")
     return trace
 
 
-GroupBy = Literal["app", "model", "provider", "user", "error_class", "environment", "operation"]
-
-
-@router.get("/stats/overview", summary="Totals and time series")
+@router.get(
+    "/stats/overview",
+    summary="Totals, per-group totals and time series",
+    response_model=schemas.Overview,
+)
 def overview(
     request: Request,
     filters: Filters,
     interval: Annotated[str | None, Query(description="bucket width, e.g. 5m; auto")] = None,
-    group_by: Annotated[GroupBy | None, Query()] = None,
+    group_by: Annotated[schemas.GroupBy | None, Query()] = None,
 ) -> dict[str, Any]:
-    """``{"totals": {...}, "series": [{bucket, group, ...same measures}]}`` (default 24h)."""
+    """``{"totals", "groups": [{group, ...measures}], "series": [{bucket, group, ...}]}``
+    (default: the last 24 hours). ``groups``: the ten largest, then ``(other)``."""
     f = with_range(filters)
-    return _store(request).overview(f, parse_interval(interval, f), group_by)
+    return answers.overview(_store(request), f, parse_interval(interval, f), group_by)
 
 
-@router.get("/analysis/latency-vs-tokens", summary="Latency against output tokens")
+@router.get(
+    "/analysis/latency-vs-tokens",
+    summary="Latency against output tokens",
+    response_model=schemas.LatencyVsTokens,
+)
 def latency_vs_tokens(
     request: Request,
     filters: Filters,
     points: Annotated[int, Query(ge=0, le=20_000, description="max points")] = 2000,
 ) -> dict[str, Any]:
     """Points and, per model, the fitted seconds per 100 output tokens (default 24h)."""
-    return _store(request).latency_vs_tokens(with_range(filters), points)
+    return answers.latency_vs_tokens(_store(request), with_range(filters), points)
 
 
-@router.get("/analysis/correlations", summary="What slow or failed calls have in common")
+@router.get(
+    "/analysis/correlations",
+    summary="What slow or failed calls have in common",
+    response_model=schemas.Correlations,
+)
 def correlations(
     request: Request,
     filters: Filters,
-    target: Annotated[Literal["slow", "error"], Query()] = "slow",
+    target: Annotated[schemas.Target, Query()] = "slow",
 ) -> dict[str, Any]:
     """Attribute values over-represented among slow (above p95) or failed calls, with lift."""
-    return _store(request).correlations(with_range(filters), target)
+    return answers.correlations(_store(request), with_range(filters), target)
 
 
-@router.get("/analysis/dependencies", summary="Where the time of a request goes")
+@router.get(
+    "/analysis/dependencies",
+    summary="Where the time of a request goes",
+    response_model=schemas.Dependencies,
+)
 def dependencies(request: Request, filters: Filters) -> dict[str, Any]:
     """Per downstream (LLM provider/model, or span kind/service): calls, time, errors, share."""
-    return _store(request).dependencies(with_range(filters))
+    return answers.dependencies(_store(request), with_range(filters))
 
 
-@router.post("/import", summary="Import calls exported by `gensight export`", status_code=202)
+@router.post(
+    "/import",
+    summary="Import calls exported by `gensight export`",
+    status_code=202,
+    response_model=schemas.Accepted,
+)
 async def import_calls(request: Request) -> dict[str, Any]:
     """Body: JSON lines of CallRecords (``application/x-ndjson``); answers how many were queued."""
     from gensight.export.files import BadRecord, calls_from_jsonl
@@ -231,27 +225,29 @@ _RULE_SCHEMA = {
     "properties": {
         "id": {"type": "string", "description": "optional; a rule with this id is replaced"},
         "name": {"type": "string"},
-        "measure": {
+        "measure": {"type": "string", "enum": list(vocab.ALERT_MEASURES)},
+        "window": {
             "type": "string",
-            "enum": [
-                "cost_usd", "calls", "errors", "error_rate", "latency_p95_ms",
-                "ttft_p95_ms", "input_tokens", "output_tokens",
-            ],
+            "default": "5m",
+            "description": f"5m, 1h, 1d, or {' / '.join(vocab.CALENDAR_WINDOWS)}",
         },
-        "window": {"type": "string", "default": "5m", "description": "5m, 1h, 1d, or day / month"},
         "filters": {
             "type": "object",
-            "description": "app, model, provider, user, session, error_class, status,"
-            " environment, operation, source",
-            "additionalProperties": {"type": "string"},
+            "description": "call filters: " + ", ".join(vocab.RULE_FILTERS),
+            "properties": {
+                name: {"type": "string", **({"enum": list(f.choices)} if f.choices else {})}
+                for name, f in vocab.FILTERS.items()
+                if f.in_rules
+            },
+            "additionalProperties": False,
         },
-        "op": {"type": "string", "enum": [">", ">=", "<", "<="], "default": ">"},
+        "op": {"type": "string", "enum": list(vocab.ALERT_OPS), "default": ">"},
         "threshold": {"type": "number"},
-        "action": {"type": "string", "enum": ["notify", "block"], "default": "notify"},
+        "action": {"type": "string", "enum": list(vocab.ALERT_ACTIONS), "default": "notify"},
         "webhook": {"type": ["string", "null"]},
-        "format": {"type": "string", "enum": ["json", "slack"], "default": "json"},
+        "format": {"type": "string", "enum": list(vocab.ALERT_FORMATS), "default": "json"},
     },
-}  # fmt: skip
+}
 
 
 def _alerts(request: Request) -> Any:
@@ -262,7 +258,7 @@ def _bad_rule(field: str, message: str) -> JSONResponse:
     return JSONResponse({"detail": message, "param": field, "field": field}, status_code=400)
 
 
-@router.get("/alert-rules", summary="Every alert rule")
+@router.get("/alert-rules", summary="Every alert rule", response_model=list[schemas.AlertRule])
 def list_alert_rules(request: Request) -> list[dict[str, Any]]:
     """The rules, oldest first (``source`` is ``api`` or ``file``)."""
     return [r.to_dict() for r in _alerts(request).rules()]
@@ -272,13 +268,14 @@ def list_alert_rules(request: Request) -> list[dict[str, Any]]:
     "/alert-rules",
     status_code=201,
     summary="Add an alert rule (or a budget)",
+    response_model=schemas.AlertRule,
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": _RULE_SCHEMA}}}
     },
 )
 async def create_alert_rule(request: Request) -> Any:
     """Answers 201 with the stored rule and its ``id``; 400 naming the bad field."""
-    from gensight.alerts.engine import RuleError, parse_rule
+    from gensight.alerts.rules import RuleError, parse_rule
 
     try:
         data = orjson.loads(await request.body())
@@ -296,7 +293,7 @@ async def create_alert_rule(request: Request) -> Any:
     return JSONResponse(rule.to_dict(), status_code=201)
 
 
-@router.get("/alert-rules/{rule_id}", summary="One alert rule")
+@router.get("/alert-rules/{rule_id}", summary="One alert rule", response_model=schemas.AlertRule)
 def get_alert_rule(request: Request, rule_id: str) -> dict[str, Any]:
     """The rule, or 404."""
     rule = _alerts(request).get(rule_id)
@@ -313,7 +310,7 @@ def delete_alert_rule(request: Request, rule_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/alerts", summary="Each rule's state")
+@router.get("/alerts", summary="Each rule's state", response_model=list[schemas.AlertStatus])
 def alerts(request: Request) -> list[dict[str, Any]]:
     """``[{"rule_id", "name", "state": "ok"|"firing", "since", "value", …, "delivery"}]``:
     ``since`` is the last transition (or the rule's creation), ``delivery`` how the last
@@ -321,7 +318,11 @@ def alerts(request: Request) -> list[dict[str, Any]]:
     return _alerts(request).states()
 
 
-@router.get("/alerts/history", summary="Alert transitions, newest first")
+@router.get(
+    "/alerts/history",
+    summary="Alert transitions, newest first",
+    response_model=schemas.AlertHistory,
+)
 def alert_history(
     request: Request,
     rule_id: Text = None,

@@ -13,7 +13,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from gensight.alerts.engine import AlertEngine, load_rules_file
+from gensight.alerts import AlertEngine, load_rules_file
 from gensight.enrich.pricing import Pricer
 from gensight.enrich.redaction import Redactor
 from gensight.export.otlp import Forwarder

@@ -1,9 +1,8 @@
 """Chart.js configurations from the query layer's answers.
 
-Nothing here counts anything: every value is one the store returned (an overview
-series point, a latency-vs-tokens point or fit). Group totals for the tables under the
-charts add up the series' additive measures (calls, errors, tokens, cost) and shape them
-with the same ``totals_row`` the store uses, so an error rate is computed one way only.
+Nothing here counts anything: every value is one the query layer answered (an overview
+series point or group, a latency-vs-tokens point or fit); groups come in the order of
+the overview's ``groups``, the same rows the tables under the charts show.
 The configs are plain JSON; ``static/gensight.js`` adds the tick and tooltip formatters
 named in each config's ``gensight`` key.
 """
@@ -13,7 +12,6 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from gensight.store.analysis import totals_row
 from gensight.web.render import parse_ts
 
 PALETTE = (
@@ -95,25 +93,6 @@ def _by_group(series: list[dict[str, Any]]) -> dict[str | None, dict[str, dict[s
     return out
 
 
-def group_totals(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per group: the series' additive measures summed, most calls first.
-
-    Percentiles do not add up, so they are left out (``None``).
-    """
-    sums: dict[str | None, dict[str, Any]] = {}
-    for p in series:
-        row = sums.setdefault(
-            p["group"],
-            {"calls": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0,
-             "unpriced_calls": 0},
-        )  # fmt: skip
-        for k in row:
-            row[k] += p.get(k) or 0
-    out = [{"group": g, **totals_row(r)} for g, r in sums.items() if r["calls"]]
-    out.sort(key=lambda r: (-r["calls"], group_label(r["group"])))
-    return out
-
-
 def _isolated(data: list[Any]) -> list[int]:
     """Point radii: a dot only where a value has no neighbour to draw a line to."""
     radius = []
@@ -185,7 +164,7 @@ def dashboard_charts(
     # Calls (stacked by the chosen group when there is one) and errors.
     if grouped is not None:
         per = _by_group(grouped["series"])
-        order = [r["group"] for r in group_totals(grouped["series"])]
+        order = [r["group"] for r in grouped["groups"]]
         calls_sets = [
             _bar(group_label(g), [per[g].get(b, {}).get("calls", 0) for b in buckets], colours(g),
                  stack="calls")
@@ -215,7 +194,7 @@ def dashboard_charts(
     charts["tokens"] = _time_chart(labels, tokens, "int", stacked=True)
 
     per_model = _by_group(by_model["series"])
-    models = group_totals(by_model["series"])
+    models = by_model["groups"]
     charts["cost"] = _time_chart(
         labels,
         [
@@ -244,7 +223,7 @@ def dashboard_charts(
         "gensight": {"y": "int"},
     }
 
-    classes = [r for r in group_totals(by_error["series"]) if r["group"] is not None]
+    classes = [r for r in by_error["groups"] if r["group"] is not None]
     charts["errors"] = {
         "type": "bar",
         "data": {

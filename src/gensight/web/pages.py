@@ -1,9 +1,9 @@
 """The pages: ``/`` dashboard, ``/calls`` log, ``/calls/{id}``, ``/traces/{id}``, ``/analysis``.
 
-Each view parses its query parameters with the API's own functions (``filters_param``,
-``with_range``, ``parse_interval``) and asks the store the same questions the API does,
-then links that API URL as the page's JSON twin. A bad parameter gets a 400 page naming
-it; a missing call or trace a 404 page.
+Each view parses its query parameters with the query layer's functions (the ones the
+API's routes use) and renders the query layer's answers, the objects the API returns,
+never a second computation; it links that API URL as the page's JSON twin. A bad
+parameter gets a 400 page naming it; a missing call or trace a 404 page.
 """
 
 from __future__ import annotations
@@ -16,22 +16,24 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
-from gensight.model.records import ERROR_CLASSES
-from gensight.query.params import ParamError, parse_cursor
-from gensight.store.analysis import totals_row
+from gensight.model import vocab
+from gensight.query import answers
+from gensight.query.params import (
+    ParamError,
+    call_filters,
+    parse_cursor,
+    parse_group_by,
+    parse_interval,
+    with_range,
+)
 from gensight.store.base import CallFilters
 from gensight.web import charts
-from gensight.web.api import filters_param, parse_interval, with_range
 from gensight.web.render import error_page, query_string, render
 from gensight.web.waterfall import waterfall
 
 router = APIRouter(include_in_schema=False)
 
-FILTER_PARAMS = (
-    "since", "until", "app", "model", "provider", "status", "error_class",
-    "user", "session", "environment", "operation", "source", "q",
-)  # fmt: skip
-GROUP_BY = ("app", "model", "provider", "user", "error_class", "environment")
+FILTER_PARAMS = vocab.FILTER_NAMES
 RANGES = ("15m", "1h", "6h", "24h", "7d", "30d")
 REFRESH_SECONDS = 30
 
@@ -59,7 +61,7 @@ def _params(request: Request, names: tuple[str, ...]) -> dict[str, str]:
 
 
 def _filters(request: Request) -> CallFilters:
-    return filters_param(**{n: request.query_params.get(n) or None for n in FILTER_PARAMS})
+    return call_filters(**{n: request.query_params.get(n) or None for n in FILTER_PARAMS})
 
 
 def _choice(request: Request, name: str, allowed: tuple[str, ...]) -> str | None:
@@ -101,18 +103,18 @@ def _link(path: str) -> Callable[..., str]:
 def dashboard(request: Request) -> Response:
     """Tiles, six charts and group tables over a time range (default: the last 24 hours)."""
     filters = _filters(request)
-    group_by = _choice(request, "group_by", GROUP_BY)
+    group_by = parse_group_by(request.query_params.get("group_by"))
     refresh = request.query_params.get("refresh") == "on"
     f = with_range(filters)
     interval = parse_interval(request.query_params.get("interval"), f)
     store = _store(request)
-    overall = store.overview(f, interval, None)
-    by_model = store.overview(f, interval, "model")
+    overall = answers.overview(store, f, interval, None)
+    by_model = answers.overview(store, f, interval, "model")
     # Errors by class only need the failed calls: the same counts, a far smaller query.
-    by_error = store.overview(replace(f, status="error"), interval, "error_class")
+    by_error = answers.overview(store, replace(f, status="error"), interval, "error_class")
     grouped = by_model if group_by == "model" else None
     if group_by and grouped is None:
-        grouped = store.overview(f, interval, group_by)
+        grouped = answers.overview(store, f, interval, group_by)
 
     params = _params(request, (*FILTER_PARAMS, "interval", "group_by"))
     empty = overall["totals"]["calls"] == 0
@@ -123,8 +125,7 @@ def dashboard(request: Request) -> Response:
         return "/calls" + query_string({**kept, **window, **changes})
 
     colours = charts.Colours()
-    model_rows = charts.group_totals(by_model["series"])
-    for r in model_rows:  # models get the first colours, in order of calls
+    for r in by_model["groups"]:  # models get the first colours, in order of calls
         colours(r["group"])
     return render(
         request,
@@ -139,13 +140,12 @@ def dashboard(request: Request) -> Response:
         ranges=RANGES,
         range_now=params.get("since") if "until" not in params else None,
         group_by=group_by,
-        group_by_choices=GROUP_BY,
-        error_classes=ERROR_CLASSES,
+        group_by_choices=vocab.GROUP_BY,
         overview=overall,
         totals=overall["totals"],
-        group_rows=charts.group_totals(grouped["series"]) if grouped else [],
-        model_rows=model_rows,
-        error_rows=[r for r in charts.group_totals(by_error["series"]) if r["group"]],
+        group_rows=grouped["groups"] if grouped else [],
+        model_rows=by_model["groups"],
+        error_rows=[r for r in by_error["groups"] if r["group"]],
         charts=None if empty else charts.dashboard_charts(
             overall, grouped, by_model, by_error, colours
         ),
@@ -175,7 +175,6 @@ def calls(request: Request) -> Response:
         next_cursor=nxt.encode() if nxt else None,
         paged=cursor_text is not None,
         filtered=bool(filters.active()),
-        error_classes=ERROR_CLASSES,
         no_calls_at_all=not items and not _has_calls(request),
         json_url="/api/calls" + query_string(json_params),
     )
@@ -202,28 +201,16 @@ def call_detail(request: Request, call_id: str) -> Response:
 def trace(request: Request, trace_id: str) -> Response:
     """The waterfall of a trace's spans, LLM calls highlighted, with cost and tokens."""
     tid = trace_id.lower()
-    answer = _store(request).get_trace(tid)
+    answer = answers.trace(_store(request), tid)
     if answer is None:
         return error_page(request, 404, "No such trace", f"no trace with id {trace_id!r}")
-    calls = answer["calls"]
-    totals = totals_row(
-        {
-            "calls": len(calls),
-            "errors": sum(c["status"] == "error" for c in calls),
-            "input_tokens": sum(c.get("input_tokens") or 0 for c in calls),
-            "output_tokens": sum(c.get("output_tokens") or 0 for c in calls),
-            "cost_usd": sum(c["cost_usd"] for c in calls if c.get("cost_usd") is not None),
-            "unpriced_calls": sum(c.get("cost_usd") is None for c in calls),
-        }
-    )
     return render(
         request,
         "trace.html",
         nav=None,
         trace=answer,
         waterfall=waterfall(answer),
-        totals=totals,
-        estimated=any(c.get("tokens_estimated") for c in calls),
+        totals=answer["totals"],
         json_url=f"/api/traces/{tid}",
     )
 
@@ -233,12 +220,12 @@ def trace(request: Request, trace_id: str) -> Response:
 def analysis(request: Request) -> Response:
     """Latency against output tokens with per-model fits, correlations and dependencies."""
     filters = _filters(request)
-    target = _choice(request, "target", ("slow", "error")) or "slow"
+    target = _choice(request, "target", vocab.CORRELATION_TARGETS) or "slow"
     f = with_range(filters)
     store = _store(request)
-    lvt = store.latency_vs_tokens(f, 2000)
-    corr = store.correlations(f, target)
-    deps = store.dependencies(f)
+    lvt = answers.latency_vs_tokens(store, f, 2000)
+    corr = answers.correlations(store, f, target)
+    deps = answers.dependencies(store, f)
     params = _params(request, FILTER_PARAMS)
     colours = charts.Colours()
     for fit in lvt["models"]:
@@ -252,7 +239,6 @@ def analysis(request: Request) -> Response:
         url=_link("/analysis"),
         target=target,
         ranges=RANGES,
-        error_classes=ERROR_CLASSES,
         lvt=lvt,
         corr=corr,
         deps=deps,

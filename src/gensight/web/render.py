@@ -19,6 +19,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from gensight.model import vocab
+
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 
@@ -157,6 +159,8 @@ def _env() -> Environment:
         pretty_json=fmt_json,
         value=fmt_value,
     )
+    # one vocabulary: the forms' filters, choice lists and labels are vocab's
+    env.globals.update(vocab=vocab, label=vocab.label, long_label=vocab.LONG_LABELS.get)
     return env
 
 

@@ -16,7 +16,7 @@ MIN_BAR_PCT = 0.3  # so a 0 ms span still shows
 
 
 def waterfall(trace: dict[str, Any]) -> dict[str, Any]:
-    """Rows (depth-first, children by start time) and the trace's start, end and LLM sums.
+    """Rows (depth-first, children by start time) and the trace's start and end.
 
     Calls whose span was not stored (a gateway call with no span record) get a row of
     their own; a span whose parent never arrived is shown as a root, marked ``orphan``.

@@ -83,7 +83,7 @@ class Gateway:
         self.capture_content = capture_content
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        #: Budgets (``gensight.alerts.engine``): consulted per call, before any upstream is.
+        #: Budgets (``gensight.alerts.budget``): consulted per call, before any upstream is.
         self.budget: Budget | None = None
 
     # -- lifecycle -------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""Backend-neutral parts of the query layer: intervals, series filling, lift, fits.
+"""The arithmetic of the answers: intervals, measures, groups and "(other)", series, lift.
 
-Each store runs the SQL; these functions shape what it returns into the API's answers,
-so DuckDB and ClickHouse give the same numbers the same way.
+The store runs the SQL and returns rows; these functions turn rows into the API's
+numbers, once, for every caller (API, pages, alerts, CLI) and both backends.
 """
 
 from __future__ import annotations
@@ -10,39 +10,15 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gensight.model.vocab import MAX_GROUPS, OTHER_GROUP
+
+#: Measures that add up across groups and buckets (percentiles do not).
+ADDITIVE = ("calls", "errors", "input_tokens", "output_tokens", "cost_usd", "unpriced_calls")
+
 #: Candidate bucket widths (seconds) for automatically chosen intervals.
 NICE_INTERVALS = (
     1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400,
 )  # fmt: skip
-
-#: Dimensions ``group_by`` accepts, and the column expression each groups on.
-GROUP_BY = {
-    "app": "app",
-    "model": "coalesce(request_model, response_model)",
-    "provider": "provider",
-    "user": '"user"',
-    "error_class": "error_class",
-    "environment": "environment",
-    "operation": "operation",
-    "source": "source",
-}
-
-#: Record fields whose values the correlations analysis compares.
-CORRELATION_DIMENSIONS = {
-    "app": "app",
-    "model": "coalesce(request_model, response_model)",
-    "provider": "provider",
-    "operation": "operation",
-    "environment": "environment",
-    "user": '"user"',
-    "stream": "stream",
-    "error_class": "error_class",
-    "server_address": "server_address",
-    "source": "source",
-    "producer": "producer",
-}
-
-MAX_SERIES_GROUPS = 10
 
 
 def choose_interval(since: datetime, until: datetime, buckets: int = 60) -> int:
@@ -88,40 +64,66 @@ def _levels(values: Any, n: int) -> list[float | None]:
     return [None if v is None or v != v else float(v) for v in values]
 
 
+def rank_groups(rows: Iterable[dict[str, Any]]) -> list[str | None]:
+    """Groups (``grp`` of the rows) by calls, most first; ties by name, no-value last."""
+    calls: dict[str | None, int] = {}
+    for r in rows:
+        calls[r["grp"]] = calls.get(r["grp"], 0) + int(r.get("calls") or 0)
+    return sorted(calls, key=lambda g: (-calls[g], g is None, str(g)))
+
+
+def group_totals(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], set[str | None]]:
+    """The overview's ``groups`` from per-group aggregate rows, and the groups kept.
+
+    The ``MAX_GROUPS`` groups with most calls keep their name (and exact percentiles);
+    the rest are summed, every additive measure, as one ``"(other)"`` row whose
+    percentiles are null (they are not summable).
+    """
+    order = rank_groups(rows)
+    kept = set(order[:MAX_GROUPS])
+    by_group = {r["grp"]: r for r in rows}
+    out = [{"group": g, **totals_row(by_group[g])} for g in order[:MAX_GROUPS]]
+    if len(order) > MAX_GROUPS:
+        rest = _sum(by_group[g] for g in order[MAX_GROUPS:])
+        out.append({"group": OTHER_GROUP, **totals_row(rest)})
+    return out, kept
+
+
+def _sum(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {k: 0 for k in ADDITIVE}
+    for r in rows:
+        for k in ADDITIVE:
+            total[k] += r.get(k) or 0
+    return total
+
+
 def fill_series(
     rows: Iterable[dict[str, Any]],
     since: datetime,
     until: datetime,
     seconds: int,
-    grouped: bool,
+    kept: set[str | None] | None = None,
+    order: list[str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Series points for every bucket in the range (empty buckets as zeros), oldest first.
 
-    With a group-by, the ``MAX_SERIES_GROUPS`` groups with the most calls keep their name;
-    the rest are summed as ``"(other)"`` (percentiles are not summable: null there).
+    Ungrouped when ``kept`` is None. Grouped, the ``kept`` groups keep their name (in
+    ``order``) and the rest are summed per bucket as ``"(other)"``, like the groups.
     """
     rows = list(rows)
     groups: list[str | None] = [None]
-    if grouped:
-        by_calls: dict[str | None, int] = {}
+    if kept is not None:
+        groups = [g for g in (order or rank_groups(rows)) if g in kept]
+        other: dict[datetime, list[dict[str, Any]]] = {}
         for r in rows:
-            by_calls[r["grp"]] = by_calls.get(r["grp"], 0) + int(r["calls"] or 0)
-        ranked = sorted(by_calls, key=lambda g: (-by_calls[g], str(g)))
-        groups = ranked[:MAX_SERIES_GROUPS]
-        if len(ranked) > MAX_SERIES_GROUPS:
-            keep = set(groups)
-            other: dict[datetime, dict[str, Any]] = {}
-            for r in rows:
-                if r["grp"] in keep:
-                    continue
-                o = other.setdefault(
-                    r["bucket"], {"bucket": r["bucket"], "grp": "(other)", "calls": 0}
-                )
-                for k in ("calls", "errors", "input_tokens", "output_tokens", "cost_usd"):
-                    o[k] = (o.get(k) or 0) + (r.get(k) or 0)
-            rows = [r for r in rows if r["grp"] in keep] + list(other.values())
-            groups.append("(other)")
-    index = {(_as_utc(r["bucket"]), r.get("grp") if grouped else None): r for r in rows}
+            if r["grp"] not in kept:
+                other.setdefault(r["bucket"], []).append(r)
+        rows = [r for r in rows if r["grp"] in kept] + [
+            {"bucket": b, "grp": OTHER_GROUP, **_sum(rs)} for b, rs in other.items()
+        ]
+        if other:
+            groups.append(OTHER_GROUP)
+    index = {(_as_utc(r["bucket"]), r.get("grp") if kept is not None else None): r for r in rows}
     out = []
     t = bucket_start(since, seconds)
     step = timedelta(seconds=seconds)

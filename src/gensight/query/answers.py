@@ -1,0 +1,113 @@
+"""The answers: overview (totals, groups, series), trace with totals, the analyses.
+
+The one place the API's numbers are computed. ``/api/...`` returns these objects as
+they are; the pages render the same objects, alerts measure ``totals``, the CLI prints
+the API's. The store runs the SQL and returns rows (``SQLStore``); the arithmetic is
+``gensight.query.analysis``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from gensight.query import analysis
+from gensight.store.base import CallFilters
+from gensight.store.common import iso
+
+
+def totals(store: Any, filters: CallFilters) -> dict[str, Any]:
+    """The measures of the matching calls (what alert rules measure, what tiles show)."""
+    return analysis.totals_row(store.aggregate(filters))
+
+
+def overview(
+    store: Any, filters: CallFilters, interval: int, group_by: str | None
+) -> dict[str, Any]:
+    """Totals, per-group totals and a time series (``filters.since``/``until`` set).
+
+    ``groups`` holds the ``MAX_GROUPS`` largest groups with exact percentiles, then the
+    rest summed as ``"(other)"``; the series is split into the same groups, so a table
+    of ``groups`` and a chart of ``series`` show the same calls.
+    """
+    assert filters.since is not None and filters.until is not None
+    groups: list[dict[str, Any]] = []
+    kept: set[str | None] | None = None
+    order: list[str | None] | None = None
+    if group_by:
+        groups, kept = analysis.group_totals(store.group_rows(filters, group_by))
+        order = [g["group"] for g in groups]
+    rows = store.series_rows(filters, interval, group_by)
+    return {
+        "totals": totals(store, filters),
+        "interval": interval,
+        "since": iso(filters.since),
+        "until": iso(filters.until),
+        "group_by": group_by,
+        "groups": groups,
+        "series": analysis.fill_series(rows, filters.since, filters.until, interval, kept, order),
+    }
+
+
+def trace(store: Any, trace_id: str) -> dict[str, Any] | None:
+    """A trace's spans and calls, and ``totals`` of its calls (None when nothing is stored).
+
+    The totals are measured by the overview's SQL over exactly the listed calls: this
+    trace id, from its first call's start to its last's.
+    """
+    answer = store.get_trace(trace_id)
+    if answer is None:
+        return None
+    calls = answer["calls"]
+    if calls:
+        starts = [datetime.fromisoformat(c["ts"]) for c in calls]
+        f = CallFilters(
+            trace_id=trace_id, since=min(starts), until=max(starts) + timedelta(microseconds=1)
+        )
+        answer["totals"] = totals(store, f)
+    else:
+        answer["totals"] = analysis.totals_row({})
+    answer["totals"]["tokens_estimated"] = any(c.get("tokens_estimated") for c in calls)
+    return answer
+
+
+def latency_vs_tokens(store: Any, filters: CallFilters, max_points: int) -> dict[str, Any]:
+    """Successful calls' output tokens vs latency, and per model a least-squares fit."""
+    points, fits = store.latency_rows(filters, max_points)
+    for p in points:
+        p["stream"] = bool(p["stream"])
+    for f in fits:
+        f["calls"] = int(f["calls"])
+        slope = f["slope_ms_per_token"]
+        f["seconds_per_100_tokens"] = slope / 10.0 if slope is not None else None
+    return {"points": points, "models": fits}
+
+
+def correlations(store: Any, filters: CallFilters, target: str) -> dict[str, Any]:
+    """Attribute values over-represented among slow (above p95) or failed calls."""
+    base = store.correlation_base(filters)
+    total = int(base["total"])
+    threshold = base["p95"] if target == "slow" else None
+    rows = store.correlation_rows(filters, target, threshold) if total else []
+    # every call has exactly one value per dimension: one dimension's counts sum up
+    target_total = sum(int(r["tcount"]) for r in rows if r["dim"] == "app")
+    counts = [(r["dim"], r["value"], int(r["tcount"]), int(r["n"])) for r in rows]
+    return {
+        "target": target,
+        "threshold_ms": threshold,
+        "total": total,
+        "target_total": target_total,
+        "items": analysis.lifts(counts, target_total, total),
+    }
+
+
+def dependencies(store: Any, filters: CallFilters) -> dict[str, Any]:
+    """Where request time goes: per LLM provider/model and per non-LLM downstream."""
+    items, roots = store.dependency_rows(filters)
+    trace_ms = float(roots["trace_ms"] or 0.0)
+    for it in items:
+        it["calls"] = int(it["calls"])
+        it["traces"] = int(it["traces"])
+        it["share_of_trace_time"] = (it["total_ms"] / trace_ms) if trace_ms else None
+    items.sort(key=lambda r: (-(r["total_ms"] or 0), r["downstream"]))
+    return {"trace_ms": trace_ms, "traces": int(roots["traces"]), "items": items}
