@@ -52,6 +52,7 @@ class DuckDBStore(SQLStore):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(self.path)
         self._write_lock = threading.Lock()
+        self._closed = False
         self._migrate()
         # Bounded memory (DuckDB's default is 80% of RAM) and fewer, larger checkpoints:
         # with the default 16 MB threshold every commit of a growing table checkpoints.
@@ -186,8 +187,11 @@ class DuckDBStore(SQLStore):
         }
 
     def close(self) -> None:
-        """Checkpoint and close the file."""
+        """Checkpoint and close the file (again: nothing)."""
         with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
             try:
                 self._con.execute("CHECKPOINT")
             finally:
