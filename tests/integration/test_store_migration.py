@@ -106,8 +106,10 @@ def test_duckdb_file_of_the_previous_release_migrates(tmp_path: Path):
 def _clickhouse_schema(store: ClickHouseStore) -> dict[str, Any]:
     out = {}
     for t in schema.RECORD_TABLES:
+        # the engine with its version column, keys (not the TTL another test may have set)
         rows = store.client.query(
-            "SELECT engine_full, sorting_key FROM system.tables"
+            "SELECT splitByString(' PARTITION BY', engine_full)[1], sorting_key, partition_key"
+            " FROM system.tables"
             " WHERE database = currentDatabase() AND name = %(t)s",
             parameters={"t": t.name},
         ).result_rows
