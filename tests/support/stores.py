@@ -11,9 +11,10 @@ def fresh_chdb_store(path: Path) -> ClickHouseStore:
     """A ClickHouse store on the session's chDB engine, emptied for this test.
 
     chDB runs one engine per process and data path, so every test of a pytest process
-    shares one path and starts from empty tables.
+    shares one path and starts from empty tables (leases and alert rules included: a
+    lease another test left would otherwise be held).
     """
     store = ClickHouseStore.from_url(f"chdb://{path}")
-    for table in ("calls", "spans", "content_events"):
+    for table in ("calls", "spans", "content_events", "alert_rules", "alert_events", "leases"):
         store.client.command(f"TRUNCATE TABLE {table}")
     return store

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from gensight.enrich.redaction import Redactor
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from gensight.pipeline.journal import Entry, Journal, JournalFull
+from gensight.pipeline.merge import CallMerger
 from gensight.pipeline.worker import Worker
 
 Batch = tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]
@@ -126,6 +127,7 @@ class Pipeline(Worker):
         self._observers: list[Observer] = []
         self._next_maintenance = time.monotonic() + 5.0
         self.expired = 0
+        self._merger = CallMerger()  # one record per call, however often it arrives
 
     # -- request path -------------------------------------------------------
     def submit(
@@ -322,6 +324,11 @@ class Pipeline(Worker):
     ) -> None:
         if _FAULT_FILE and os.path.exists(_FAULT_FILE):
             raise ConnectionError(f"store unavailable (test fault: {_FAULT_FILE} exists)")
+        n = len(calls) + len(spans) + len(events)
+        # the same call reported twice, resent or replayed becomes one record: only new
+        # or changed calls are written, only calls not counted before reach observers
+        lookup = getattr(self.store, "stored_calls", None)
+        calls, spans, counted = self._merger.resolve(calls, spans, lookup)
         if self.pricer is not None:
             for call in calls:
                 if call.cost_source == "unknown" and call.cost_usd is None:
@@ -331,11 +338,12 @@ class Pipeline(Worker):
                         log.debug("pricing failed for %s: %s", call.request_model, e)
         self.redactor.apply(calls, spans, events)  # after pricing, before anything keeps it
         self.store.write(calls, spans, events)
-        self.written += len(calls) + len(spans) + len(events)
+        self.written += n
         self.last_write_at = time.time()
+        self._merger.told(counted)
         for observe in self._observers:
             try:
-                observe(calls, spans)
+                observe(counted, spans)
             except Exception as e:  # an observer's failure is its own, never the write's
                 log.warning("observer %r failed: %s", observe, e)
 

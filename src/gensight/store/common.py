@@ -8,12 +8,13 @@ API's answers are computed in ``gensight.query`` alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from gensight.model.records import CALL_FIELD_NAMES
+from gensight.model.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, SpanRecord
 from gensight.store import sql
 from gensight.store.base import CallFilters, Cursor
 
@@ -32,6 +33,41 @@ def json_text(value: Any) -> str | None:
     if value is None:
         return None
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def unique(
+    calls: Sequence[CallRecord], spans: Sequence[SpanRecord], events: Sequence[ContentEvent]
+) -> tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]:
+    """A batch with one record per natural key: the last call of an id (the latest
+    version), the first span or content event of a key (a repeat is a resend)."""
+    by_id = {c.id: c for c in calls}
+    span_keys: dict[tuple[str, str], SpanRecord] = {}
+    for s in spans:
+        span_keys.setdefault((s.trace_id, s.span_id), s)
+    event_keys: dict[tuple[Any, ...], ContentEvent] = {}
+    for e in events:
+        event_keys.setdefault((e.trace_id, e.span_id, e.ts, e.seq, e.kind), e)
+    return list(by_id.values()), list(span_keys.values()), list(event_keys.values())
+
+
+def call_record(row: dict[str, Any]) -> CallRecord:
+    """A stored call row (all columns, as read) back as a ``CallRecord``."""
+    values = dict(row)
+    ts = values["ts"]
+    values["ts"] = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    for name in sql.JSON_CALL_FIELDS:
+        text = values.get(name)
+        values[name] = orjson.loads(text) if text is not None else None
+    values["attributes"] = values["attributes"] or {}
+    values["finish_reasons"] = list(values["finish_reasons"] or [])
+    values["tags"] = list(values["tags"] or [])
+    values["stream"] = bool(values["stream"])
+    values["tokens_estimated"] = bool(values["tokens_estimated"])
+    return CallRecord(**values)
+
+
+#: Calls looked up per query at most (the statement binds each id).
+_LOOKUP_CHUNK = 1000
 
 
 def merge_content_events(call: dict[str, Any], events: list[tuple[str, Any]]) -> None:
@@ -80,6 +116,25 @@ class SQLStore:
         return row
 
     # -- calls and traces -----------------------------------------------------
+    def stored_calls(self, calls: Sequence[CallRecord]) -> list[CallRecord]:
+        """The stored calls that ``calls`` may repeat: the same id, or the same trace and
+        response id (another producer's report of the same call). The writer merges a
+        batch with these before writing it (``gensight.pipeline.merge``)."""
+        found: dict[str, CallRecord] = {}
+        for i in range(0, len(calls), _LOOKUP_CHUNK):
+            chunk = calls[i : i + _LOOKUP_CHUNK]
+            keys = [(c.trace_id, c.response_id) for c in chunk if c.response_id]
+            since = min(c.ts for c in chunk) - timedelta(hours=1)
+            until = max(c.ts for c in chunk) + timedelta(hours=1)
+            q = sql.stored_calls(self.dialect, [c.id for c in chunk], keys, since, until)
+            wanted_ids = {c.id for c in chunk}
+            wanted_keys = set(keys)
+            for row in self._rows(q):
+                # the query matches trace and response id each on their own: keep exact pairs
+                if row["id"] in wanted_ids or (row["trace_id"], row["response_id"]) in wanted_keys:
+                    found[row["id"]] = call_record(row)
+        return list(found.values())
+
     def list_calls(
         self, filters: CallFilters, limit: int, cursor: Cursor | None, full: bool = False
     ) -> tuple[list[dict[str, Any]], Cursor | None]:
@@ -235,4 +290,12 @@ class SQLStore:
         return row
 
 
-__all__ = ["CALL_FIELD_NAMES", "SQLStore", "iso", "json_text", "merge_content_events"]
+__all__ = [
+    "CALL_FIELD_NAMES",
+    "SQLStore",
+    "call_record",
+    "iso",
+    "json_text",
+    "merge_content_events",
+    "unique",
+]

@@ -2,9 +2,11 @@
 
 Columns are the ``CallRecord``/``SpanRecord`` field names. Lists are ``VARCHAR[]``;
 messages and attributes are JSON text. Times are UTC ``TIMESTAMP``s. The schema is
-versioned (``schema_migrations``); migrations run at open. Message content that arrived
-as OTLP log events sits in ``content_events`` and is joined to its call when read, so it
-may arrive before or after its span.
+versioned (``schema_migrations``): a fresh file is created from ``gensight.store.schema``,
+an older one runs the frozen migrations it lacks at open. Every record table has its
+natural key as primary key, so writing a batch twice stores it once. Message content
+that arrived as OTLP log events sits in ``content_events`` and is joined to its call
+when read, so it may arrive before or after its span.
 """
 
 from __future__ import annotations
@@ -19,52 +21,27 @@ import duckdb
 import pyarrow as pa
 
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
-from gensight.store import arrow, sql
-from gensight.store.common import SQLStore
+from gensight.store import arrow, migrations, schema
+from gensight.store.common import SQLStore, unique
+from gensight.store.dialect import DuckDBDialect, Query
 
-_SQL_TYPES = {
-    pa.string(): "VARCHAR",
-    pa.timestamp("us"): "TIMESTAMP",
-    pa.float64(): "DOUBLE",
-    pa.bool_(): "BOOLEAN",
-    pa.int64(): "BIGINT",
-    pa.int32(): "INTEGER",
-    pa.list_(pa.string()): "VARCHAR[]",
+#: The frozen migrations (``gensight.store.migrations``); their count is the latest version.
+MIGRATIONS: list[list[str]] = migrations.DUCKDB
+
+#: How each table takes a batch: a call replaces the stored row with its id (the writer
+#: sends only new or merged calls), a span or content event already stored is kept as is.
+_INSERT = {
+    "calls": "INSERT OR REPLACE INTO calls BY NAME SELECT * FROM _gensight_batch",
+    "spans": "INSERT OR IGNORE INTO spans BY NAME SELECT * FROM _gensight_batch",
+    "content_events": "INSERT OR IGNORE INTO content_events BY NAME SELECT * FROM _gensight_batch",
 }
-
-
-def _ddl(table: str, schema: pa.Schema) -> str:
-    cols = ", ".join(f'"{f.name}" {_SQL_TYPES[f.type]}' for f in schema)
-    return f"CREATE TABLE IF NOT EXISTS {table} ({cols})"
-
-
-#: Versioned migrations, applied in order at open; never edit a released one.
-MIGRATIONS: list[list[str]] = [
-    [
-        _ddl("calls", arrow.CALL_SCHEMA),
-        _ddl("spans", arrow.SPAN_SCHEMA),
-        _ddl("content_events", arrow.EVENT_SCHEMA),
-    ],
-    [  # 2: alert rules (shared by every server on the store) and their transitions
-        "CREATE TABLE IF NOT EXISTS alert_rules"
-        " (id VARCHAR, created_at TIMESTAMP, source VARCHAR, rule VARCHAR)",
-        "CREATE TABLE IF NOT EXISTS alert_events (ts TIMESTAMP, rule_id VARCHAR, name VARCHAR,"
-        " state VARCHAR, value DOUBLE, threshold DOUBLE, detail VARCHAR)",
-    ],
-    [  # 3: a trace is a point lookup, not a scan of every span (1.5 s → 28 ms at 10M)
-        "CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_id)",
-    ],
-    [  # 4: leases (one process owns a DuckDB file, but the code is the same for replicas)
-        "CREATE TABLE IF NOT EXISTS leases (name VARCHAR, holder VARCHAR, expires_at TIMESTAMP)",
-    ],
-]
 
 
 class DuckDBStore(SQLStore):
     """A DuckDB file; one connection, a cursor per reading thread."""
 
     name = "duckdb"
-    dialect = sql.DuckDBDialect()
+    dialect = DuckDBDialect()
 
     def __init__(
         self, path: str | Path, retention: timedelta | None = None, memory_limit_mb: int = 512
@@ -75,6 +52,7 @@ class DuckDBStore(SQLStore):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(self.path)
         self._write_lock = threading.Lock()
+        self._closed = False
         self._migrate()
         # Bounded memory (DuckDB's default is 80% of RAM) and fewer, larger checkpoints:
         # with the default 16 MB threshold every commit of a growing table checkpoints.
@@ -91,26 +69,36 @@ class DuckDBStore(SQLStore):
         return cls(path or ":memory:", retention)
 
     def _migrate(self) -> None:
+        """Create a fresh store from the schema definition, or bring an older one up to
+        date with the frozen migrations it lacks (each in one transaction)."""
         con = self._con
         con.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER, applied_at TIMESTAMP)"
         )
         row = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
         current = row[0] if row else 0
-        if current < len(MIGRATIONS):
-            # building an index over a large existing table needs more than the usual limit
-            con.execute("SET memory_limit = '4GB'")
-        for version, statements in enumerate(MIGRATIONS, start=1):
-            if version <= current:
-                continue
+        if current >= len(MIGRATIONS):
+            return
+        # rebuilding a large table or its index needs more than the usual limit
+        con.execute("SET memory_limit = '4GB'")
+        steps = (
+            [(len(MIGRATIONS), schema.duckdb_create())]
+            if current == 0
+            else [(v, st) for v, st in enumerate(MIGRATIONS, start=1) if v > current]
+        )
+        for version, statements in steps:
             con.execute("BEGIN")
-            for statement in statements:
-                con.execute(statement)
-            con.execute(
-                "INSERT INTO schema_migrations VALUES (?, ?)",
-                [version, datetime.now(UTC).replace(tzinfo=None)],
-            )
-            con.execute("COMMIT")
+            try:
+                for statement in statements:
+                    con.execute(statement)
+                con.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?)",
+                    [version, datetime.now(UTC).replace(tzinfo=None)],
+                )
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
 
     @property
     def schema_version(self) -> int:
@@ -128,7 +116,9 @@ class DuckDBStore(SQLStore):
         spans: Sequence[SpanRecord],
         events: Sequence[ContentEvent],
     ) -> None:
-        """Insert one batch in one transaction, via Arrow tables."""
+        """Store one batch in one transaction, via Arrow tables; idempotent: a call
+        replaces the stored one with its id, a span or event already stored stays."""
+        calls, spans, events = unique(calls, spans, events)
         tables: list[tuple[str, pa.Table]] = []
         if calls:
             tables.append(("calls", arrow.calls_table(calls)))
@@ -145,7 +135,7 @@ class DuckDBStore(SQLStore):
                 for name, table in tables:
                     con.register("_gensight_batch", table)
                     try:
-                        con.execute(f"INSERT INTO {name} SELECT * FROM _gensight_batch")
+                        con.execute(_INSERT[name])
                     finally:
                         con.unregister("_gensight_batch")
                 con.execute("COMMIT")
@@ -166,7 +156,7 @@ class DuckDBStore(SQLStore):
         return deleted
 
     # -- reading ------------------------------------------------------------
-    def _rows(self, q: sql.Query) -> list[dict[str, Any]]:
+    def _rows(self, q: Query) -> list[dict[str, Any]]:
         cur = self._cursor()
         try:
             res = cur.execute(q.sql, q.params)
@@ -175,7 +165,7 @@ class DuckDBStore(SQLStore):
         finally:
             cur.close()
 
-    def _exec(self, q: sql.Query) -> None:
+    def _exec(self, q: Query) -> None:
         with self._write_lock:
             self._con.execute(q.sql, q.params)
 
@@ -197,8 +187,11 @@ class DuckDBStore(SQLStore):
         }
 
     def close(self) -> None:
-        """Checkpoint and close the file."""
+        """Checkpoint and close the file (again: nothing)."""
         with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
             try:
                 self._con.execute("CHECKPOINT")
             finally:

@@ -1,4 +1,4 @@
-"""The query layer's SQL, written once for every backend.
+"""The query layer's SQL, written once for every backend (dialects: ``gensight.store.dialect``).
 
 Each store supplies a ``Dialect`` (how DuckDB or ClickHouse spells a parameter, a
 conditional count, an exact percentile, a time bucket, a JSON lookup); the statements
@@ -8,227 +8,27 @@ the same numbers. Values always travel as bound parameters, never inside the SQL
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from gensight.model.records import CALL_FIELD_NAMES
 from gensight.model.vocab import FILTER_NAMES
 from gensight.store.base import CallFilters, Cursor
+from gensight.store.dialect import Dialect, Query
 from gensight.store.dimensions import CORRELATION_DIMENSIONS, GROUP_BY, MODEL
+from gensight.store.schema import SPANS
 
 MESSAGE_FIELDS = ("input_messages", "output_messages", "system_instructions")
 JSON_CALL_FIELDS = (*MESSAGE_FIELDS, "attributes")
 #: Columns of a call in lists (the API leaves content and attributes to the detail view).
 LIST_COLUMNS = [c for c in CALL_FIELD_NAMES if c not in JSON_CALL_FIELDS]
-SPAN_COLUMNS = [
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "ts",
-    "duration_ms",
-    "status",
-    "status_message",
-    "app",
-    "call_id",
-    "attributes",
-    "events",
-]
+SPAN_COLUMNS = SPANS.names
 
 #: Filters that compare a column with a value (time, model and content search are special).
 _EQUALITY_FILTERS = (
     *(n for n in FILTER_NAMES if n not in ("since", "until", "model", "q")),
     "trace_id",
 )
-
-
-def utc_naive(ts: datetime) -> datetime:
-    """An aware time as naive UTC (how both stores keep times)."""
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(UTC).replace(tzinfo=None)
-    return ts
-
-
-class Dialect:
-    """How one backend spells the few things that differ. Subclasses fill these in."""
-
-    name = "?"
-
-    def param(self, q: Query, value: Any) -> str:
-        """Bind ``value`` and return its placeholder."""
-        raise NotImplementedError
-
-    def param_ts(self, q: Query, value: datetime) -> str:
-        """Bind a time (naive UTC, microsecond precision)."""
-        raise NotImplementedError
-
-    def countif(self, cond: str) -> str:
-        raise NotImplementedError
-
-    def quantile(self, expr: str, level: float) -> str:
-        """Exact, linearly interpolated percentile (the same numbers on every backend)."""
-        raise NotImplementedError
-
-    def quantiles(self, expr: str, levels: tuple[float, ...]) -> str:
-        """Several exact percentiles as one list, from one sorted copy of the values
-        (a third of the memory of separate aggregates, which matters over 30 days)."""
-        raise NotImplementedError
-
-    def bucket(self, col: str, seconds: int) -> str:
-        """Start of the epoch-aligned bucket of ``seconds`` holding ``col``."""
-        raise NotImplementedError
-
-    def contains_ci(self, expr: str, needle_placeholder: str) -> str:
-        """Case-insensitive substring test (the needle is bound lowercased)."""
-        raise NotImplementedError
-
-    def json_str(self, col: str, key: str) -> str:
-        """A string member of a JSON object column, NULL when absent."""
-        raise NotImplementedError
-
-    def concat_strict(self, a: str, b: str) -> str:
-        """``a`` followed by ``b``, NULL when either is NULL."""
-        raise NotImplementedError
-
-    def to_text(self, expr: str) -> str:
-        """``expr`` as text, NULL staying NULL."""
-        raise NotImplementedError
-
-    def slope(self, y: str, x: str) -> str:
-        raise NotImplementedError
-
-    def intercept(self, y: str, x: str) -> str:
-        raise NotImplementedError
-
-    def r2(self, y: str, x: str) -> str:
-        raise NotImplementedError
-
-    def exists_content(self, alias: str, needle: str) -> str:
-        """Whether a content event of the call contains the needle."""
-        return (
-            f"EXISTS (SELECT 1 FROM content_events e WHERE e.trace_id = {alias}.trace_id"
-            f" AND e.span_id = {alias}.span_id AND {self.contains_ci('e.message', needle)})"
-        )
-
-
-@dataclass
-class Query:
-    """SQL text plus its bound parameters, built through a dialect."""
-
-    dialect: Dialect
-    sql: str = ""
-    params: Any = field(default=None)
-
-    def __post_init__(self) -> None:
-        if self.params is None:
-            self.params = self.dialect.new_params()  # type: ignore[attr-defined]
-
-
-class DuckDBDialect(Dialect):
-    """DuckDB: ``?`` parameters, FILTER clauses, ``quantile_cont``."""
-
-    name = "duckdb"
-
-    def new_params(self) -> list[Any]:
-        return []
-
-    def param(self, q: Query, value: Any) -> str:
-        q.params.append(value)
-        return "?"
-
-    def param_ts(self, q: Query, value: datetime) -> str:
-        return self.param(q, utc_naive(value))
-
-    def countif(self, cond: str) -> str:
-        return f"count(*) FILTER (WHERE {cond})"
-
-    def quantile(self, expr: str, level: float) -> str:
-        return f"quantile_cont({expr}, {level})"
-
-    def quantiles(self, expr: str, levels: tuple[float, ...]) -> str:
-        return f"quantile_cont({expr}, {list(levels)})"
-
-    def bucket(self, col: str, seconds: int) -> str:
-        micros = seconds * 1_000_000
-        return f"make_timestamp(epoch_us({col}) // {micros} * {micros})"
-
-    def contains_ci(self, expr: str, needle_placeholder: str) -> str:
-        return f"contains(lower({expr}), {needle_placeholder})"
-
-    def json_str(self, col: str, key: str) -> str:
-        return f"json_extract_string({col}, '$.\"{key}\"')"
-
-    def concat_strict(self, a: str, b: str) -> str:
-        return f"({a} || {b})"
-
-    def to_text(self, expr: str) -> str:
-        return f"CAST({expr} AS VARCHAR)"
-
-    def slope(self, y: str, x: str) -> str:
-        return f"regr_slope({y}, {x})"
-
-    def intercept(self, y: str, x: str) -> str:
-        return f"regr_intercept({y}, {x})"
-
-    def r2(self, y: str, x: str) -> str:
-        return f"regr_r2({y}, {x})"
-
-
-class ClickHouseDialect(Dialect):
-    """ClickHouse (server or chDB): ``%(pN)s`` parameters bound by clickhouse-connect."""
-
-    name = "clickhouse"
-
-    def new_params(self) -> dict[str, Any]:
-        return {}
-
-    def param(self, q: Query, value: Any) -> str:
-        key = f"p{len(q.params)}"
-        q.params[key] = value
-        return f"%({key})s"
-
-    def param_ts(self, q: Query, value: datetime) -> str:
-        text = utc_naive(value).strftime("%Y-%m-%d %H:%M:%S.%f")
-        return f"toDateTime64({self.param(q, text)}, 6, 'UTC')"
-
-    def countif(self, cond: str) -> str:
-        return f"countIf({cond})"
-
-    def quantile(self, expr: str, level: float) -> str:
-        return f"quantileExactInclusive({level})({expr})"
-
-    def quantiles(self, expr: str, levels: tuple[float, ...]) -> str:
-        return f"quantilesExactInclusive({', '.join(map(str, levels))})({expr})"
-
-    def bucket(self, col: str, seconds: int) -> str:
-        micros = seconds * 1_000_000
-        return (
-            f"fromUnixTimestamp64Micro(intDiv(toUnixTimestamp64Micro({col}), {micros})"
-            f" * {micros}, 'UTC')"
-        )
-
-    def contains_ci(self, expr: str, needle_placeholder: str) -> str:
-        return f"positionCaseInsensitiveUTF8(ifNull({expr}, ''), {needle_placeholder}) > 0"
-
-    def json_str(self, col: str, key: str) -> str:
-        return f"nullIf(JSONExtractString({col}, '{key}'), '')"
-
-    def concat_strict(self, a: str, b: str) -> str:
-        return f"concat({a}, {b})"
-
-    def to_text(self, expr: str) -> str:
-        return f"CAST({expr} AS Nullable(String))"
-
-    def slope(self, y: str, x: str) -> str:
-        return f"tupleElement(simpleLinearRegression({x}, {y}), 1)"
-
-    def intercept(self, y: str, x: str) -> str:
-        return f"tupleElement(simpleLinearRegression({x}, {y}), 2)"
-
-    def r2(self, y: str, x: str) -> str:
-        return f"pow(corr({x}, {y}), 2)"
 
 
 def where(d: Dialect, q: Query, filters: CallFilters, alias: str = "c") -> str:
@@ -273,8 +73,9 @@ def list_calls(
         cid = d.param(q, cursor.id)
         w += f" AND (c.ts < {ts1} OR (c.ts = {ts2} AND c.id < {cid}))"
     q.sql = (
-        f"SELECT {_cols(CALL_FIELD_NAMES if full else LIST_COLUMNS, 'c')} FROM calls c"
-        f" WHERE {w} ORDER BY c.ts DESC, c.id DESC LIMIT {int(limit) + 1}"
+        f"SELECT {_cols(CALL_FIELD_NAMES if full else LIST_COLUMNS, 'c')}"
+        f" FROM {d.table('calls', 'c')} WHERE {w}"
+        f" ORDER BY c.ts DESC, c.id DESC LIMIT {int(limit) + 1}"
     )
     return q
 
@@ -283,8 +84,36 @@ def get_call(d: Dialect, call_id: str) -> Query:
     """One call, all columns."""
     q = Query(d)
     q.sql = (
-        f"SELECT {_cols(CALL_FIELD_NAMES)} FROM calls WHERE id = {d.param(q, call_id)}"
+        f"SELECT {_cols(CALL_FIELD_NAMES)} FROM {d.table('calls', 'c')}"
+        f" WHERE c.id = {d.param(q, call_id)}"
         " ORDER BY ts DESC LIMIT 1"
+    )
+    return q
+
+
+def stored_calls(
+    d: Dialect,
+    ids: list[str],
+    keys: list[tuple[str, str]],
+    since: datetime,
+    until: datetime,
+) -> Query:
+    """Stored calls a batch may repeat: by id (a resent or replayed record), or by trace
+    and response id (the same call from another producer). Bounded by the batch's time,
+    so both engines read only a few blocks; ``keys`` match on each part, the caller
+    keeps only the exact pairs."""
+    q = Query(d)
+    w = f"c.ts >= {d.param_ts(q, since)} AND c.ts < {d.param_ts(q, until)}"
+    alternatives = []
+    if ids:
+        alternatives.append(f"c.id IN ({', '.join(d.param(q, i) for i in ids)})")
+    if keys:
+        traces = ", ".join(d.param(q, t) for t in sorted({t for t, _ in keys}))
+        responses = ", ".join(d.param(q, r) for r in sorted({r for _, r in keys}))
+        alternatives.append(f"(c.trace_id IN ({traces}) AND c.response_id IN ({responses}))")
+    q.sql = (
+        f"SELECT {_cols(CALL_FIELD_NAMES, 'c')} FROM {d.table('calls', 'c')}"
+        f" WHERE {w} AND ({' OR '.join(alternatives) or '1 = 0'})"
     )
     return q
 
@@ -293,7 +122,7 @@ def content_events(d: Dialect, trace_id: str, span_id: str) -> Query:
     """The content events of one call, in order."""
     q = Query(d)
     q.sql = (
-        "SELECT kind, message FROM content_events"
+        f"SELECT kind, message FROM {d.table('content_events', 'e')}"
         f" WHERE trace_id = {d.param(q, trace_id)} AND span_id = {d.param(q, span_id)}"
         " ORDER BY ts, seq"
     )
@@ -305,7 +134,7 @@ def content_events_of(d: Dialect, span_ids: list[str]) -> Query:
     q = Query(d)
     marks = ", ".join(d.param(q, s) for s in span_ids)
     q.sql = (
-        "SELECT trace_id, span_id, kind, message FROM content_events"
+        f"SELECT trace_id, span_id, kind, message FROM {d.table('content_events', 'e')}"
         f" WHERE span_id IN ({marks}) ORDER BY ts, seq"
     )
     return q
@@ -315,7 +144,8 @@ def trace_spans(d: Dialect, trace_id: str) -> Query:
     """Every span of a trace, oldest first."""
     q = Query(d)
     q.sql = (
-        f"SELECT {_cols(SPAN_COLUMNS)} FROM spans WHERE trace_id = {d.param(q, trace_id)}"
+        f"SELECT {_cols(SPAN_COLUMNS)} FROM {d.table('spans', 's')}"
+        f" WHERE trace_id = {d.param(q, trace_id)}"
         " ORDER BY ts, span_id"
     )
     return q
@@ -341,7 +171,7 @@ def measures(d: Dialect) -> str:
 
 def overview_totals(d: Dialect, filters: CallFilters) -> Query:
     q = Query(d)
-    q.sql = f"SELECT {measures(d)} FROM calls c WHERE {where(d, q, filters)}"
+    q.sql = f"SELECT {measures(d)} FROM {d.table('calls', 'c')} WHERE {where(d, q, filters)}"
     return q
 
 
@@ -350,7 +180,8 @@ def overview_series(d: Dialect, filters: CallFilters, seconds: int, group: str |
     grp = GROUP_BY[group] if group else "NULL"
     q.sql = (
         f"SELECT {d.bucket('ts', seconds)} AS bucket, {grp} AS grp, {measures(d)}"
-        f" FROM calls c WHERE {where(d, q, filters)} GROUP BY bucket, grp ORDER BY bucket"
+        f" FROM {d.table('calls', 'c')} WHERE {where(d, q, filters)}"
+        " GROUP BY bucket, grp ORDER BY bucket"
     )
     return q
 
@@ -360,7 +191,8 @@ def overview_groups(d: Dialect, filters: CallFilters, group: str) -> Query:
     q = Query(d)
     q.sql = (
         f"SELECT {GROUP_BY[group]} AS grp, {measures(d)}"
-        f" FROM calls c WHERE {where(d, q, filters)} GROUP BY grp ORDER BY calls DESC, grp"
+        f" FROM {d.table('calls', 'c')} WHERE {where(d, q, filters)}"
+        " GROUP BY grp ORDER BY calls DESC, grp"
     )
     return q
 
@@ -374,7 +206,7 @@ def latency_points(d: Dialect, filters: CallFilters, max_points: int) -> Query:
     w = where(d, q, filters) + " AND c.status = 'ok' AND c.output_tokens > 0"
     q.sql = (
         f"SELECT id, {_MODEL} AS model, output_tokens, duration_ms, ttft_ms, stream"
-        f" FROM calls c WHERE {w} ORDER BY ts DESC, id DESC LIMIT {int(max_points)}"
+        f" FROM {d.table('calls', 'c')} WHERE {w} ORDER BY ts DESC, id DESC LIMIT {int(max_points)}"
     )
     return q
 
@@ -386,7 +218,7 @@ def latency_fits(d: Dialect, filters: CallFilters) -> Query:
     q.sql = (
         f"SELECT {_MODEL} AS model, count(*) AS calls,"
         f" {d.slope(y, x)} AS slope_ms_per_token, {d.intercept(y, x)} AS intercept_ms,"
-        f" {d.r2(y, x)} AS r2 FROM calls c WHERE {w} GROUP BY model"
+        f" {d.r2(y, x)} AS r2 FROM {d.table('calls', 'c')} WHERE {w} GROUP BY model"
         " HAVING count(*) >= 2 ORDER BY calls DESC, model"
     )
     return q
@@ -397,7 +229,7 @@ def correlation_base(d: Dialect, filters: CallFilters) -> Query:
     q.sql = (
         f"SELECT count(*) AS total, {d.quantile('duration_ms', 0.95)} AS p95,"
         f" {d.countif(_ERRORS)} AS errors"
-        f" FROM calls c WHERE {where(d, q, filters)}"
+        f" FROM {d.table('calls', 'c')} WHERE {where(d, q, filters)}"
     )
     return q
 
@@ -415,7 +247,7 @@ def correlation_counts(
         parts.append(
             f"SELECT '{name}' AS dim, {d.to_text(expr)} AS value,"
             f" {d.countif(cond)} AS tcount, count(*) AS n"
-            f" FROM calls c WHERE {where(d, q, filters)} GROUP BY value"
+            f" FROM {d.table('calls', 'c')} WHERE {where(d, q, filters)} GROUP BY value"
         )
     q.sql = " UNION ALL ".join(parts)
     return q
@@ -449,7 +281,7 @@ def dependencies_llm(d: Dialect, filters: CallFilters) -> Query:
     q.sql = (
         "SELECT 'llm' AS type, concat(coalesce(provider, '?'), '/', coalesce("
         f"{_MODEL}, '?')) AS downstream, {_dependency_measures(d)}"
-        f" FROM calls c WHERE {where(d, q, filters)} GROUP BY downstream"
+        f" FROM {d.table('calls', 'c')} WHERE {where(d, q, filters)} GROUP BY downstream"
     )
     return q
 
@@ -464,7 +296,8 @@ def dependencies_spans(d: Dialect, filters: CallFilters) -> Query:
     w = where(d, q, _span_filters(filters), alias="s")
     q.sql = (
         f"SELECT 'span' AS type, {_downstream(d)} AS downstream, {_dependency_measures(d)}"
-        f" FROM spans s WHERE {w} AND s.call_id IS NULL AND s.parent_span_id IS NOT NULL"
+        f" FROM {d.table('spans', 's')} WHERE {w}"
+        " AND s.call_id IS NULL AND s.parent_span_id IS NOT NULL"
         " GROUP BY downstream"
     )
     return q
@@ -475,7 +308,7 @@ def dependencies_roots(d: Dialect, filters: CallFilters) -> Query:
     w = where(d, q, _span_filters(filters), alias="s")
     q.sql = (
         "SELECT coalesce(sum(duration_ms), 0) AS trace_ms, count(*) AS traces"
-        f" FROM spans s WHERE {w} AND s.parent_span_id IS NULL"
+        f" FROM {d.table('spans', 's')} WHERE {w} AND s.parent_span_id IS NULL"
     )
     return q
 

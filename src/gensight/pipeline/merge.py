@@ -1,0 +1,221 @@
+"""One call, one record, whoever reports it and however often.
+
+Two producers may report the same LLM call (the anthropic SDK's own span and
+OpenLLMetry's; openai-v2 and OpenLIT on one client; the gateway and the SDK): both carry
+the provider's ``response_id`` within one trace. An exporter may resend a span, and the
+journal replays a batch whose acknowledgement was lost. The writer runs every batch
+through ``CallMerger.resolve`` before pricing it: calls of the batch that are the same
+call become one, then each is merged with what the store already holds for it (same id,
+or same trace and response id), so the store gets one record per call, written again
+only when the merge added something.
+
+``merge_calls`` is the rule, field by field: the first record's identity (id, trace,
+span, start time, source, producer) stays; a value beats an absent one; counts the
+provider reported beat estimated ones; an error outcome beats ``ok``; attributes are
+united (the first wins a conflict) and ``gensight.merged_from`` lists the records folded
+in. Merging is idempotent: merging a record into a merge that already holds it changes
+nothing, which is what makes a resend a no-op.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gensight.model.records import CALL_FIELD_NAMES, CallRecord, SpanRecord
+
+#: Attribute listing the reports folded into a record: ``[{"id", "span_id", "producer"}]``.
+MERGED_FROM = "gensight.merged_from"
+
+TOKEN_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+#: What a price is computed from: when a merge changes one, the price is computed again.
+_PRICE_INPUTS = (
+    *TOKEN_FIELDS,
+    "provider",
+    "request_model",
+    "response_model",
+    "server_address",
+    "reported_cost_usd",
+)
+_IDENTITY = frozenset({"id", "trace_id", "span_id", "ts", "source", "producer"})
+_SPECIAL = frozenset(
+    {*TOKEN_FIELDS, "tokens_estimated", "cost_usd", "cost_source", "attributes"}
+) | {"duration_ms", "stream", "status", "attempts", "tags", "finish_reasons"}
+
+StoredCalls = Callable[[Sequence[CallRecord]], list[CallRecord]]
+
+
+def _token_rank(call: CallRecord) -> int:
+    """2: counts the provider reported, 1: estimated counts, 0: none."""
+    if all(getattr(call, f) is None for f in TOKEN_FIELDS):
+        return 0
+    return 1 if call.tokens_estimated else 2
+
+
+def _provenance(call: CallRecord) -> list[dict[str, Any]]:
+    entries = call.attributes.get(MERGED_FROM)
+    return list(entries) if isinstance(entries, list) else []
+
+
+def _attributes(first: CallRecord, other: CallRecord) -> dict[str, Any]:
+    attrs = {**other.attributes, **first.attributes}
+    folded = _provenance(first)
+    incoming = _provenance(other)
+    if other.id != first.id:
+        incoming.append({"id": other.id, "span_id": other.span_id, "producer": other.producer})
+    for entry in incoming:
+        if entry not in folded and entry.get("id") != first.id:
+            folded.append(entry)
+    if folded:
+        attrs[MERGED_FROM] = folded
+    return attrs
+
+
+def merge_calls(first: CallRecord, other: CallRecord) -> CallRecord:
+    """One record from two reports of the same call; ``first`` was stored (or seen) first.
+
+    Neither argument is changed. ``merge_calls(merge_calls(a, b), b) == merge_calls(a, b)``.
+    """
+    if first == other:
+        return first
+    values: dict[str, Any] = {}
+    for name in CALL_FIELD_NAMES:
+        if name in _SPECIAL:
+            continue
+        a = getattr(first, name)
+        values[name] = a if name in _IDENTITY or a is not None else getattr(other, name)
+    # a producer that saw only the request may report no duration: take the other's
+    values["duration_ms"] = first.duration_ms or other.duration_ms
+    values["stream"] = first.stream or other.stream
+    values["status"] = "error" if "error" in (first.status, other.status) else first.status
+    values["attempts"] = max(first.attempts, other.attempts)
+    values["tags"] = [*first.tags, *(t for t in other.tags if t not in first.tags)]
+    values["finish_reasons"] = list(first.finish_reasons or other.finish_reasons)
+    values["attributes"] = _attributes(first, other)
+
+    # token counts travel together, from the better-ranked report; gaps are filled only
+    # from a report of the same rank (an estimate never fills a reported count)
+    best, rest = (other, first) if _token_rank(other) > _token_rank(first) else (first, other)
+    same_rank = _token_rank(best) == _token_rank(rest)
+    for name in TOKEN_FIELDS:
+        v = getattr(best, name)
+        values[name] = v if v is not None or not same_rank else getattr(rest, name)
+    values["tokens_estimated"] = best.tokens_estimated
+
+    # a price stays only while what it was computed from is unchanged; else the
+    # writer's pricer computes it again (or it stays unknown: never a wrong number)
+    donor = first if first.cost_usd is not None else other
+    if donor.cost_usd is not None and all(values[p] == getattr(donor, p) for p in _PRICE_INPUTS):
+        values["cost_usd"], values["cost_source"] = donor.cost_usd, donor.cost_source
+    else:
+        values["cost_usd"], values["cost_source"] = None, "unknown"
+    merged = CallRecord(**values)
+    return first if merged == first else merged
+
+
+class CallMerger:
+    """The writer's merge step; remembers which calls its observers have not been told of.
+
+    Observers (Prometheus counters, alerts) must see each call once. A call is told when
+    the store did not hold it before this batch, or when an earlier attempt of this
+    writer stored it but failed before telling (a lost acknowledgement, then a retry).
+    """
+
+    #: Ids remembered at most while their writes keep failing (then forgotten).
+    MAX_PENDING = 1_000_000
+
+    def __init__(self) -> None:
+        self._untold: set[str] = set()
+
+    def resolve(
+        self,
+        calls: Sequence[CallRecord],
+        spans: Sequence[SpanRecord],
+        stored_calls: StoredCalls | None,
+    ) -> tuple[list[CallRecord], list[SpanRecord], list[CallRecord]]:
+        """``(calls to write, spans, calls to tell observers of)`` for one batch.
+
+        Calls to write are the new ones and the stored ones a merge changed; spans keep
+        every report, their ``call_id`` pointing at the record that was kept.
+        """
+        alias: dict[str, str] = {}
+        kept = self._within(calls, alias)
+        stored = stored_calls(kept) if stored_calls is not None and kept else []
+        by_id = {s.id: s for s in stored}
+        by_key = {(s.trace_id, s.response_id): s for s in stored if s.response_id}
+        changed: dict[str, CallRecord] = {}
+        told: dict[str, CallRecord] = {}
+        for call in kept:
+            key = (call.trace_id, call.response_id)
+            base = by_id.get(call.id) or (by_key.get(key) if call.response_id else None)
+            if base is None:
+                record = call
+                changed[call.id] = call
+                self._untold.add(call.id)
+            else:
+                record = merge_calls(base, call)
+                if record != base:
+                    changed[record.id] = record
+                if record.id != call.id:
+                    alias[call.id] = record.id
+            # later calls of the batch matching the same stored record build on this one
+            by_id[record.id] = record
+            if record.response_id:
+                by_key[(record.trace_id, record.response_id)] = record
+            if record.id in self._untold:
+                told[record.id] = record
+        if len(self._untold) > self.MAX_PENDING:
+            self._untold.clear()
+        return list(changed.values()), _repoint(spans, alias), list(told.values())
+
+    def told(self, calls: Sequence[CallRecord]) -> None:
+        """The observers have been told of ``calls`` (their batch is stored)."""
+        for call in calls:
+            self._untold.discard(call.id)
+
+    @staticmethod
+    def _within(calls: Sequence[CallRecord], alias: dict[str, str]) -> list[CallRecord]:
+        """The batch with each call once: same id, or same trace and response id."""
+        kept: list[CallRecord] = []
+        at_id: dict[str, int] = {}
+        at_key: dict[tuple[str, str], int] = {}
+        for call in calls:
+            key = (call.trace_id, call.response_id or "")
+            i = at_id.get(call.id)
+            if i is None and call.response_id:
+                i = at_key.get(key)
+            if i is None:
+                i = len(kept)
+                kept.append(call)
+            else:
+                kept[i] = merge_calls(kept[i], call)
+                if kept[i].id != call.id:
+                    alias[call.id] = kept[i].id
+            at_id.setdefault(call.id, i)
+            if call.response_id:
+                at_key.setdefault(key, i)
+        return kept
+
+
+def _repoint(spans: Sequence[SpanRecord], alias: dict[str, str]) -> list[SpanRecord]:
+    """Spans whose call was folded into another record, pointing at that record."""
+    if not alias:
+        return list(spans)
+
+    def final(call_id: str) -> str:
+        seen = set()
+        while call_id in alias and call_id not in seen:
+            seen.add(call_id)
+            call_id = alias[call_id]
+        return call_id
+
+    return [
+        dataclasses.replace(s, call_id=final(s.call_id)) if s.call_id in alias else s for s in spans
+    ]
