@@ -168,15 +168,18 @@ class Journal:
                 with contextlib.suppress(OSError):
                     self.bytes -= path.stat().st_size
                     path.unlink()
-            if self._segments and self.next_seq == seq + 1 and self._file is not None:
-                # Everything is stored: drop the segment. The journal holds payloads as
-                # received (before redaction), so it keeps them no longer than needed.
-                self._file.close()
-                self._file = None
-                _, path = self._segments.pop()
-                with contextlib.suppress(OSError):
-                    self.bytes -= path.stat().st_size
-                    path.unlink()
+            if self.next_seq == seq + 1:
+                # Everything is stored: drop the segments (the last one too, and those of
+                # a previous run or release). The journal holds payloads as received
+                # (before redaction), so it keeps them no longer than needed.
+                if self._file is not None:
+                    self._file.close()
+                    self._file = None
+                while self._segments:
+                    _, path = self._segments.pop()
+                    with contextlib.suppress(OSError):
+                        self.bytes -= path.stat().st_size
+                        path.unlink()
 
     def close(self) -> None:
         """Close the open segment."""
