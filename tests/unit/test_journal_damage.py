@@ -292,3 +292,19 @@ def test_an_old_pickle_can_only_name_records_never_run_code(
     p, store = _old_replay(d)
     assert store.calls == [] and not (tmp_path / "pwned").exists()
     assert p.stats()["set_aside_entries"] == 1  # kept for a human, not executed
+
+
+def test_a_segment_cut_short_after_open_is_damage_at_replay_not_a_crash(tmp_path: Path):
+    j = Journal(tmp_path, max_bytes=10_000_000)
+    j.append(RECORDS, encode_batch([_call(1)], [], []))
+    last = j.append(RECORDS, encode_batch([_call(2)], [], []))
+    j.close()
+    j = Journal(tmp_path, max_bytes=10_000_000)
+    with last.segment.open("r+b") as f:
+        f.truncate(last.offset + 5)  # mid-header: the read finds too few bytes
+    store = ListStore()
+    p = Pipeline(store, flush_interval=0.01, journal=j)
+    p.start()
+    assert p.flush(timeout=10)
+    p.stop()
+    assert [c.id for c in store.calls] == ["c1"] and p.stats()["journal_damaged"] == 1

@@ -191,6 +191,18 @@ class Journal:
     # -- reading ------------------------------------------------------------
     def read(self, entry: Entry) -> bytes:
         """The payload of a journaled batch (JournalDamaged when it no longer checks out)."""
+        try:
+            ok, payload = self._read(entry)
+        except struct.error:  # the file is shorter than the entry it had
+            ok, payload = False, b""
+        if not ok:
+            raise JournalDamaged(
+                f"journal entry {entry.seq} in {entry.segment} at offset {entry.offset} is damaged"
+            )
+        return payload
+
+    @staticmethod
+    def _read(entry: Entry) -> tuple[bool, bytes]:
         with open(entry.segment, "rb") as f:
             f.seek(entry.offset)
             if entry.legacy:
@@ -205,11 +217,7 @@ class Journal:
                 kind = f.read(klen)
                 payload = f.read(plen)
                 ok = magic == ENTRY_MAGIC and seq == entry.seq and _crc(seq, kind, payload) == crc
-        if not ok:
-            raise JournalDamaged(
-                f"journal entry {entry.seq} in {entry.segment} at offset {entry.offset} is damaged"
-            )
-        return payload
+        return ok, payload
 
     def pending(self) -> list[Entry]:
         """Entries after the committed mark when the journal was opened (to replay)."""

@@ -281,7 +281,7 @@ class Pipeline(Worker):
         assert self.journal is not None
         try:
             payload = self.journal.read(entry)
-        except (JournalDamaged, OSError, ValueError) as e:  # struct.error is a ValueError
+        except (JournalDamaged, OSError) as e:  # damaged since open, or the file gone
             self.damaged += 1
             log.error("journal entry %d (%s) skipped: %s", entry.seq, entry.kind, e)
             return [], [], []
