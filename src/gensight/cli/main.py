@@ -44,6 +44,7 @@ def serve(settings: Settings) -> None:
     """Run the server: OTLP ingest, gateway, API and UI on one port."""
     import uvicorn
 
+    from gensight.pipeline.lock import DataDirLocked
     from gensight.receive.auth import Keyring, bind_refusal
     from gensight.web.app import create_app
 
@@ -61,6 +62,8 @@ def serve(settings: Settings) -> None:
         raise typer.Exit(2)
     try:
         asgi = create_app(settings)
+    except DataDirLocked as e:  # another server runs on this dir: one line, no traceback
+        raise SystemExit(f"Error: {e}") from None
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     typer.echo(

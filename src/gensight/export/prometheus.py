@@ -21,7 +21,8 @@ Server health, read at scrape time::
 
     gensight_writer_queue_depth, gensight_writer_queue_capacity,
     gensight_writer_spill_bytes, gensight_writer_{accepted,written,dropped}_records_total,
-    gensight_writer_write_errors_total, gensight_server_events_total{event},
+    gensight_writer_write_errors_total, gensight_writer_set_aside_records_total,
+    gensight_journal_damaged_entries_total, gensight_server_events_total{event},
     gensight_alert_firing{rule_id, name}, gensight_alert_notifications_total{result},
     gensight_forward_spans_total{result}, gensight_forward_queue_depth
 
@@ -188,6 +189,16 @@ def server_collector(
             yield CounterMetricFamily(f"gensight_writer_{key}_records", help_, value=q[key])
         yield CounterMetricFamily(
             "gensight_writer_write_errors", "Failed store writes (retried)", value=q["write_errors"]
+        )
+        yield CounterMetricFamily(
+            "gensight_writer_set_aside_records",
+            "Records the store would not take, set aside under DATA_DIR/set-aside",
+            value=q.get("set_aside", 0),
+        )
+        yield CounterMetricFamily(
+            "gensight_journal_damaged_entries",
+            "Journal entries skipped because they failed their checksum",
+            value=q.get("journal_damaged", 0),
         )
         events = CounterMetricFamily(
             "gensight_server_events", "Ingest and gateway events by kind", labels=["event"]

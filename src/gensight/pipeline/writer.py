@@ -6,7 +6,16 @@ queue, and never blocks on the store. A writer thread drains the queue every
 ``flush_interval`` seconds (or sooner when a batch is large), prices the calls, masks
 secrets (and, with ``--redact pii``, personal data: ``gensight.enrich.redaction``) and writes
 calls, spans and content events to the store in one batch, then marks them committed in
-the journal. A failed write is retried with backoff and its records kept.
+the journal.
+
+A failed write is one of two things. An outage (the store unreachable: connection and
+I/O errors, or whatever the store's ``is_outage`` says) is retried with backoff for as
+long as it lasts, the journal holding what waits. Anything else (a record the store
+cannot take, a bug raising ``AttributeError``…) is a poison batch: after
+``poison_tries`` attempts it is split in halves, the halves that write are written and
+the records that still fail alone are set aside (``gensight.pipeline.setaside``: files
+under ``DATA_DIR/set-aside``, a log line, the ``set_aside`` counter), so one bad record
+never stops the writes behind it.
 
 When the store is down the queue keeps only the newest ``queue_size`` records in memory;
 older batches stay in the journal alone (the spill) and are read back in order when the
@@ -19,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -27,8 +35,11 @@ from typing import Any, Protocol
 
 from gensight.enrich.redaction import Redactor
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
-from gensight.pipeline.journal import Entry, Journal, JournalFull
+from gensight.pipeline import legacy
+from gensight.pipeline.codec import RECORDS, DecodeResult, decode_batch, encode_batch
+from gensight.pipeline.journal import Entry, Journal, JournalDamaged, JournalFull
 from gensight.pipeline.merge import CallMerger
+from gensight.pipeline.setaside import SetAside
 from gensight.pipeline.worker import Worker
 
 Batch = tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]
@@ -38,6 +49,10 @@ log = logging.getLogger("gensight.pipeline.writer")
 
 #: Records written per store batch at most; larger batches are split.
 MAX_BATCH = 20_000
+
+#: Attempts a batch gets when it fails for a reason other than an outage, before it is
+#: split to find and set aside the records that cannot be written.
+POISON_TRIES = 5
 
 #: Test hook (bench/soak.py): while the file this variable names exists, every store
 #: write fails as if the store were down. Unset in production.
@@ -68,8 +83,25 @@ class Observer(Protocol):
 
 
 #: Errors that mean "this data cannot be converted" (Arrow's ArrowInvalid/ArrowTypeError
-#: subclass these), as opposed to the store being unreachable, which is worth retrying.
+#: subclass these): deterministic, so the batch is split at once, without more tries.
 _DATA_ERRORS = (TypeError, ValueError, OverflowError)
+
+#: Exception class names (anywhere in the class's MRO) of store drivers that mean the
+#: store is unreachable, not that the data is bad: DuckDB's IOException and
+#: ConnectionException, clickhouse-connect's OperationalError (connection, timeout).
+#: By name, because this stage does not import the store drivers.
+_OUTAGE_NAMES = frozenset({"IOException", "ConnectionException", "OperationalError"})
+
+
+def is_outage(e: BaseException) -> bool:
+    """Whether a store error means "unreachable, retry for as long as it lasts"."""
+    if isinstance(e, OSError):  # ConnectionError, TimeoutError, socket and disk errors
+        return True
+    return any(c.__name__ in _OUTAGE_NAMES for c in type(e).__mro__)
+
+
+def _size(batch: Batch) -> int:
+    return len(batch[0]) + len(batch[1]) + len(batch[2])
 
 
 def _halves(calls: list, spans: list, events: list) -> list[Batch]:
@@ -100,6 +132,8 @@ class Pipeline(Worker):
         maintenance_interval: float = 3600.0,
         journal: Journal | None = None,
         redactor: Redactor | None = None,
+        set_aside: SetAside | None = None,
+        poison_tries: int = POISON_TRIES,
     ) -> None:
         self.store = store
         self.pricer = pricer
@@ -108,13 +142,17 @@ class Pipeline(Worker):
         self.queue_size = queue_size
         self.flush_interval = flush_interval
         self.journal = journal
-        self._decoders: dict[str, Decoder] = {"records": pickle.loads}
+        self._decoders: dict[str, Callable[[bytes], Batch | DecodeResult]] = {RECORDS: decode_batch}
+        if set_aside is None:
+            set_aside = SetAside(journal.dir / "set-aside" if journal is not None else None)
+        self.set_aside = set_aside
+        self.poison_tries = max(1, poison_tries)
         # items: (journal entry or None, the batch or None when it lives only on disk)
         self._queue: deque[tuple[Entry | None, Batch | None]] = deque()
         self._queued = 0  # records held in memory
         self._on_disk = 0  # batches held only in the journal
         self.replayed = 0
-        self.rejected = 0  # records the store could not take (bad data), set aside
+        self.damaged = 0  # journal entries that no longer read back (checksum) at replay
         super().__init__()
         self._inflight = 0
         self.accepted = 0
@@ -141,7 +179,7 @@ class Pipeline(Worker):
 
         ``raw`` is the receiver's own encoding of the same batch (e.g. ``("otlp-traces",
         protobuf)``) for the journal, decoded again by ``register_decoder``'s function on
-        replay; without it the records are journaled pickled.
+        replay; without it the records are journaled in the JSON record format.
         """
         n = len(calls) + len(spans) + len(events)
         if n == 0:
@@ -149,7 +187,7 @@ class Pipeline(Worker):
         batch: Batch = (list(calls), list(spans), list(events))
         entry = None
         if self.journal is not None:
-            kind, payload = raw or ("records", pickle.dumps(batch, protocol=5))
+            kind, payload = raw or (RECORDS, encode_batch(*batch))
             try:
                 entry = self.journal.append(kind, payload)
             except (JournalFull, OSError) as e:
@@ -240,16 +278,34 @@ class Pipeline(Worker):
         return (calls, spans, events), last_seq
 
     def _from_journal(self, entry: Entry) -> Batch:
+        """A journaled batch's records; what cannot be decoded is set aside, never raised
+        (one bad entry must not stop the ones after it)."""
         assert self.journal is not None
         try:
-            return self._decoders[entry.kind](self.journal.read(entry))
-        except Exception as e:  # a damaged entry must not stop the others
-            log.error("journal entry %d (%s) could not be read back: %s", entry.seq, entry.kind, e)
-            self.dropped += 1
+            payload = self.journal.read(entry)
+        except (JournalDamaged, OSError) as e:  # damaged since open, or the file gone
+            self.damaged += 1
+            log.error("journal entry %d (%s) skipped: %s", entry.seq, entry.kind, e)
             return [], [], []
+        if entry.legacy and entry.kind == legacy.PICKLED:
+            decode: Callable[[bytes], Batch | DecodeResult] | None = _decode_legacy
+        else:
+            decode = self._decoders.get(entry.kind)
+        if decode is None:
+            self.set_aside.payload(entry.seq, entry.kind, payload, "no decoder for this kind")
+            return [], [], []
+        try:
+            result = decode(payload)
+        except Exception as e:  # any decoder failure: keep the payload for a human
+            self.set_aside.payload(entry.seq, entry.kind, payload, f"{type(e).__name__}: {e}")
+            return [], [], []
+        if isinstance(result, DecodeResult):
+            for table, record, why in result.unreadable:
+                self.set_aside.add_records(table, [record], f"unreadable from the journal: {why}")
+            return result.batch
+        return result
 
     def _run(self) -> None:
-        backoff = 0.1
         while True:
             if time.monotonic() >= self._next_maintenance:
                 self._maintain()
@@ -261,52 +317,95 @@ class Pipeline(Worker):
                         return
                     continue
                 batch, last_seq = self._take()
-            while True:
-                try:
-                    self._write_separating_bad(*batch)
-                    if last_seq is not None and self.journal is not None:
-                        self.journal.commit(last_seq)
-                    backoff = 0.1
-                    break
-                except Exception as e:  # keep the batch; the store may come back
-                    self.write_errors += 1
-                    self.last_error = f"{type(e).__name__}: {e}"
-                    log.warning("store write failed (%s); retrying in %.1fs", e, backoff)
-                    time.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    if self._stopping and backoff >= 5.0:
-                        if self.journal is not None:
-                            log.error(
-                                "store unavailable at shutdown: %d batches stay in the journal"
-                                " for the next start",
-                                len(self._queue) + 1,
-                            )
-                            with self._cond:
-                                self._inflight = 0
-                            return
-                        log.error("store unavailable at shutdown; %d records lost", self._inflight)
-                        self.dropped += self._inflight
-                        break
+            if not self._write_batch(batch):
+                return  # store down at shutdown: the journal keeps the rest
+            if last_seq is not None and self.journal is not None:
+                self.journal.commit(last_seq)
             with self._cond:
                 self._inflight = 0
 
-    def _write_separating_bad(
-        self, calls: list[CallRecord], spans: list[SpanRecord], events: list[ContentEvent]
-    ) -> None:
-        """Write a batch; when a record cannot be converted for the store (a data error,
-        not an outage), write the rest and set that record aside, so one bad record can
-        never hold back everything behind it."""
+    def _write_batch(self, batch: Batch) -> bool:
+        """Write a batch until every record is stored or set aside; False when the store
+        stayed down through shutdown (the batch stays in the journal, uncommitted).
+
+        ``parts`` is what is left to write, last first: the batch itself, then, once it
+        has failed ``poison_tries`` times for a reason other than an outage, its halves,
+        recursively, down to single records, which are set aside. An outage pauses this
+        where it is (already written parts are not written again) and retries with
+        backoff for as long as it lasts."""
+        parts: list[tuple[Batch, bool]] = [(batch, True)]  # (part, is the whole batch)
+        tries = 0
+        backoff = 0.1
+        while parts:
+            part, whole = parts[-1]
+            try:
+                self._write(*part)
+            except Exception as e:  # every class: an unforeseen one must not stop writes
+                self.write_errors += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+                if is_outage(e) or self._store_says_outage(e):
+                    log.warning("store unavailable (%s); retrying in %.1fs", e, backoff)
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    if self._stopping and backoff >= 5.0:
+                        return self._give_up_at_shutdown(parts)
+                    continue
+                tries += 1
+                limit = self.poison_tries if whole and not isinstance(e, _DATA_ERRORS) else 1
+                if tries < limit:
+                    log.warning(
+                        "store write failed (%s: %s), try %d of %d",
+                        type(e).__name__,
+                        e,
+                        tries,
+                        limit,
+                    )
+                    time.sleep(min(0.1 * 2 ** (tries - 1), 2.0))
+                    continue
+                parts.pop()
+                tries = 0
+                if _size(part) <= 1:
+                    self._set_aside_part(part, f"{type(e).__name__}: {e}")
+                else:
+                    parts += [(h, False) for h in reversed(_halves(*part))]
+                continue
+            parts.pop()
+            tries = 0
+            backoff = 0.1
+        return True
+
+    def _store_says_outage(self, e: Exception) -> bool:
+        judge = getattr(self.store, "is_outage", None)
+        if judge is None:
+            return False
         try:
-            self._write(calls, spans, events)
-        except _DATA_ERRORS as e:
-            n = len(calls) + len(spans) + len(events)
-            if n <= 1:
-                self.rejected += n
-                self.last_error = f"record set aside: {type(e).__name__}: {e}"
-                log.error("a record the store cannot take was set aside: %s", e)
-                return
-            for part in _halves(calls, spans, events):
-                self._write_separating_bad(*part)
+            return bool(judge(e))
+        except Exception:  # the store's own judgement failing: treat as not an outage
+            return False
+
+    def _give_up_at_shutdown(self, parts: list[tuple[Batch, bool]]) -> bool:
+        left = sum(_size(p) for p, _ in parts)
+        if self.journal is not None:
+            log.error(
+                "store unavailable at shutdown: %d batches stay in the journal for the next start",
+                len(self._queue) + 1,
+            )
+            with self._cond:
+                self._inflight = 0
+            return False
+        log.error("store unavailable at shutdown; %d records lost", left)
+        self.dropped += left
+        return True
+
+    def _set_aside_part(self, part: Batch, reason: str) -> None:
+        """Keep a record the store will not take where a human can find it."""
+        self.last_error = f"record set aside: {reason}"
+        for table, records in zip(("calls", "spans", "events"), part, strict=True):
+            try:
+                self.set_aside.add_records(table, list(records), reason)
+            except Exception as e:  # even the set-aside file failing must not stop writes
+                log.error("could not set aside %d %s record(s) (%s): %r", len(records), table, e,
+                          records)  # fmt: skip
 
     def _maintain(self) -> None:
         """Retention, on the writer thread (the only one that changes the store)."""
@@ -359,7 +458,10 @@ class Pipeline(Worker):
             "spilled_batches": self._on_disk,
             "spill_bytes": self.journal.bytes if self.journal is not None else 0,
             "replayed_batches": self.replayed,
-            "rejected": self.rejected,
+            "set_aside": self.set_aside.records,
+            "set_aside_entries": self.set_aside.payloads,
+            "journal_damaged": self.damaged
+            + (self.journal.damaged if self.journal is not None else 0),
             "accepted": self.accepted,
             "written": self.written,
             "dropped": self.dropped,
@@ -367,3 +469,8 @@ class Pipeline(Worker):
             "last_error": self.last_error,
             "expired": self.expired,
         }
+
+
+def _decode_legacy(payload: bytes) -> DecodeResult:
+    """A pickled batch from the previous release's journal (one-time upgrade path)."""
+    return legacy.decode_pickled(payload, (CallRecord, SpanRecord, ContentEvent))

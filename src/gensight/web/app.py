@@ -20,6 +20,8 @@ from gensight.export.otlp import Forwarder
 from gensight.export.prometheus import Metrics, metrics_route, server_collector
 from gensight.model.settings import Settings
 from gensight.pipeline.journal import Journal
+from gensight.pipeline.lock import DataDirLock
+from gensight.pipeline.setaside import SetAside
 from gensight.pipeline.writer import Pipeline
 from gensight.query.params import ParamError
 from gensight.receive.auth import AuthMiddleware, Keyring
@@ -36,7 +38,19 @@ log = logging.getLogger("gensight.web.app")
 
 
 def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
-    """The whole server as one FastAPI app (the store is opened here unless given)."""
+    """The whole server as one FastAPI app (the store is opened here unless given).
+
+    Takes the data dir's lock first (``DataDirLocked`` when another server holds it),
+    before the journal or the store is opened, and lets it go when the app shuts down."""
+    lock = DataDirLock(settings.data_dir).acquire()
+    try:
+        return _build_app(settings, store, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> FastAPI:
     keyring = Keyring(settings.api_key, settings.api_keys)  # ValueError when malformed
     store = store if store is not None else open_store(settings.store_url(), settings.retention)
     pricer = Pricer(settings.prices)
@@ -50,6 +64,7 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
         flush_interval=settings.flush_interval,
         journal=journal,
         redactor=Redactor(pii=settings.redact_pii),
+        set_aside=SetAside(settings.data_dir / "set-aside"),
     )
     pipeline.register_decoder(TRACES, replay_traces)
     pipeline.register_decoder(LOGS, replay_logs)
@@ -106,6 +121,7 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
             store.close()
             if journal is not None:
                 journal.close()
+            lock.release()
 
     app = FastAPI(
         title="Gensight",
@@ -124,6 +140,7 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
     app.state.forwarder = forwarder
     app.state.grpc = grpc
     app.state.keyring = keyring
+    app.state.data_dir_lock = lock
 
     @app.exception_handler(ParamError)
     async def _param_error(request: Request, exc: ParamError) -> JSONResponse:
