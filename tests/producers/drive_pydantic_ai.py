@@ -4,8 +4,8 @@ Runs inside the ``pydantic-ai`` venv (see envs.py), never imports gensight::
 
     ENV_PYTHON drive_pydantic_ai.py --upstream http://127.0.0.1:P/v1 --otlp http://127.0.0.1:Q
 
-Scenario (``Agent.instrument_all``, pydantic-ai's ``OpenAIChatModel`` on the real ``openai`` client, max_retries=0),
-six model requests in all, each one an LLM call:
+Scenario (``Agent.instrument_all``; pydantic-ai's ``OpenAIChatModel`` on the real
+``openai`` client, max_retries=0), six model requests in all, each one an LLM call:
   1. ``agent.run``: a plain question            → 1 chat request
   2. ``agent.run``: "weather in Paris" with a tool → 2 chat requests (tool call, answer)
      plus one ``execute_tool`` span
@@ -77,9 +77,7 @@ def main() -> int:
                 pass
         embedder = Embedder(_embedding_model(provider()), instrument=instrument)
         await embedder.embed_query("hello world")
-        failing = Agent(
-            OpenAIChatModel("gpt-4o-mini", provider=provider({"x-fake-status": "429"}))
-        )
+        failing = Agent(OpenAIChatModel("gpt-4o-mini", provider=provider({"x-fake-status": "429"})))
         try:
             await failing.run("This one fails.")
         except Exception as e:  # the 429, as the app sees it

@@ -13,7 +13,7 @@ from genai_prices import Usage, calc_price
 from genai_prices import types as gp_types
 from genai_prices.data import providers as gp_providers
 
-from gensight.enrich.pricing import Pricer, _plan_from_model_price
+from gensight.enrich.pricing import Pricer, plan_from_model_price
 from gensight.model.records import CallRecord
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -323,6 +323,17 @@ def test_no_usage_is_unknown(pricer):
 
 def test_reported_fallback(pricer):
     c = call(
+        provider="acme",
+        request_model="acme-internal-model-7",
+        input_tokens=10,
+        output_tokens=5,
+        reported_cost_usd=0.0123,
+    )
+    pricer.price(c)
+    assert (c.cost_usd, c.cost_source) == (0.0123, "reported")
+
+    # a self-hosted server's "reported" cost comes from a public list too: not used
+    c = call(
         provider="ollama",
         request_model="llama3",
         input_tokens=10,
@@ -330,7 +341,8 @@ def test_reported_fallback(pricer):
         reported_cost_usd=0.0123,
     )
     pricer.price(c)
-    assert (c.cost_usd, c.cost_source) == (0.0123, "reported")
+    assert (c.cost_usd, c.cost_source) == (None, "unknown")
+    assert c.attributes["gensight.cost_reason"] == "self_hosted"
 
     c = call(provider="openai", request_model="gpt-4o", reported_cost_usd=0.5)  # no usage
     pricer.price(c)
@@ -547,7 +559,7 @@ def test_every_model_in_the_price_data_matches_calc_price():
                 [prices] if isinstance(prices, gp_types.ModelPrice) else [c.prices for c in prices]
             )
             for mp in model_prices:
-                plan = _plan_from_model_price(mp)
+                plan = plan_from_model_price(mp)
                 if plan is None:
                     continue
                 for _ in range(4):

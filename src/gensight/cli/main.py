@@ -91,6 +91,15 @@ def serve(
             envvar=_env("prices"), help="TOML file of per-model prices (USD per 1M tokens)."
         ),
     ] = None,
+    priced_hosts: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("priced_hosts"),
+            help="Comma list of loopback/private hosts priced from the public price list "
+            "(a private proxy in front of a public provider). Others are self-hosted: "
+            "unpriced unless --prices names the model.",
+        ),
+    ] = None,
     max_body: Annotated[
         str,
         typer.Option(
@@ -253,6 +262,11 @@ def serve(
         data_dir=data_dir,
         store=store,
         prices=prices,
+        priced_hosts=(
+            tuple(h.strip() for h in priced_hosts.split(",") if h.strip())
+            if priced_hosts is not None
+            else None
+        ),
         max_body=_parse_size(max_body),
         upstreams=_parse_upstreams(upstream),
         retries=retries,

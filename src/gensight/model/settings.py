@@ -18,6 +18,8 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path("./gensight-data"))
     store: str | None = None  # duckdb:///path.db; default: DATA_DIR/gensight.duckdb
     prices: Path | None = None  # TOML price overrides
+    # loopback/private hosts priced publicly (None: $GENSIGHT_PRICED_HOSTS, see Pricer)
+    priced_hosts: tuple[str, ...] | None = None
     max_body: int = 16 * 1024 * 1024  # bytes, also after gunzip
     upstreams: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_UPSTREAMS))
     retries: int = 2  # gateway retries on 429, 5xx and connection failures
