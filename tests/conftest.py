@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,12 @@ from gensight.demo import create_app as upstream_app
 from tests.support.server import STORES, Server, store_args
 
 HERE = Path(__file__).resolve().parent
+
+# The fake upstreams on 127.0.0.1 stand for public providers: price their calls from the
+# public list (loopback calls are otherwise self-hosted and unpriced). Read by every
+# Pricer (in-process apps, `gensight serve` subprocesses, the SDK); the self-hosted
+# tests build their Pricer without it.
+os.environ.setdefault("GENSIGHT_PRICED_HOSTS", "127.0.0.1,localhost")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

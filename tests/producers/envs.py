@@ -23,8 +23,9 @@ REPO = HERE.parent.parent
 CACHE = Path(os.environ.get("GENSIGHT_PRODUCER_ENVS", REPO / ".cache" / "producer-envs"))
 PRODUCERS = ("openai-v2", "openlit", "traceloop", "openinference")
 #: every environment: the producers, plus an older traceloop (pre gen_ai.input.messages),
-#: plus openai-v2 under ``opentelemetry-instrument`` with the default OTLP/gRPC exporter
-ENVS = (*PRODUCERS, "traceloop-legacy", "otel-instrument")
+#: plus openai-v2 under ``opentelemetry-instrument`` with the default OTLP/gRPC exporter,
+#: plus agent frameworks driven by their own scenario script (pydantic-ai)
+ENVS = (*PRODUCERS, "traceloop-legacy", "otel-instrument", "pydantic-ai")
 PYTHON_VERSION = "3.11"
 
 _locks: dict[str, threading.Lock] = {name: threading.Lock() for name in ENVS}

@@ -35,6 +35,7 @@ class Variant:
     mode: str = "default"  # "latest": OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental
     content: bool = False
     env: str = ""  # venv to run in (default: the producer's own)
+    driver: str = "drive.py"  # the scenario script (agent frameworks have their own)
 
     @property
     def name(self) -> str:
@@ -58,6 +59,13 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("traceloop", content=True, env="traceloop-legacy"),
     Variant("openinference"),
     Variant("openinference", content=True),
+)
+
+#: Agent frameworks, each with its own scenario (see its driver's docstring): not the
+#: six-call scenario of drive.py, so tests/e2e/test_producers_e2e.py does not run them.
+AGENT_VARIANTS: tuple[Variant, ...] = (
+    Variant("pydantic-ai", driver="drive_pydantic_ai.py"),
+    Variant("pydantic-ai", content=True, driver="drive_pydantic_ai.py"),
 )
 
 # variables of the calling environment that would change what a producer does
@@ -97,7 +105,7 @@ def run_variant(
     with serve(app) as upstream, CaptureServer(out_dir) as capture:
         cmd = [
             str(python),
-            str(HERE / "drive.py"),
+            str(HERE / variant.driver),
             "--producer",
             variant.producer,
             "--upstream",
@@ -117,7 +125,7 @@ def run_variant(
 def main(argv: list[str]) -> int:
     wanted = set(argv)
     failed = 0
-    for variant in VARIANTS:
+    for variant in VARIANTS + AGENT_VARIANTS:
         if wanted and not wanted & {variant.producer, variant.env, variant.name}:
             continue
         capture, proc = run_variant(variant, FIXTURES / variant.name)

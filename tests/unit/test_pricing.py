@@ -13,7 +13,7 @@ from genai_prices import Usage, calc_price
 from genai_prices import types as gp_types
 from genai_prices.data import providers as gp_providers
 
-from gensight.enrich.pricing import Pricer, _plan_from_model_price
+from gensight.enrich.pricing import Pricer, plan_from_model_price
 from gensight.model.records import CallRecord
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -323,6 +323,17 @@ def test_no_usage_is_unknown(pricer):
 
 def test_reported_fallback(pricer):
     c = call(
+        provider="acme",
+        request_model="acme-internal-model-7",
+        input_tokens=10,
+        output_tokens=5,
+        reported_cost_usd=0.0123,
+    )
+    pricer.price(c)
+    assert (c.cost_usd, c.cost_source) == (0.0123, "reported")
+
+    # a self-hosted server's "reported" cost comes from a public list too: not used
+    c = call(
         provider="ollama",
         request_model="llama3",
         input_tokens=10,
@@ -330,7 +341,8 @@ def test_reported_fallback(pricer):
         reported_cost_usd=0.0123,
     )
     pricer.price(c)
-    assert (c.cost_usd, c.cost_source) == (0.0123, "reported")
+    assert (c.cost_usd, c.cost_source) == (None, "unknown")
+    assert c.attributes["gensight.cost_reason"] == "self_hosted"
 
     c = call(provider="openai", request_model="gpt-4o", reported_cost_usd=0.5)  # no usage
     pricer.price(c)
@@ -547,7 +559,7 @@ def test_every_model_in_the_price_data_matches_calc_price():
                 [prices] if isinstance(prices, gp_types.ModelPrice) else [c.prices for c in prices]
             )
             for mp in model_prices:
-                plan = _plan_from_model_price(mp)
+                plan = plan_from_model_price(mp)
                 if plan is None:
                     continue
                 for _ in range(4):
@@ -572,3 +584,118 @@ def test_every_model_in_the_price_data_matches_calc_price():
                     )
                     checked += 1
     assert checked > 5000
+
+
+# -- self-hosted servers -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def public_only() -> Pricer:
+    """A pricer without the tests' GENSIGHT_PRICED_HOSTS (loopback = self-hosted)."""
+    return Pricer(priced_hosts=())
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "localhost",
+        "127.0.0.1",
+        "::1",
+        "10.0.0.7",
+        "192.168.1.5",
+        "fd00::5",
+        "gpu.local",
+        "ollama.internal",
+        "http://localhost:11434",
+    ],  # fmt: skip
+)
+def test_a_model_on_a_private_address_is_not_priced_publicly(public_only, address):
+    # what openai-v2 reports for Ollama: provider "openai", the model's own name
+    c = call(provider="openai", request_model="deepseek-r1", response_model="deepseek-r1",
+             input_tokens=50_000, output_tokens=20_000, server_address=address)  # fmt: skip
+    public_only.price(c)
+    assert (c.cost_usd, c.cost_source) == (None, "unknown")
+    assert c.attributes["gensight.cost_reason"] == "self_hosted"
+    got = public_only.cost(
+        provider="openai", model="gpt-4o-mini", input_tokens=10, output_tokens=10,
+        server_address=address,
+    )  # fmt: skip
+    assert got == (None, "unknown")
+    # the same call to a public address is priced (so the refusal is the address's)
+    public = call(provider="openai", request_model="gpt-4o-mini", input_tokens=50_000,
+                  output_tokens=20_000, server_address="api.openai.com")  # fmt: skip
+    public_only.price(public)
+    assert public.cost_source == "computed" and public.cost_usd > 0
+    assert "gensight.cost_reason" not in (public.attributes or {})
+
+
+def test_priced_hosts_and_overrides_price_a_private_address(tmp_path):
+    priced = Pricer(priced_hosts=["10.0.0.7:8080", "proxy.internal"])
+    for address in ("10.0.0.7", "10.0.0.7:443", "proxy.internal"):
+        c = call(provider="openai", request_model="gpt-4o-mini", input_tokens=1000,
+                 output_tokens=100, server_address=address)  # fmt: skip
+        priced.price(c)
+        assert c.cost_source == "computed"
+        assert c.cost_usd == pytest.approx(expected("gpt-4o-mini", "openai", input_tokens=1000,
+                                                    output_tokens=100, ts=TS))  # fmt: skip
+    other = call(provider="openai", request_model="gpt-4o-mini", input_tokens=1000,
+                 output_tokens=100, server_address="10.0.0.8")  # fmt: skip
+    priced.price(other)
+    assert other.cost_source == "unknown"
+    # a self-hosted provider stays self-hosted, whatever its address
+    named = call(provider="ollama", request_model="gpt-4o-mini", input_tokens=1000,
+                 output_tokens=100, server_address="10.0.0.7")  # fmt: skip
+    priced.price(named)
+    assert (named.cost_usd, named.cost_source) == (None, "unknown")
+
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."deepseek-r1"]\ninput = 0.1\noutput = 0.2\n')
+    mine = Pricer(prices, priced_hosts=())
+    c = call(provider="openai", request_model="deepseek-r1", input_tokens=1_000_000,
+             output_tokens=1_000_000, server_address="localhost:11434")  # fmt: skip
+    mine.price(c)
+    assert (c.cost_usd, c.cost_source) == (pytest.approx(0.3), "override")
+
+
+def test_env_names_the_priced_hosts(monkeypatch):
+    monkeypatch.setenv("GENSIGHT_PRICED_HOSTS", " gw.local , 10.9.9.9 ")
+    p = Pricer()
+    assert not p.self_hosted("openai", "gw.local:8443")
+    assert not p.self_hosted("openai", "10.9.9.9")
+    assert p.self_hosted("openai", "127.0.0.1")
+    monkeypatch.delenv("GENSIGHT_PRICED_HOSTS")
+    assert Pricer().self_hosted("openai", "gw.local")
+
+
+# -- implausible usage -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("input_tokens", -5),
+        ("output_tokens", -1),
+        ("input_tokens", 10**10),
+        ("cache_read_tokens", -100),
+        ("reasoning_tokens", 2 * 10**9),
+    ],
+)
+def test_implausible_counts_are_refused_not_priced(pricer, field, value):
+    c = call(provider="openai", request_model="gpt-4o-mini",
+             **{"input_tokens": 100, "output_tokens": 10, field: value})  # fmt: skip
+    pricer.price(c)
+    assert getattr(c, field) is None
+    assert c.attributes[f"gensight.refused.{field}"] == value
+    assert c.cost_usd is None or c.cost_usd >= 0
+
+
+def test_a_negative_reported_cost_is_refused(pricer):
+    c = call(provider="acme", request_model="acme-internal-model-7", reported_cost_usd=-1e6)
+    pricer.price(c)
+    assert (c.cost_usd, c.cost_source) == (None, "unknown")
+    assert c.reported_cost_usd is None
+    assert c.attributes["gensight.refused.reported_cost_usd"] == -1e6
+    assert pricer.cost(provider="openai", model="gpt-4o", input_tokens=-10, output_tokens=5) == (
+        None,
+        "unknown",
+    )

@@ -47,9 +47,7 @@ def _ms(value: float | None) -> str:
 
 def stats(
     since: Annotated[str, option("since", "Time range start: 1h, 7d or ISO 8601.")] = "1h",
-    group_by: Annotated[
-        str, option("group-by", ", ".join(vocab.GROUP_BY))
-    ] = "model",
+    group_by: Annotated[str, option("group-by", ", ".join(vocab.GROUP_BY))] = "model",
     url: URL = DEFAULT_URL,
     api_key: KEY = None,
 ) -> None:

@@ -20,182 +20,82 @@ Every span becomes a ``SpanRecord``; a span that is an LLM call also becomes a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from gensight.conventions import messages as msg
+from gensight.conventions import registry
 from gensight.conventions.errors import classify, status_from_text
+from gensight.conventions.fields import (
+    CONTENT_KEYS,
+    FIELD_KEYS,
+    INVOCATION,
+    collect,
+    first,
+    is_content_key,
+    to_bool,
+    to_float,
+    to_http_status,
+    to_int,
+    to_str,
+    to_str_list,
+)
+from gensight.conventions.operations import (
+    CALL_OPERATIONS,
+    OPENINFERENCE_CALL_KINDS,
+    call_operation,
+    normalize_operation,
+)
 from gensight.conventions.otlp_values import (
     SPAN_KINDS,
     attributes,
     hex_id,
     nanos_to_datetime,
 )
+from gensight.conventions.plausible import (
+    REFUSED_PREFIX,
+    plausible_time,
+    refuse_implausible_call,
+)
+from gensight.conventions.providers import host_of, normalize_provider, provider_for_host
 from gensight.model.records import CallRecord, SpanRecord
 
-# Attributes whose content lands in the record's message fields; not repeated in attributes.
-_CONTENT_KEYS = frozenset(
-    {
-        "gen_ai.input.messages",
-        "gen_ai.output.messages",
-        "gen_ai.system_instructions",
-        "gen_ai.prompt",
-        "gen_ai.completion",
-        "input.value",
-        "output.value",
-    }
-)
-_CONTENT_PREFIXES = (
-    "embedding.embeddings.",  # OpenInference: embedded texts (content) and vectors (bulk)
-    "gen_ai.prompt.",
-    "gen_ai.completion.",
-    "llm.input_messages.",
-    "llm.output_messages.",
-)
+__all__ = [
+    "CALL_OPERATIONS",
+    "Resource",
+    "is_llm_span",
+    "normalize_operation",
+    "normalize_provider",
+    "producer_of",
+    "span_to_records",
+]
 
-_OPERATION_ALIASES = {
-    "embedding": "embeddings",
-    "completion": "text_completion",
-    "completions": "text_completion",
-    "chat_completion": "chat",
-    "chat.completions": "chat",
-    "response": "responses",
-    "rerank": "rerank",
-}
-
-_PROVIDER_ALIASES = {
-    "azure": "azure.ai.openai",
-    "azure_openai": "azure.ai.openai",
-    "azureopenai": "azure.ai.openai",
-    "az.ai.openai": "azure.ai.openai",
-    "mistralai": "mistral_ai",
-    "mistral": "mistral_ai",
-    "moonshot": "moonshot_ai",
-    "moonshotai": "moonshot_ai",
-    "xai": "x_ai",
-    "google": "gcp.gen_ai",
-    "vertexai": "gcp.vertex_ai",
-    "vertex_ai": "gcp.vertex_ai",
-    "gemini": "gcp.gemini",
-    "bedrock": "aws.bedrock",
-    "aws_bedrock": "aws.bedrock",
-}
+# The names this module had before it was split (fields.py, operations.py,
+# providers.py); kept so code and tests written against them keep working.
+_CONTENT_KEYS = CONTENT_KEYS
+_FIELD_KEYS = FIELD_KEYS
+_INVOCATION = INVOCATION
+_OPENINFERENCE_LLM_KINDS = OPENINFERENCE_CALL_KINDS
+_collect = collect
+_first = first
+_int = to_int
+_float = to_float
+_http_status = to_http_status
+_str = to_str
+_bool = to_bool
+_str_list = to_str_list
+_is_content_key = is_content_key
 
 _OPENAI_FAMILY = frozenset({"openai", "azure.ai.openai"})
-
-_OPENINFERENCE_LLM_KINDS = {"LLM": "chat", "EMBEDDING": "embeddings"}
-
-
-def _first(attrs: dict[str, Any], *keys: str) -> Any:
-    for k in keys:
-        v = attrs.get(k)
-        if v is not None and v != "":
-            return v
-    return None
-
-
-_INT64 = (-(2**63), 2**63 - 1)
-
-
-def _int(v: Any) -> int | None:
-    """An integer field (a 64-bit column): None when absent, not a number or out of range."""
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        n = int(v)
-    except (TypeError, ValueError, OverflowError):
-        try:
-            n = int(float(v))
-        except (TypeError, ValueError, OverflowError):  # "inf" overflows
-            return None
-    return n if _INT64[0] <= n <= _INT64[1] else None
-
-
-def _float(v: Any) -> float | None:
-    """A float field: None when absent, not a number, NaN or infinite (JSON has neither)."""
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _http_status(v: Any) -> int | None:
-    n = _int(v)
-    return n if n is not None and 100 <= n <= 999 else None
-
-
-def _str(v: Any) -> str | None:
-    """A text field: producers may send any type (an int ``service.name``, a list model)."""
-    if v is None or isinstance(v, str):
-        return v
-    if isinstance(v, list | dict):
-        try:
-            return orjson.dumps(v, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-        except orjson.JSONEncodeError:  # nested deeper than JSON writers go
-            pass
-    return str(v)
-
-
-def _bool(v: Any) -> bool | None:
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str):
-        return v.strip().lower() in ("true", "1", "yes")
-    return bool(v)
-
-
-def _str_list(v: Any) -> list[str]:
-    v = msg.parse_json(v)
-    if v is None:
-        return []
-    if isinstance(v, list | tuple):
-        return [str(x) for x in v if x is not None]
-    return [str(v)]
-
-
-def normalize_provider(value: Any) -> str | None:
-    """A provider name in ``gen_ai.provider.name`` spelling (openai, azure.ai.openai, …)."""
-    if value is None:
-        return None
-    p = str(value).strip().lower()
-    return _PROVIDER_ALIASES.get(p, p) or None
-
-
-def normalize_operation(value: Any) -> str | None:
-    """An operation name in ``gen_ai.operation.name`` spelling (chat, embeddings, …)."""
-    if value is None:
-        return None
-    op = str(value).strip().lower()
-    return _OPERATION_ALIASES.get(op, op) or None
+#: How long a span may plausibly last; a longer one has a broken start or end time.
+_MAX_DURATION_MS = 86_400_000.0
 
 
 def is_llm_span(attrs: dict[str, Any]) -> bool:
-    """Whether a span's attributes describe an LLM call (any convention)."""
-    kind = attrs.get("openinference.span.kind")
-    if kind is not None:
-        return str(kind).upper() in _OPENINFERENCE_LLM_KINDS
-    tl_kind = attrs.get("traceloop.span.kind")
-    if tl_kind is not None and str(tl_kind).lower() in ("workflow", "task", "agent", "tool"):
-        return False
-    return (
-        "gen_ai.operation.name" in attrs
-        or "gen_ai.request.model" in attrs
-        or "gen_ai.provider.name" in attrs
-        or "gen_ai.system" in attrs
-        or "llm.request.type" in attrs
-    )
-
-
-def _is_content_key(key: str) -> bool:
-    return key in _CONTENT_KEYS or key.startswith(_CONTENT_PREFIXES)
+    """Whether a span's attributes describe an LLM call (inference or embedding, any
+    convention; see ``gensight.conventions.operations``)."""
+    return call_operation(attrs) is not None
 
 
 class Resource:
@@ -207,9 +107,9 @@ class Resource:
         service = attrs.get("service.name")
         if isinstance(service, str) and service.startswith("unknown_service"):
             service = None
-        self.app = _str(service or attrs.get("gen_ai.application_name"))
-        self.environment = _str(
-            _first(
+        self.app = to_str(service or attrs.get("gen_ai.application_name"))
+        self.environment = to_str(
+            first(
                 attrs, "deployment.environment.name", "deployment.environment", "gen_ai.environment"
             )
         )
@@ -239,9 +139,14 @@ def producer_of(scope_name: str, resource_attrs: dict[str, Any]) -> str | None:
 
 
 def span_to_records(
-    span: Any, resource: Resource, scope_name: str = ""
+    span: Any, resource: Resource, scope_name: str = "", received: datetime | None = None
 ) -> tuple[SpanRecord, CallRecord | None]:
-    """One OTLP protobuf ``Span`` as its SpanRecord and, for an LLM call, its CallRecord."""
+    """One OTLP protobuf ``Span`` as its SpanRecord and, for an LLM call, its CallRecord.
+
+    ``received`` (default: now) is when the span arrived: a start time before 2020 or
+    more than a day after it is stored as ``received`` (see
+    ``gensight.conventions.plausible``).
+    """
     attrs = attributes(span.attributes)
     trace_id = hex_id(span.trace_id)
     span_id = hex_id(span.span_id)
@@ -251,6 +156,13 @@ def span_to_records(
     end = span.end_time_unix_nano
     ts = nanos_to_datetime(start)
     duration_ms = max(0.0, (end - start) / 1e6) if end else 0.0
+    clamped = plausible_time(ts, received or datetime.now(tz=UTC))
+    if clamped is not None:
+        attrs[REFUSED_PREFIX + "ts"] = ts.isoformat()
+        ts = clamped
+    if duration_ms > _MAX_DURATION_MS:
+        attrs[REFUSED_PREFIX + "duration_ms"] = duration_ms
+        duration_ms = 0.0
     parent = hex_id(span.parent_span_id)
     code = span.status.code  # 0 unset, 1 ok, 2 error
     events = [
@@ -271,23 +183,34 @@ def span_to_records(
         duration_ms=duration_ms,
         status="error" if code == 2 else "ok",
         status_message=span.status.message or None,
-        app=resource.app or _str(attrs.get("gen_ai.application_name")),
+        app=resource.app or to_str(attrs.get("gen_ai.application_name")),
         attributes={},
         events=[],
     )
-    if not is_llm_span(attrs) or _bool(attrs.get("gensight.via_gateway")):
-        # A Gensight SDK span of a call made through the Gensight gateway: the gateway's
-        # record (its child in the trace) is the call; this span stays a plain span.
+    view, applied = registry.translate(attrs, scope_name)
+    operation = call_operation(view)
+    if operation is None or to_bool(attrs.get("gensight.via_gateway")):
+        # Not an inference/embedding call (an agent, workflow, tool, retrieval … span),
+        # or a Gensight SDK span of a call made through the Gensight gateway, whose
+        # record (its child in the trace) is the call: a plain span.
         srec.attributes = attrs
         srec.events = events
         return srec, None
 
-    call = _call_from_attrs(attrs, events, resource, trace_id, span_id, parent, ts, duration_ms)
+    call = _call_from_attrs(
+        view, attrs, operation, events, resource, trace_id, span_id, parent, ts, duration_ms
+    )
     call.producer = producer_of(scope_name, {}) or resource.producer
     if call.producer == "otel-genai" and call.provider in _OPENAI_FAMILY:
         call.producer = "openai-v2"
-    if code == 2 or "error.type" in attrs:
-        _set_error(call, attrs, events, span.status.message)
+    for conv in applied:
+        if conv.refine is not None:
+            conv.refine(call, view)
+        if call.producer == scope_name and scope_name:
+            call.producer = conv.name
+    if code == 2 or "error.type" in view:
+        _set_error(call, view, events, span.status.message)
+    refuse_implausible_call(call)
     srec.call_id = call.id
     srec.attributes = call.attributes
     # Exceptions stay visible on the span; content-bearing events live in the call.
@@ -295,118 +218,10 @@ def span_to_records(
     return srec, call
 
 
-#: Record field ← attribute keys of every convention, in order of precedence.
-_FIELD_KEYS: dict[str, tuple[str, ...]] = {
-    "operation": ("gen_ai.operation.name", "llm.request.type"),
-    "response_model": ("gen_ai.response.model", "llm.response.model", "embedding.model_name"),
-    "request_model": ("gen_ai.request.model", "llm.request.model"),
-    "oi_model": ("llm.model_name",),
-    "invocation": ("llm.invocation_parameters", "embedding.invocation_parameters"),
-    "stream": (
-        "gen_ai.request.stream",
-        "gen_ai.request.is_stream",
-        "gen_ai.is_streaming",
-        "llm.is_streaming",
-    ),
-    "ttft_s": (
-        "gen_ai.response.time_to_first_chunk",
-        "gen_ai.server.time_to_first_token",
-        "llm.chat.stream.time_to_first_token",
-    ),
-    "input_tokens": (
-        "gen_ai.usage.input_tokens",
-        "gen_ai.usage.prompt_tokens",
-        "llm.token_count.prompt",
-    ),
-    "output_tokens": (
-        "gen_ai.usage.output_tokens",
-        "gen_ai.usage.completion_tokens",
-        "llm.token_count.completion",
-    ),
-    "cache_read_tokens": (
-        "gen_ai.usage.cache_read.input_tokens",
-        "gen_ai.usage.cache_read_input_tokens",
-        "gen_ai.usage.cached_tokens",
-        "llm.token_count.prompt_details.cache_read",
-    ),
-    "cache_write_tokens": (
-        "gen_ai.usage.cache_creation.input_tokens",
-        "gen_ai.usage.cache_write.input_tokens",
-        "gen_ai.usage.cache_creation_input_tokens",
-        "llm.token_count.prompt_details.cache_write",
-    ),
-    "reasoning_tokens": (
-        "gen_ai.usage.reasoning.output_tokens",
-        "gen_ai.usage.reasoning_tokens",
-        "gen_ai.usage.completion_tokens_details.reasoning_tokens",
-        "llm.token_count.completion_details.reasoning",
-    ),
-    "reported_cost_usd": ("gen_ai.usage.cost", "llm.cost.total"),
-    "finish_reasons": ("gen_ai.response.finish_reasons", "llm.finish_reason"),
-    "temperature": ("gen_ai.request.temperature",),
-    "top_p": ("gen_ai.request.top_p",),
-    "max_tokens": ("gen_ai.request.max_tokens",),
-    "frequency_penalty": ("gen_ai.request.frequency_penalty",),
-    "presence_penalty": ("gen_ai.request.presence_penalty",),
-    "seed": ("gen_ai.request.seed", "gen_ai.openai.request.seed"),
-    "user": (
-        "user.id",
-        "enduser.id",
-        "gen_ai.request.user",
-        "gen_ai.openai.request.user",
-        "traceloop.association.properties.user_id",
-    ),
-    "session": (
-        "session.id",
-        "gen_ai.conversation.id",
-        "traceloop.association.properties.session_id",
-    ),
-    "server_address": ("server.address", "gen_ai.endpoint"),
-    "http_status": ("http.response.status_code", "http.status_code"),
-    "provider": ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"),
-    "app": ("gen_ai.application_name",),
-    "environment": ("gen_ai.environment", "deployment.environment.name"),
-    "response_id": ("gen_ai.response.id", "llm.response.id"),
-    "oi_kind": ("openinference.span.kind",),
-}
-_ALIASES: dict[str, tuple[str, int]] = {
-    key: (name, rank) for name, keys in _FIELD_KEYS.items() for rank, key in enumerate(keys)
-}
-#: Parameters OpenInference keeps only inside ``llm.invocation_parameters``.
-_INVOCATION = {
-    "temperature": ("temperature",),
-    "top_p": ("top_p",),
-    "max_tokens": ("max_completion_tokens", "max_tokens"),
-    "frequency_penalty": ("frequency_penalty",),
-    "presence_penalty": ("presence_penalty",),
-    "seed": ("seed",),
-    "user": ("user",),
-}
-
-
-def _collect(attrs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """One pass over the attributes: each field's winning value, and whether any key
-    carries message content."""
-    found: dict[str, tuple[int, Any]] = {}
-    content = False
-    aliases = _ALIASES
-    for key, value in attrs.items():
-        alias = aliases.get(key)
-        if alias is None:
-            if not content and (key in _CONTENT_KEYS or key.startswith(_CONTENT_PREFIXES)):
-                content = True
-            continue
-        if value is None or value == "":
-            continue
-        name, rank = alias
-        current = found.get(name)
-        if current is None or rank < current[0]:
-            found[name] = (rank, value)
-    return {name: v for name, (_, v) in found.items()}, content
-
-
 def _call_from_attrs(
+    view: dict[str, Any],
     attrs: dict[str, Any],
+    operation: str,
     events: list[dict[str, Any]],
     resource: Resource,
     trace_id: str,
@@ -415,12 +230,14 @@ def _call_from_attrs(
     ts: Any,
     duration_ms: float,
 ) -> CallRecord:
-    f, has_content = _collect(attrs)
+    """The CallRecord of an LLM-call span: fields read from ``view`` (the attributes
+    plus what conventions translated), ``attrs`` (as sent) kept as its attributes."""
+    f, has_content = collect(view)
     get = f.get
     if "invocation" in f:
         invocation = msg.parse_json(f["invocation"])
         if isinstance(invocation, dict):
-            for name, keys in _INVOCATION.items():
+            for name, keys in INVOCATION.items():
                 if name not in f:
                     for k in keys:
                         if invocation.get(k) is not None:
@@ -431,15 +248,9 @@ def _call_from_attrs(
             if "stream" not in f and invocation.get("stream") is not None:
                 f["stream"] = invocation["stream"]
 
-    operation = normalize_operation(get("operation"))
-    if operation is None and "oi_kind" in f:
-        operation = _OPENINFERENCE_LLM_KINDS.get(str(f["oi_kind"]).upper())
-    if operation is None:
-        operation = "chat"
-    if operation == "chat" and attrs.get("openai.api.type") == "responses":
-        operation = (
-            "responses"  # the semconv says chat; the record names the API, as the gateway does
-        )
+    if operation == "chat" and view.get("openai.api.type") == "responses":
+        # the semconv says chat; the record names the API, as the gateway does
+        operation = "responses"
 
     response_model = get("response_model")
     request_model = get("request_model")
@@ -447,17 +258,24 @@ def _call_from_attrs(
         response_model = response_model or f["oi_model"]
         request_model = request_model or f["oi_model"]
 
-    stream = _bool(get("stream"))
-    ttft_s = _float(get("ttft_s"))
+    stream = to_bool(get("stream"))
+    ttft_s = to_float(get("ttft_s"))
     if stream is None:
-        stream = ttft_s is not None
+        stream = ttft_s is not None  # a first-chunk time is only measured on a stream
     elif not stream:
         ttft_s = None  # OpenLIT reports a "first token" time for whole responses too
 
-    input_tokens = _int(get("input_tokens"))
-    output_tokens = _int(get("output_tokens"))
+    input_tokens = to_int(get("input_tokens"))
+    output_tokens = to_int(get("output_tokens"))
     if operation == "embeddings" and input_tokens is not None and output_tokens is None:
         output_tokens = 0
+
+    server_address = to_str(get("server_address"))
+    provider = normalize_provider(get("provider"))
+    if provider in (None, "openai"):
+        # OpenAI client instrumentations call every OpenAI-compatible service "openai";
+        # the host says which one it was (the gateway and the SDK read it the same way).
+        provider = provider_for_host(host_of(server_address)) or provider
 
     call = CallRecord(
         id=span_id,
@@ -467,36 +285,36 @@ def _call_from_attrs(
         ts=ts,
         duration_ms=duration_ms,
         source="otlp",
-        app=_str(get("app")) or resource.app,
-        environment=_str(get("environment")) or resource.environment,
-        provider=normalize_provider(get("provider")),
+        app=to_str(get("app")) or resource.app,
+        environment=to_str(get("environment")) or resource.environment,
+        provider=provider,
         operation=operation,
-        request_model=_str(request_model),
-        response_model=_str(response_model),
-        response_id=_str(get("response_id")),
+        request_model=to_str(request_model),
+        response_model=to_str(response_model),
+        response_id=to_str(get("response_id")),
         stream=bool(stream),
         ttft_ms=ttft_s * 1000.0 if ttft_s is not None else None,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cache_read_tokens=_int(get("cache_read_tokens")),
-        cache_write_tokens=_int(get("cache_write_tokens")),
-        reasoning_tokens=_int(get("reasoning_tokens")),
-        reported_cost_usd=_float(get("reported_cost_usd")),
-        finish_reasons=_str_list(get("finish_reasons")),
-        temperature=_float(get("temperature")),
-        top_p=_float(get("top_p")),
-        max_tokens=_int(get("max_tokens")),
-        frequency_penalty=_float(get("frequency_penalty")),
-        presence_penalty=_float(get("presence_penalty")),
-        seed=_int(get("seed")),
-        user=_str(get("user")),
-        session=_str(get("session")),
-        server_address=_str(get("server_address")),
-        http_status=_http_status(get("http_status")),
+        cache_read_tokens=to_int(get("cache_read_tokens")),
+        cache_write_tokens=to_int(get("cache_write_tokens")),
+        reasoning_tokens=to_int(get("reasoning_tokens")),
+        reported_cost_usd=to_float(get("reported_cost_usd")),
+        finish_reasons=to_str_list(get("finish_reasons")),
+        temperature=to_float(get("temperature")),
+        top_p=to_float(get("top_p")),
+        max_tokens=to_int(get("max_tokens")),
+        frequency_penalty=to_float(get("frequency_penalty")),
+        presence_penalty=to_float(get("presence_penalty")),
+        seed=to_int(get("seed")),
+        user=to_str(get("user")),
+        session=to_str(get("session")),
+        server_address=server_address,
+        http_status=to_http_status(get("http_status")),
     )
     if has_content or events:
-        _set_messages(call, attrs, events)
-        call.attributes = {k: v for k, v in attrs.items() if not _is_content_key(k)}
+        _set_messages(call, view, events)
+        call.attributes = {k: v for k, v in attrs.items() if not is_content_key(k)}
     else:
         call.attributes = attrs  # secrets are masked in the pipeline, for every path
     return call
@@ -572,7 +390,7 @@ def _set_error(
                 error_type if error_type not in (None, "_OTHER") else ea.get("exception.type")
             )
             error_type = error_type or ea.get("exception.type")
-            message = _str(ea.get("exception.message")) or message
+            message = to_str(ea.get("exception.message")) or message
             break
     if call.http_status is None:
         call.http_status = status_from_text(str(error_type) if error_type else None) or (

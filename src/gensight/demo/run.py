@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import tempfile
@@ -39,6 +40,7 @@ import httpx
 
 from gensight.demo.serve import ServerThread
 from gensight.demo.upstream import DEMO_PROFILES, ModelProfile, UpstreamConfig, create_app
+from gensight.enrich.pricing import PRICED_HOSTS_ENV
 from gensight.model.settings import Settings
 
 #: The demo's upstream key; the gateway forwards it, and never stores it.
@@ -341,6 +343,9 @@ def run(
     data = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="gensight-demo-"))
     # the upstream's in-flight requests are cut at exit: that is no error worth printing
     upstream = ServerThread(create_app(demo_upstream_config(seed)), log_level="critical").start()
+    # The simulated upstream stands for OpenAI and DeepSeek: price its calls publicly
+    # (loopback addresses are otherwise self-hosted), in the server and in the SDK.
+    os.environ.setdefault(PRICED_HOSTS_ENV, "127.0.0.1")
     settings = Settings(
         host=host,
         port=port,

@@ -35,8 +35,22 @@ lets genai-prices match by the model name alone, then tries OpenAI (every call
 Gensight sees speaks the OpenAI API). Since OpenAI client instrumentations call
 every OpenAI-compatible service ``openai``, a model OpenAI does not sell
 (``deepseek-chat``, ``kimi-k2``…) reported under ``openai`` is matched by name too.
-Self-hosted servers (Ollama, vLLM, llama.cpp…) are never priced from the
-public price list: only overrides price them.
+
+Self-hosted calls are never priced from the public price list: a call whose provider
+is a self-hosted server (ollama, vllm, llama.cpp, lm_studio, localai, tgi, sglang …,
+see ``gensight.conventions.providers``) or whose ``server.address`` is loopback,
+private (RFC 1918, link-local, ``::1``, fc00::/7) or ``localhost``/``*.local``/
+``*.internal``. Only an override prices it; otherwise ``cost_usd`` is null,
+``cost_source`` ``unknown`` (a producer's reported cost is not used either: it comes
+from a public list too) and the attribute ``gensight.cost_reason`` is
+``self_hosted``. An ``openai-v2`` span of Ollama's ``deepseek-r1`` on localhost is
+therefore not priced at DeepSeek's rates. Hosts listed in ``priced_hosts`` (or the
+``GENSIGHT_PRICED_HOSTS`` environment variable) are priced publicly even so: a private
+proxy in front of a public provider, or a local stand-in for one (the demo, tests).
+
+Implausible inputs (negative or non-finite token counts or costs, counts above 10^9)
+are refused before pricing (``gensight.conventions.plausible``): stored as null with
+the original kept as ``gensight.refused.<field>``, never priced or summed.
 
 Offline: genai-prices can refresh its data from GitHub, but only through its
 ``UpdatePrices`` background task, which Gensight never starts; lookups read the
@@ -51,166 +65,61 @@ multiplications.
 from __future__ import annotations
 
 import logging
-import math
+import os
 import threading
-import tomllib
-from bisect import bisect_left
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from gensight.conventions.plausible import refuse_implausible_call
+from gensight.conventions.providers import (
+    PRICE_IDS,
+    SELF_HOSTED,
+    host_of,
+    is_private_host,
+    is_self_hosted_provider,
+)
+from gensight.enrich.price_plans import (
+    Override,
+    Plan,
+    canonical_name,
+    load_overrides,
+    plan_from_model_price,
+)
 from gensight.model.records import CallRecord
 
-__all__ = ["Pricer"]
+__all__ = ["COST_REASON", "PRICED_HOSTS_ENV", "Pricer", "plan_from_model_price"]
 
 log = logging.getLogger(__name__)
 
-_MTOK = 1_000_000
+#: Attribute saying why a call has no cost although it has usage.
+COST_REASON = "gensight.cost_reason"
+#: Hosts (comma list) priced from the public list although loopback or private.
+PRICED_HOSTS_ENV = "GENSIGHT_PRICED_HOSTS"
+_SELF_HOSTED_IDS = frozenset(canonical_name(p) for p in SELF_HOSTED)
+_KNOWN_IDS = frozenset(PRICE_IDS.values())
 
-#: Gensight / convention provider spellings → genai-prices provider ids.
-#: Keys are normalized by ``_normalize_name`` (lowercase, spaces → ``_``).
-_PROVIDER_ALIASES: dict[str, str] = {
-    # OpenAI
-    "openai": "openai",
-    # Azure (azure has OpenAI, Anthropic, DeepSeek, xAI and Moonshot models as fallbacks)
-    "azure": "azure",
-    "azure.ai.openai": "azure",
-    "azure.ai.inference": "azure",
-    "az.ai.openai": "azure",
-    "az.ai.inference": "azure",
-    "az_ai_inference": "azure",
-    "azure_openai": "azure",
-    "azure-openai": "azure",
-    "azureopenai": "azure",
-    "azure_ai_inference": "azure",
-    # Anthropic
-    "anthropic": "anthropic",
-    # AWS Bedrock
-    "aws.bedrock": "aws",
-    "aws_bedrock": "aws",
-    "amazon_bedrock": "aws",
-    "bedrock": "aws",
-    "aws": "aws",
-    # Google
-    "gcp.gemini": "google",
-    "gcp.vertex_ai": "google",
-    "gcp.gen_ai": "google",
-    "google": "google",
-    "gemini": "google",
-    "google_ai_studio": "google",
-    "vertex_ai": "google",
-    "vertexai": "google",
-    "vertex": "google",
-    # Mistral
-    "mistral_ai": "mistral",
-    "mistralai": "mistral",
-    "mistral": "mistral",
-    # xAI
-    "x_ai": "x-ai",
-    "xai": "x-ai",
-    "x-ai": "x-ai",
-    # DeepSeek, Moonshot
-    "deepseek": "deepseek",
-    "moonshot_ai": "moonshotai",
-    "moonshotai": "moonshotai",
-    "moonshot": "moonshotai",
-    # others
-    "groq": "groq",
-    "perplexity": "perplexity",
-    "cohere": "cohere",
-    "together": "together",
-    "together_ai": "together",
-    "togetherai": "together",
-    "together.ai": "together",
-    "fireworks": "fireworks",
-    "fireworks_ai": "fireworks",
-    "fireworksai": "fireworks",
-    "openrouter": "openrouter",
-    "cerebras": "cerebras",
-    "zhipuai": "zhipuai",
-    "minimax": "minimax",
-}
-
-#: Servers people run themselves: the public price list does not apply to them.
-_SELF_HOSTED = frozenset(
-    {
-        "ollama",
-        "vllm",
-        "llama.cpp",
-        "llama_cpp",
-        "llamacpp",
-        "llamafile",
-        "lmstudio",
-        "lm_studio",
-        "localai",
-        "tgi",
-        "text-generation-inference",
-        "huggingface_tgi",
-        "sglang",
-        "gpt4all",
-    }
-)
-
-_OVERRIDE_KEYS = ("provider", "input", "output", "cache_read", "cache_write")
 _MAX_CACHE = 50_000  # (provider, model) pairs come from the wire: keep the cache bounded
-
-
-def _normalize_name(name: str) -> str:
-    return name.strip().lower().replace(" ", "_")
-
-
-class _Plan:
-    """A price as affine coefficients, per input-token tier.
-
-    ``cost = (c + ai*input + ao*output + ar*cache_read + aw*cache_write + az*reasoning) / 1e6``
-    with the coefficients (USD per million tokens, so they read like price lists and
-    round-trip exactly) of the tier ``input`` falls in. ``thresholds`` are the tier
-    starts: a tier applies when input tokens exceed its start.
-    """
-
-    __slots__ = ("thresholds", "coeffs")
-
-    def __init__(
-        self,
-        thresholds: tuple[int, ...],
-        coeffs: tuple[tuple[float, float, float, float, float, float], ...],
-    ) -> None:
-        self.thresholds = thresholds
-        self.coeffs = coeffs
-
-    def cost(self, i: int, o: int, r: int, w: int, z: int) -> float:
-        if r + w > i:
-            i = r + w
-        if z > o:
-            o = z
-        if self.thresholds:
-            c, ai, ao, ar, aw, az = self.coeffs[bisect_left(self.thresholds, i)]
-        else:
-            c, ai, ao, ar, aw, az = self.coeffs[0]
-        total = (c + ai * i + ao * o + ar * r + aw * w + az * z) / 1_000_000
-        return total if total > 0.0 else 0.0
-
-
-class _Override:
-    __slots__ = ("name", "providers", "plan")
-
-    def __init__(self, name: str, providers: frozenset[str] | None, plan: _Plan) -> None:
-        self.name = name
-        self.providers = providers
-        self.plan = plan
 
 
 # A resolved price: (cost_source, fixed plan or None, genai-prices ModelInfo when the
 # plan depends on the call's time). ``None`` in the cache means "not priced".
-_Entry = tuple[str, _Plan | None, Any]
+_Entry = tuple[str, Plan | None, Any]
 
 
 class Pricer:
     """Prices calls: user overrides, then genai-prices data. Safe to share between threads."""
 
-    def __init__(self, overrides: Path | None = None) -> None:
+    def __init__(
+        self, overrides: Path | None = None, priced_hosts: Iterable[str] | None = None
+    ) -> None:
         """Load the user's prices, if any.
+
+        ``priced_hosts``: hosts (``host`` or ``host:port``; the port is ignored) that are
+        priced from the public list although their address is loopback or private —
+        a private proxy in front of a public provider, a test double of one. Default:
+        the ``GENSIGHT_PRICED_HOSTS`` environment variable (comma list), else none.
 
         The file is TOML, prices in USD per million tokens::
 
@@ -226,11 +135,17 @@ class Pricer:
 
         Raises ``ValueError`` naming the file, model and key for anything invalid.
         """
-        self._overrides: dict[str, _Override] = (
-            _load_overrides(Path(overrides)) if overrides is not None else {}
+        self._overrides: dict[str, Override] = (
+            load_overrides(Path(overrides)) if overrides is not None else {}
         )
+        if priced_hosts is None:
+            priced_hosts = os.environ.get(PRICED_HOSTS_ENV, "").split(",")
+        self._priced_hosts = frozenset(
+            h for h in (host_of(x.strip()) for x in priced_hosts if x and x.strip()) if h
+        )
+        self._private: dict[str | None, bool] = {}  # server address → self-hosted?
         self._cache: dict[tuple[Any, ...], _Entry | None] = {}
-        self._plans: dict[int, tuple[Any, _Plan | None]] = {}  # id(ModelPrice) → plan
+        self._plans: dict[int, tuple[Any, Plan | None]] = {}  # id(ModelPrice) → plan
         self._lock = threading.Lock()
         self._snapshot: Any = None
         self._gp_ids: frozenset[str] = frozenset()
@@ -239,10 +154,12 @@ class Pricer:
 
     def price(self, call: CallRecord) -> None:
         """Set ``call.cost_usd`` and ``call.cost_source`` in place (see the module docstring)."""
+        refuse_implausible_call(call)  # a negative count or cost never reaches a total
         it = call.input_tokens
         ot = call.output_tokens
+        local = self.self_hosted(call.provider, call.server_address)
         if it is not None or ot is not None:
-            key = (call.provider, call.response_model, call.request_model)
+            key = (call.provider, call.response_model, call.request_model, local)
             try:
                 entry = self._cache[key]
             except KeyError:
@@ -261,7 +178,17 @@ class Pricer:
                     )
                     call.cost_source = source
                     return
-        if call.reported_cost_usd is not None:
+        if local:
+            # A model on the user's own server costs what the user says (an override),
+            # not what a public provider charges for a model of that name.
+            call.cost_usd = None
+            call.cost_source = "unknown"
+            if it is not None or ot is not None or call.reported_cost_usd is not None:
+                attrs = call.attributes
+                if not isinstance(attrs, dict):
+                    attrs = call.attributes = dict(attrs or {})
+                attrs[COST_REASON] = "self_hosted"
+        elif call.reported_cost_usd is not None:
             call.cost_usd = call.reported_cost_usd
             call.cost_source = "reported"
         else:
@@ -279,14 +206,20 @@ class Pricer:
         cache_write_tokens: int | None = None,
         reasoning_tokens: int | None = None,
         ts: datetime | None = None,
+        server_address: str | None = None,
     ) -> tuple[float | None, str]:
         """``(cost_usd, cost_source)`` for one call's usage; ``(None, "unknown")`` if unpriced.
 
         ``ts`` is the call's start time (selects dated and time-of-day prices); default now.
+        ``server_address``: the host the call went to; a self-hosted one (see
+        ``self_hosted``) is priced by overrides only.
         """
         if input_tokens is None and output_tokens is None:
             return None, "unknown"
-        key = (provider, model, None)
+        counts = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+        if any(n is not None and n < 0 for n in (*counts, reasoning_tokens)):
+            return None, "unknown"
+        key = (provider, model, None, self.self_hosted(provider, server_address))
         try:
             entry = self._cache[key]
         except KeyError:
@@ -309,28 +242,47 @@ class Pricer:
             source,
         )
 
+    def self_hosted(self, provider: str | None, server_address: str | None) -> bool:
+        """Whether a call ran on the user's own server: a self-hosted provider (ollama,
+        vllm …), or a loopback/private/``*.local`` address not in ``priced_hosts``."""
+        if provider is not None and is_self_hosted_provider(provider):
+            return True
+        try:
+            return self._private[server_address]
+        except KeyError:
+            pass
+        host = host_of(server_address)
+        private = is_private_host(host) and host not in self._priced_hosts
+        with self._lock:
+            if len(self._private) >= _MAX_CACHE:
+                self._private.clear()
+            self._private[server_address] = private
+        return private
+
     # -- resolution (cache misses) ----------------------------------------------------
 
     def _resolve(self, key: tuple[Any, ...]) -> _Entry | None:
-        provider, *models = key
+        provider, *models, local = key
         names = []
         for m in models:
             if isinstance(m, str) and m.strip() and m.strip() not in names:
                 names.append(m.strip())
-        entry = self._resolve_names(provider if isinstance(provider, str) else None, names)
+        entry = self._resolve_names(provider if isinstance(provider, str) else None, names, local)
         with self._lock:
             if len(self._cache) >= _MAX_CACHE:
                 self._cache.clear()
             self._cache[key] = entry
         return entry
 
-    def _resolve_names(self, provider: str | None, names: list[str]) -> _Entry | None:
+    def _resolve_names(
+        self, provider: str | None, names: list[str], local: bool = False
+    ) -> _Entry | None:
         if not names:
             return None
         self._load_snapshot()
         canon = self._canonical_provider(provider)
         found = None
-        if canon not in _SELF_HOSTED:
+        if not local and canon not in _SELF_HOSTED_IDS:
             for name in names:
                 found = self._find(canon, name)
                 if found is not None:
@@ -384,10 +336,10 @@ class Pricer:
         """genai-prices' id for a provider name, else the normalized name itself."""
         if provider is None:
             return None
-        name = _canonical_name(provider)
-        if not name or name in self._gp_ids or name in _SELF_HOSTED:
+        name = canonical_name(provider)
+        if not name or name in self._gp_ids or name in _SELF_HOSTED_IDS:
             return name or None
-        if name not in _PROVIDER_ALIASES.values():
+        if name not in _KNOWN_IDS:
             # genai-prices' own provider matching ("together-ai", "cloudflare-workers-ai"…)
             from genai_prices.data_snapshot import find_provider_by_id
 
@@ -407,168 +359,20 @@ class Pricer:
             self._gp_ids = frozenset(p.id for p in snapshot.providers)
             self._snapshot = snapshot
 
-    def _timed_plan(self, info: Any, ts: datetime | None) -> _Plan | None:
+    def _timed_plan(self, info: Any, ts: datetime | None) -> Plan | None:
         if ts is None:
             ts = datetime.now(tz=UTC)
         return self._plan_for(info.get_prices(ts))
 
-    def _plan_for(self, model_price: Any) -> _Plan | None:
+    def _plan_for(self, model_price: Any) -> Plan | None:
         cached = self._plans.get(id(model_price))
         if cached is not None and cached[0] is model_price:
             return cached[1]
         try:
-            plan = _plan_from_model_price(model_price)
+            plan = plan_from_model_price(model_price)
         except Exception:  # malformed price data: leave the model unpriced
             log.warning("cannot use genai-prices price %r", model_price, exc_info=True)
             plan = None
         with self._lock:
             self._plans[id(model_price)] = (model_price, plan)
         return plan
-
-
-# -- genai-prices price → plan ------------------------------------------------------
-
-
-def _plan_from_model_price(mp: Any) -> _Plan | None:
-    """Derive affine coefficients by asking genai-prices to price a few usages.
-
-    Within one input-token tier the cost genai-prices computes is affine in the five
-    counts we have, so two input points and one probe per other count give it
-    exactly, with genai-prices' own rules (what counts inside what, request fees).
-    """
-    from genai_prices.types import TieredPrices, Usage
-
-    if all(getattr(mp, k, None) is None for k in ("input_mtok", "output_mtok", "requests_kcount")):
-        return None  # priced by characters, seconds, images…: token usage can't price it
-
-    def f(i: int, o: int = 0, r: int = 0, w: int = 0, z: int = 0) -> Decimal:
-        usage: dict[str, int] = {"input_tokens": i, "output_tokens": o}
-        if r:
-            usage["cache_read_tokens"] = r
-        if w:
-            usage["cache_write_tokens"] = w
-        if z:
-            usage["output_reasoning_tokens"] = z
-        return mp.calc_price(Usage(**usage))["total_price"]
-
-    thresholds = sorted(
-        {
-            tier.start
-            for value in vars(mp).values()
-            if isinstance(value, TieredPrices)
-            for tier in value.tiers
-        }
-    )
-    # Interval k holds input counts with exactly k thresholds below them: [lo, hi].
-    bounds = []
-    lo = 0
-    for t in thresholds:
-        bounds.append((lo, t))
-        lo = t + 1
-    bounds.append((lo, lo + _MTOK))
-
-    n = _MTOK
-    coeffs = []
-    for lo, hi in bounds:
-        f_hi = f(hi)
-        ai = (f_hi - f(lo)) / (hi - lo) if hi > lo else Decimal(0)
-        c = f_hi - ai * hi
-        ao = (f(hi, o=n) - f_hi) / n
-        az = (f(hi, o=n, z=n) - f(hi, o=n)) / n
-        ar = (f(hi, r=hi) - f_hi) / hi if hi else Decimal(0)
-        aw = (f(hi, w=hi) - f_hi) / hi if hi else Decimal(0)
-        coeffs.append(tuple(float(x * _MTOK) for x in (c, ai, ao, ar, aw, az)))
-    return _Plan(tuple(thresholds), tuple(coeffs))  # type: ignore[arg-type]
-
-
-# -- overrides file -----------------------------------------------------------------
-
-
-def _load_overrides(path: Path) -> dict[str, _Override]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"prices file {path}: not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"prices file {path}: cannot read: {e}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"prices file {path}: invalid TOML: {e}") from e
-
-    for key in data:
-        if key != "models":
-            raise ValueError(
-                f'prices file {path}: unknown top-level key "{key}" (expected [models."NAME"])'
-            )
-    models = data.get("models", {})
-    if not isinstance(models, dict):
-        raise ValueError(f'prices file {path}: "models" must be a table of [models."NAME"] tables')
-
-    out: dict[str, _Override] = {}
-    for name, spec in models.items():
-        where = f'prices file {path}: [models."{name}"]'
-        if not name.strip():
-            raise ValueError(f"{where}: the model name is empty")
-        if not isinstance(spec, dict):
-            raise ValueError(f"{where}: must be a table with input and output prices")
-        for key in spec:
-            if key not in _OVERRIDE_KEYS:
-                raise ValueError(
-                    f'{where}: unknown key "{key}" (allowed: {", ".join(_OVERRIDE_KEYS)})'
-                )
-        rates: dict[str, float] = {}
-        for key in ("input", "output", "cache_read", "cache_write"):
-            if key not in spec:
-                if key in ("input", "output"):
-                    raise ValueError(f'{where}: missing "{key}" (USD per 1M tokens)')
-                continue
-            value = spec[key]
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ValueError(
-                    f'{where}: "{key}" must be a non-negative number (USD per 1M tokens), '
-                    f"got {value!r}"
-                )
-            rates[key] = float(value)
-
-        providers: frozenset[str] | None = None
-        if "provider" in spec:
-            raw = spec["provider"]
-            items = [raw] if isinstance(raw, str) else raw
-            if (
-                not isinstance(items, list)
-                or not items
-                or not all(isinstance(p, str) and p.strip() for p in items)
-            ):
-                raise ValueError(
-                    f'{where}: "provider" must be a provider name or a list of them, got {raw!r}'
-                )
-            providers = frozenset(_canonical_name(p) for p in items)
-
-        inp = rates["input"]
-        plan = _Plan(
-            (),
-            (
-                (
-                    0.0,
-                    inp,
-                    rates["output"],
-                    rates.get("cache_read", inp) - inp,
-                    rates.get("cache_write", inp) - inp,
-                    0.0,
-                ),
-            ),
-        )
-        lname = name.strip().lower()
-        if lname in out:
-            raise ValueError(f'{where}: model "{name}" is listed twice (names ignore case)')
-        out[lname] = _Override(name, providers, plan)
-    return out
-
-
-def _canonical_name(provider: str) -> str:
-    name = _normalize_name(provider)
-    return _PROVIDER_ALIASES.get(name, name)

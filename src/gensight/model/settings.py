@@ -116,6 +116,15 @@ Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
 Seconds = Annotated[float, BeforeValidator(parse_seconds), Field(ge=0)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 ExistingFile = Annotated[Path | None, AfterValidator(_existing_file)]
+
+
+def _host_list(value: object) -> object:
+    """``a,b`` (a flag or variable) → ``("a", "b")``; tuples and None pass through."""
+    if isinstance(value, str):
+        return tuple(h.strip() for h in value.split(",") if h.strip())
+    return value
+
+
 HttpUrl = Annotated[str | None, AfterValidator(_http_url)]
 
 
@@ -166,6 +175,13 @@ class Settings(BaseModel):
     )
     prices: ExistingFile = setting(
         None, "TOML file of per-model prices (USD per 1M tokens).", metavar="FILE"
+    )
+    priced_hosts: Annotated[tuple[str, ...] | None, BeforeValidator(_host_list)] = setting(
+        None,
+        "Comma list of loopback/private hosts priced from the public price list (a private"
+        " proxy in front of a public provider). Others are self-hosted: unpriced unless"
+        " --prices names the model.",
+        metavar="HOSTS",
     )
     max_body: Size = setting(
         "16MiB", "Largest accepted request body, also after gunzip.", metavar="SIZE"

@@ -2,7 +2,7 @@
 
 ``Telemetry`` holds what every wrapper needs (tracer, instruments, settings, caches)
 and ``begin`` starts the span of a call about to be made. ``Target`` is a client's
-base URL resolved once: its provider (the ``_PROVIDER_HOSTS`` table), server address,
+base URL resolved once: its provider (``gensight.conventions.providers``), server address,
 and whether it is the Gensight gateway (``Gateway``), whose calls then carry the
 trace context and the app's name to it.
 """
@@ -19,6 +19,7 @@ from opentelemetry import propagate
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanKind
 
+from gensight.conventions.providers import provider_for_host
 from gensight.sdk import attributes as a
 from gensight.sdk.call import Call, StreamCall
 from gensight.sdk.instruments import Instruments
@@ -31,26 +32,9 @@ _perf = time.perf_counter
 
 # -- where a client's calls go ---------------------------------------------------------
 
-#: Host suffix → ``gen_ai.provider.name``; anything else speaking the OpenAI API is
-#: reported as ``openai`` (the conventions' "telemetry flavour" reading of the name).
-_PROVIDER_HOSTS = (
-    ("openai.azure.com", "azure.ai.openai"),
-    ("cognitiveservices.azure.com", "azure.ai.openai"),
-    ("services.ai.azure.com", "azure.ai.inference"),
-    ("models.inference.ai.azure.com", "azure.ai.inference"),
-    ("api.deepseek.com", "deepseek"),
-    ("api.moonshot.ai", "moonshot_ai"),
-    ("api.moonshot.cn", "moonshot_ai"),
-    ("api.x.ai", "x_ai"),
-    ("api.groq.com", "groq"),
-    ("api.mistral.ai", "mistral_ai"),
-    ("api.perplexity.ai", "perplexity"),
-    ("generativelanguage.googleapis.com", "gcp.gemini"),
-    ("aiplatform.googleapis.com", "gcp.vertex_ai"),
-    ("api.anthropic.com", "anthropic"),
-    ("api.cohere.ai", "cohere"),
-    ("api.cohere.com", "cohere"),
-)
+# Host → ``gen_ai.provider.name``: the one provider table (shared with the gateway and
+# the mappers); anything else speaking the OpenAI API is reported as ``openai`` (the
+# conventions' "telemetry flavour" reading of the name).
 _AZURE_CLIENTS = (openai.AzureOpenAI, openai.AsyncAzureOpenAI)
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"})
 _GATEWAY_PATH = re.compile(r"^/(?:openai/v1|p/[^/]+/v1)(?:/|$)")
@@ -81,11 +65,7 @@ class Target:
         self.url = url
         host = (url.host or "").lower()
         port = url.port or (443 if url.scheme == "https" else 80)
-        provider = "openai"
-        for suffix, name in _PROVIDER_HOSTS:
-            if host == suffix or host.endswith("." + suffix):
-                provider = name
-                break
+        provider = provider_for_host(host) or "openai"
         if provider == "openai" and isinstance(client, _AZURE_CLIENTS):
             provider = "azure.ai.openai"
         self.provider = provider
@@ -166,6 +146,8 @@ class Telemetry:
                     output_tokens=call.output_tokens,
                     cache_read_tokens=call.cache_read_tokens,
                     reasoning_tokens=call.reasoning_tokens,
+                    # a self-hosted server (loopback, private) is not priced publicly
+                    server_address=call.target.attrs[a.SERVER_ADDRESS],
                 )
                 if usd is not None:
                     return usd

@@ -53,7 +53,7 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
 def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> FastAPI:
     keyring = Keyring(settings.api_key, settings.api_keys)  # ValueError when malformed
     store = store if store is not None else open_store(settings.store_url(), settings.retention)
-    pricer = Pricer(settings.prices)
+    pricer = Pricer(settings.prices, settings.priced_hosts)
     journal = (
         Journal(settings.data_dir / "journal", settings.spill_max) if settings.journal else None
     )

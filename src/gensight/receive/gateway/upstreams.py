@@ -9,45 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from gensight.conventions.spans import normalize_provider
-
-# Hosts whose provider is known (suffix match), in gen_ai.provider.name spelling.
-_HOST_PROVIDERS = (
-    ("api.openai.com", "openai"),
-    (".openai.azure.com", "azure.ai.openai"),
-    (".services.ai.azure.com", "azure.ai.inference"),
-    ("api.deepseek.com", "deepseek"),
-    ("api.moonshot.ai", "moonshot_ai"),
-    ("api.moonshot.cn", "moonshot_ai"),
-    ("api.x.ai", "x_ai"),
-    ("api.mistral.ai", "mistral_ai"),
-    ("api.groq.com", "groq"),
-    ("generativelanguage.googleapis.com", "gcp.gemini"),
-    ("openrouter.ai", "openrouter"),
-    ("api.together.xyz", "together_ai"),
-    ("api.fireworks.ai", "fireworks_ai"),
-    ("api.perplexity.ai", "perplexity"),
-)
-
-# Upstream names that say which provider they are.
-_NAME_PROVIDERS = {
-    "kimi": "moonshot_ai",
-    "azure-openai": "azure.ai.openai",
-    "grok": "x_ai",
-    "gemini": "gcp.gemini",
-}
+from gensight.conventions.providers import normalize_provider, provider_for_host
 
 
 def provider_for(name: str, url: str) -> str:
-    """The provider of an upstream: from its host when known, else from its name."""
-    host = (urlsplit(url).hostname or "").lower()
-    for suffix, provider in _HOST_PROVIDERS:
-        if host == suffix.lstrip(".") or host.endswith(suffix):
-            return provider
+    """The provider of an upstream: from its host when known (the one provider table,
+    ``gensight.conventions.providers``), else from its name (``kimi``, ``ollama`` …)."""
+    provider = provider_for_host(urlsplit(url).hostname)
+    if provider is not None:
+        return provider
     key = name.strip().lower()
     if key.startswith("azure"):
         return "azure.ai.openai"
-    return _NAME_PROVIDERS.get(key) or normalize_provider(key) or key
+    return normalize_provider(key) or key
 
 
 @dataclass(frozen=True, slots=True)
