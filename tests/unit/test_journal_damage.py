@@ -18,7 +18,7 @@ from gensight.pipeline import legacy
 from gensight.pipeline.codec import RECORDS, decode_batch, encode_batch
 from gensight.pipeline.journal import SEGMENT_MAGIC, Journal
 from gensight.pipeline.writer import Pipeline
-from gensight.receive.otlp.http import TRACES, replay_traces
+from gensight.receive.otlp.decode import TRACES, replay_traces
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "journal" / "f3c7c51"
 

@@ -11,8 +11,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from gensight.conventions import providers as P
 from gensight.receive.gateway.upstreams import Upstream, provider_for
-from gensight.receive.otlp.http import traces_to_records
-from gensight.sdk.patch import Target
+from gensight.receive.otlp.decode import traces_to_records
+from gensight.sdk.telemetry import Target
 from tests.support.otlp_payloads import record_spans, traces_protobuf
 
 HOSTS = sorted({host for host, _ in P.HOSTS})

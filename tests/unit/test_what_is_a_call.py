@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from gensight.conventions.operations import CALL_OPERATIONS, call_operation
-from gensight.receive.otlp.http import traces_to_records
+from gensight.receive.otlp.decode import traces_to_records
 from tests.support.otlp_payloads import record_spans, traces_protobuf
 from tests.unit.test_conventions import load
 
