@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from gensight.conventions import messages as msg
+from gensight.conventions.adapters import adapt as adapt_producer
 from gensight.conventions.errors import classify, status_from_text
 from gensight.conventions.otlp_values import (
     SPAN_KINDS,
@@ -249,8 +250,6 @@ def span_to_records(
         raise ValueError("span without a valid trace_id/span_id")
     start = span.start_time_unix_nano
     end = span.end_time_unix_nano
-    ts = nanos_to_datetime(start)
-    duration_ms = max(0.0, (end - start) / 1e6) if end else 0.0
     parent = hex_id(span.parent_span_id)
     code = span.status.code  # 0 unset, 1 ok, 2 error
     events = [
@@ -261,6 +260,17 @@ def span_to_records(
         }
         for e in span.events
     ]
+    # MLflow, logfire, litellm: their own keys read as the common ones (conventions/adapters.py)
+    adapted = adapt_producer(attrs, events, scope_name, start, end)
+    fields = attrs
+    if adapted is not None:
+        attrs = attrs if adapted.decoded is None else adapted.decoded
+        fields = adapted.view(attrs)
+        start, end = adapted.start_ns or start, adapted.end_ns or end
+        if adapted.content_event_prefix:
+            events = [e for e in events if not e["name"].startswith(adapted.content_event_prefix)]
+    ts = nanos_to_datetime(start)
+    duration_ms = max(0.0, (end - start) / 1e6) if end else 0.0
     srec = SpanRecord(
         trace_id=trace_id,
         span_id=span_id,
@@ -275,19 +285,23 @@ def span_to_records(
         attributes={},
         events=[],
     )
-    if not is_llm_span(attrs) or _bool(attrs.get("gensight.via_gateway")):
+    is_call = adapted.is_call if adapted and adapted.is_call is not None else is_llm_span(fields)
+    if not is_call or _bool(attrs.get("gensight.via_gateway")):
         # A Gensight SDK span of a call made through the Gensight gateway: the gateway's
         # record (its child in the trace) is the call; this span stays a plain span.
         srec.attributes = attrs
         srec.events = events
         return srec, None
 
-    call = _call_from_attrs(attrs, events, resource, trace_id, span_id, parent, ts, duration_ms)
+    call = _call_from_attrs(fields, events, resource, trace_id, span_id, parent, ts, duration_ms)
     call.producer = producer_of(scope_name, {}) or resource.producer
+    if adapted is not None:
+        call.producer = adapted.producer
+        call.attributes = adapted.stored(attrs, _is_content_key)
     if call.producer == "otel-genai" and call.provider in _OPENAI_FAMILY:
         call.producer = "openai-v2"
-    if code == 2 or "error.type" in attrs:
-        _set_error(call, attrs, events, span.status.message)
+    if code == 2 or "error.type" in fields:
+        _set_error(call, fields, events, span.status.message)
     srec.call_id = call.id
     srec.attributes = call.attributes
     # Exceptions stay visible on the span; content-bearing events live in the call.

@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gensight.conventions.logfire import join_streams
 from gensight.conventions.logs import log_to_events
 from gensight.conventions.otlp_values import attributes
 from gensight.conventions.spans import Resource, span_to_records
@@ -177,6 +178,7 @@ def traces_to_records(
                 spans.append(srec)
                 if call is not None:
                     calls.append(call)
+    join_streams(calls, spans)  # logfire: a stream's request span and its result span
     return calls, spans, rejected, first_error
 
 
