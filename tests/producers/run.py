@@ -67,6 +67,8 @@ VARIANTS: tuple[Variant, ...] = (
 )
 
 _PREFIXES = ("TRACELOOP_", "OPENLIT_", "OPENINFERENCE_", "MLFLOW_", "LOGFIRE_", "LITELLM_", "OTEL_")
+#: producers driven through the extended scenario (8 calls: + a tool round trip)
+EXTENDED = frozenset({"mlflow", "logfire", "litellm"})
 # variables of the calling environment that would change what a producer does
 _SCRUB = (
     "OTEL_SEMCONV_STABILITY_OPT_IN",
