@@ -205,3 +205,27 @@ def test_litellm_functions_that_are_not_inference_are_spans():
     one = {"resourceSpans": [{**body["resourceSpans"][0], "scopeSpans": [scope]}]}
     calls, out = to_records(one)
     assert calls == [] and out[0].call_id is None
+
+
+@pytest.mark.parametrize(
+    ("scope", "attrs"),
+    [
+        ("mlflow", {"mlflow.spanType": '"CHAT_MODEL"', "mlflow.spanOutputs": '{"object": [1]}',
+                    "mlflow.spanInputs": "[" * 5000,
+                    "mlflow.chat.tokenUsage": '{"input_tokens": -5}'}),
+        ("logfire.openai", {"request_data": '{"stream": true, "model": ["x"]}', "duration": 1e300,
+                            "logfire.span_type": "log", "logfire.msg_template": "Chat Completion"}),
+        ("litellm", {"litellm.call_id": "x", "llm.request.type": "completion",
+                     "hidden_params": '{"api_base": "http://[::1"}',
+                     "gen_ai.completion.7.function_call.name": "f"}),
+    ],
+)  # fmt: skip
+def test_odd_values_from_these_producers_do_not_break_the_batch(scope, attrs):
+    span = {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "x",
+            "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000100000000",
+            "attributes": [{"key": k, "value": {"stringValue": v} if isinstance(v, str)
+                            else {"doubleValue": v}} for k, v in attrs.items()]}  # fmt: skip
+    body = {"resourceSpans": [{"scopeSpans": [{"scope": {"name": scope}, "spans": [span]}]}]}
+    calls, spans = to_records(body)
+    assert len(spans) == 1 and len(calls) == 1
+    assert calls[0].input_tokens is None

@@ -107,7 +107,10 @@ def adapt(
         f["gen_ai.usage.cost"] = attrs["gen_ai.cost.total_cost"]
     api_base = hidden.get("api_base")
     if isinstance(api_base, str) and "server.address" not in attrs:
-        host = urlsplit(api_base).hostname
+        try:
+            host = urlsplit(api_base).hostname
+        except ValueError:  # not a URL (a bracket without its pair): no address then
+            host = None
         if host:
             f["server.address"] = host
     out = _output_messages(attrs)

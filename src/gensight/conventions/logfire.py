@@ -112,7 +112,7 @@ def adapt(
         duration = attrs.get("duration")
         if isinstance(duration, int | float) and 0 <= duration < 86_400:
             # the log span is stamped when the stream ended; it lasted `duration` seconds
-            start = start_ns - int(duration * 1e9)
+            start = max(0, start_ns - int(duration * 1e9))
             end = start_ns
     return Adapted(
         producer="logfire", fields=fields, is_call=True, start_ns=start, end_ns=end,

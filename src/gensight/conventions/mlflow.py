@@ -97,7 +97,8 @@ def adapt(
     if isinstance(attrs.get("model"), str):  # the request's model, set as its own attribute
         f.setdefault("gen_ai.request.model", attrs["model"])
     provider = attrs.get("mlflow.llm.provider") or attrs.get("mlflow.message.format")
-    if not provider and outputs.get("object") in _OPENAI_OBJECTS:
+    obj = outputs.get("object")
+    if not provider and isinstance(obj, str) and obj in _OPENAI_OBJECTS:
         provider = "openai"  # an OpenAI-shaped response (embeddings carry no format key)
     if provider:
         f["gen_ai.provider.name"] = provider
