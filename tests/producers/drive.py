@@ -222,7 +222,8 @@ def setup_logfire(args: argparse.Namespace) -> Callable[[], None]:
         console=False,
         metrics=False,
     )
-    logfire.instrument_openai(version=1)
+    # "latest" is logfire's own default today (version=2: gen_ai.* semconv attributes)
+    logfire.instrument_openai(version=2 if args.mode == "latest" else 1)
     return logfire.shutdown
 
 

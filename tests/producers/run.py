@@ -62,6 +62,7 @@ VARIANTS: tuple[Variant, ...] = (
     # unless told not to (litellm)
     Variant("mlflow", content=True),
     Variant("logfire", content=True),
+    Variant("logfire", "latest", content=True),
     Variant("litellm"),
     Variant("litellm", content=True),
 )

@@ -19,7 +19,9 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from gensight.receive.otlp.http import traces_to_records
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "otlp"
-VARIANTS = ("mlflow-content", "logfire-content", "litellm", "litellm-content")
+#: logfire-latest: its default mode today (version=2, gen_ai.* keys; request_data = model)
+VARIANTS = ("mlflow-content", "logfire-content", "logfire-latest-content", "litellm",
+            "litellm-content")  # fmt: skip
 
 #: what the fake upstream answered, in order (it counts tokens deterministically)
 OK_USAGE = [(24, 18), (12, 12), (28, 22), (96, 4), (121, 9)]
@@ -86,7 +88,9 @@ def test_one_record_per_call_with_the_upstreams_numbers(name):
     assert ok[2].parent_span_id == root.span_id and ok[2].trace_id == root.trace_id
 
 
-@pytest.mark.parametrize("name", ["mlflow-content", "logfire-content", "litellm-content"])
+@pytest.mark.parametrize(
+    "name", ["mlflow-content", "logfire-content", "logfire-latest-content", "litellm-content"]
+)
 def test_messages_and_tool_calls(name):
     calls, _ = load(name)
     ok = [c for c in calls if c.status == "ok" and c.operation == "chat"]
@@ -156,8 +160,9 @@ def test_mlflow_agent_and_chain_spans_are_spans_whatever_usage_they_carry():
         assert calls == [] and out[0].call_id is None, span_type
 
 
-def test_logfire_stream_is_one_call_from_request_start_to_last_chunk():
-    calls, spans = load("logfire-content")
+@pytest.mark.parametrize("name", ["logfire-content", "logfire-latest-content"])
+def test_logfire_stream_is_one_call_from_request_start_to_last_chunk(name):
+    calls, spans = load(name)
     (streamed,) = [c for c in calls if c.stream]
     log_span = next(s for s in spans if s.span_id == streamed.span_id)
     request_span = next(
@@ -171,10 +176,11 @@ def test_logfire_stream_is_one_call_from_request_start_to_last_chunk():
     assert (streamed.input_tokens, streamed.output_tokens) == (12, 12)
 
 
-def test_logfire_stream_halves_in_two_exports_still_one_call():
+@pytest.mark.parametrize("name", ["logfire-content", "logfire-latest-content"])
+def test_logfire_stream_halves_in_two_exports_still_one_call(name):
     """When the request span went in an earlier export, the log span alone is the call,
     timed by its own ``duration`` (the stream's reading time)."""
-    (body,) = requests("logfire-content")
+    (body,) = requests(name)
     rs = body["resourceSpans"][0]
     first, second = copy.deepcopy(body), copy.deepcopy(body)
     for part, keep in ((first, lambda s: not s["name"].startswith("streaming")),

@@ -40,6 +40,8 @@ _TEMPLATES = (
     ("Message", "chat"),  # Anthropic messages.create
 )
 DIGEST = "logfire.request_digest"
+#: keys logfire v2 sets from a response (gen_ai.response.model it sets up front)
+_ANSWER_KEYS = ("gen_ai.response.id", "gen_ai.usage.input_tokens", "gen_ai.output.messages")
 _ERROR_LEVEL = 17  # logfire's level_num for "error"
 
 
@@ -56,6 +58,12 @@ def _failed(attrs: dict[str, Any], events: list[dict[str, Any]]) -> bool:
     return any(e["name"] == "exception" for e in events) or (
         isinstance(level, int) and level >= _ERROR_LEVEL
     )
+
+
+def _answered(attrs: dict[str, Any]) -> bool:
+    """Whether logfire recorded a response on this span (it does for every answered
+    non-streamed request: ``response_data`` in v1, ``gen_ai.response.*`` in v2)."""
+    return RESPONSE in attrs or any(k in attrs for k in _ANSWER_KEYS)
 
 
 def _output(response: dict[str, Any], attrs: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -82,12 +90,12 @@ def adapt(
     request = as_dict(attrs.get(REQUEST))
     response = as_dict(attrs.get(RESPONSE))
     is_log = attrs.get("logfire.span_type") == "log"
-    streamed = request.get("stream") is True
     operation = attrs.get("gen_ai.operation.name") or _operation(attrs)
     if operation is None:  # images and the like: not an inference call
         return Adapted(producer="logfire", is_call=False, content_keys=_KEYS)
-    if streamed and not is_log and RESPONSE not in attrs and not _failed(attrs, events):
-        # the request half of a stream; its "streaming response" log span is the call
+    if not is_log and not _answered(attrs) and not _failed(attrs, events):
+        # the request half of a stream (v1 says "stream": true in request_data; v2 keeps
+        # only the model there): its "streaming response" log span is the call
         return Adapted(producer="logfire", is_call=False, content_keys=_KEYS)
 
     derived: dict[str, Any] = {"gen_ai.operation.name": operation, **request_fields(request)}
@@ -116,13 +124,15 @@ def adapt(
             end = start_ns
     return Adapted(
         producer="logfire", fields=fields, is_call=True, start_ns=start, end_ns=end,
-        content_keys=_KEYS, extra={DIGEST: digest(attrs.get(REQUEST))} if is_log else {},
+        content_keys=_KEYS, extra={DIGEST: digest(attrs)} if is_log else {},
     )  # fmt: skip
 
 
-def digest(request_data: Any) -> str:
-    """A short fingerprint of a request body, to pair a stream's two spans by."""
-    return hashlib.sha256(str(request_data).encode()).hexdigest()[:16]
+def digest(attrs: dict[str, Any]) -> str:
+    """A short fingerprint of a request, to pair a stream's two spans by: its body, and
+    its input messages (v2 keeps only the model in ``request_data``)."""
+    text = f"{attrs.get(REQUEST)}\x00{attrs.get('gen_ai.input.messages')}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _join_key(trace_id: str, parent: str | None, body_digest: str) -> tuple[str | None, str]:
@@ -141,9 +151,9 @@ def join_streams(calls: list[CallRecord], spans: list[SpanRecord]) -> None:
     """
     requests: dict[tuple[str | None, str], list[SpanRecord]] = {}
     for s in spans:
-        body = s.attributes.get(REQUEST)
-        if s.call_id is None and as_dict(body).get("stream") is True:
-            requests.setdefault(_join_key(s.trace_id, s.parent_span_id, digest(body)), []).append(s)
+        if s.call_id is None and REQUEST in s.attributes and not _answered(s.attributes):
+            key = _join_key(s.trace_id, s.parent_span_id, digest(s.attributes))
+            requests.setdefault(key, []).append(s)
     if not requests:
         return
     by_span = {s.span_id: s for s in spans}
