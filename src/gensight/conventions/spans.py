@@ -14,6 +14,9 @@ Understood, in order of precedence where two say the same thing:
   ``llm.input_messages.{i}.message.*``, ``llm.invocation_parameters``, ``session.id``,
   ``user.id``).
 
+Producers with keys of their own (MLflow tracing, logfire, litellm's OTel callback) are
+first translated by their modules (see ``conventions/adapters.py``).
+
 Every span becomes a ``SpanRecord``; a span that is an LLM call also becomes a
 ``CallRecord`` whose id is the span id. Attributes not turned into fields are kept.
 """
