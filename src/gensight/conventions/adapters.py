@@ -8,7 +8,8 @@ here (``mlflow.py``, ``logfire.py``, ``litellm.py``) whose ``adapt`` returns an
 whether the span is a call at all, and corrected start/end times. The span's stored
 attributes stay what the producer sent, less the keys that carry message content.
 
-``spans.span_to_records`` calls :func:`adapt` once per span; nothing else changes there.
+``spans.span_to_records`` calls :func:`adapt` once per span, and the OTLP receiver calls
+``logfire.join_streams`` once per export request (a stream split over two spans).
 """
 
 from __future__ import annotations
