@@ -13,7 +13,11 @@ Scenario (the real ``openai`` client, max_retries=0):
   5. chat that fails with 500, exception caught
   6. span ``rag-request`` (plain OTel tracer) > child ``retrieve``, then a chat call
      inside ``rag-request``
-Then every provider is flushed and shut down.
+  7. (mlflow, logfire, litellm) a tool round trip: a chat offering ``get_weather`` that
+     the fake model calls, then the chat carrying the tool's result
+Then every provider is flushed and shut down. MLflow's spans come from its own
+``mlflow.start_span``; litellm is driven through ``litellm.completion``/``embedding``
+(an openai-compatible ``api_base``) instead of the openai client.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from typing import Any
 
 SERVICE = "producer-{name}"
 
@@ -181,27 +186,160 @@ def setup_openinference(args: argparse.Namespace) -> Callable[[], None]:
     return shutdown
 
 
+def setup_mlflow(args: argparse.Namespace) -> Callable[[], None]:
+    # MLflow exports OTLP (instead of to a tracking server) when this variable is set.
+    os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"{args.otlp}/v1/traces"
+    os.environ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf"
+    os.environ["OTEL_RESOURCE_ATTRIBUTES"] = "deployment.environment=test"
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # else it phones home at import
+    # without a tracking URI, mlflow-tracing probes for a local store and fails (it lacks
+    # the store's dependencies); with OTLP export nothing is written there
+    os.environ["MLFLOW_TRACKING_URI"] = "file://" + tempfile.mkdtemp(prefix="mlruns-")
+    import mlflow
+
+    mlflow.openai.autolog()
+
+    def shutdown() -> None:
+        from mlflow.tracing.provider import provider
+
+        tp = provider.get()
+        tp.force_flush()
+        tp.shutdown()
+
+    return shutdown
+
+
+def setup_logfire(args: argparse.Namespace) -> Callable[[], None]:
+    # logfire's documented "alternative backend": the standard OTLP variables, nothing
+    # sent to Logfire itself; version=1 is its request_data/response_data mode.
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = args.otlp
+    import logfire
+
+    logfire.configure(
+        send_to_logfire=False,
+        service_name=SERVICE.format(name=args.producer),
+        environment="test",
+        console=False,
+        metrics=False,
+    )
+    # "latest" is logfire's own default today (version=2: gen_ai.* semconv attributes)
+    logfire.instrument_openai(version=2 if args.mode == "latest" else 1)
+    return logfire.shutdown
+
+
+def setup_litellm(args: argparse.Namespace) -> Callable[[], None]:
+    os.environ["OTEL_EXPORTER"] = "otlp_http"
+    os.environ["OTEL_ENDPOINT"] = f"{args.otlp}/v1/traces"
+    os.environ["OTEL_ENVIRONMENT_NAME"] = "test"
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no price-map download at import
+    os.environ["LITELLM_TELEMETRY"] = "False"
+    # Without this, a call made inside an open span gets no span of its own: litellm
+    # writes the call's attributes onto the caller's span, from a worker thread, usually
+    # after that span has ended (so the call is lost: 7 of 8 in this scenario).
+    os.environ["USE_OTEL_LITELLM_REQUEST_SPAN"] = "true"
+    import litellm
+
+    # content is on the span by default; this is litellm's switch to drop it
+    litellm.turn_off_message_logging = not args.capture_content
+    litellm.callbacks = ["otel"]
+
+    def shutdown() -> None:
+        import time
+
+        from opentelemetry import trace
+
+        # litellm logs a sync call's success from a worker thread: let those run first
+        time.sleep(2.0)
+        provider = trace.get_tracer_provider()
+        for fn in (getattr(provider, "force_flush", None), getattr(provider, "shutdown", None)):
+            if fn is not None:
+                fn()
+
+    return shutdown
+
+
 SETUPS: dict[str, Callable[[argparse.Namespace], Callable[[], None]]] = {
     "openai-v2": setup_openai_v2,
     "openlit": setup_openlit,
     "traceloop": setup_traceloop,
     "openinference": setup_openinference,
+    "mlflow": setup_mlflow,
+    "logfire": setup_logfire,
+    "litellm": setup_litellm,
 }
+#: producers whose scenario ends with the tool round trip (step 7)
+WITH_TOOLS = {"mlflow", "logfire", "litellm"}
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
 
 
-def scenario(upstream: str) -> None:
-    import openai
+class OpenAIDriver:
+    """The scenario's calls through the real ``openai`` client."""
+
+    def __init__(self, upstream: str) -> None:
+        import openai
+
+        self.errors: tuple[type[BaseException], ...] = (openai.APIStatusError,)
+        self.client = openai.OpenAI(base_url=upstream, api_key="sk-test-producer", max_retries=0)
+
+    def chat(self, **kw: Any) -> Any:
+        return self.client.chat.completions.create(**kw)
+
+    def embed(self, **kw: Any) -> Any:
+        return self.client.embeddings.create(**kw)
+
+
+class LiteLLMDriver:
+    """The scenario's calls through ``litellm`` (openai-compatible ``api_base``)."""
+
+    def __init__(self, upstream: str) -> None:
+        import litellm
+
+        self.litellm = litellm
+        self.errors = (litellm.exceptions.APIError, litellm.exceptions.RateLimitError,
+                       litellm.exceptions.InternalServerError)  # fmt: skip
+        self.common = {"api_base": upstream, "api_key": "sk-test-producer", "max_retries": 0}
+
+    def chat(self, model: str, **kw: Any) -> Any:
+        return self.litellm.completion(model=f"openai/{model}", **self.common, **kw)
+
+    def embed(self, model: str, **kw: Any) -> Any:
+        return self.litellm.embedding(model=f"openai/{model}", **self.common, **kw)
+
+
+def _spans(producer: str) -> Callable[[str], Any]:
+    """A span factory for the app's own steps, in the producer's own tracing API."""
+    if producer == "mlflow":
+        import mlflow
+
+        return mlflow.start_span
     from opentelemetry import trace
 
-    client = openai.OpenAI(base_url=upstream, api_key="sk-test-producer", max_retries=0)
+    return trace.get_tracer("producer-scenario").start_as_current_span
+
+
+def scenario(upstream: str, producer: str = "") -> None:
+    driver: Any = LiteLLMDriver(upstream) if producer == "litellm" else OpenAIDriver(upstream)
+    span = _spans(producer)
     messages = [
         {"role": "system", "content": "You are a terse assistant."},
         {"role": "user", "content": "Say hello to the observability team."},
     ]
-    client.chat.completions.create(
-        model="gpt-4o-mini", messages=messages, temperature=0.2, max_tokens=50
-    )
-    stream = client.chat.completions.create(
+    driver.chat(model="gpt-4o-mini", messages=messages, temperature=0.2, max_tokens=50)
+    stream = driver.chat(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "Stream a short greeting."}],
         stream=True,
@@ -209,25 +347,22 @@ def scenario(upstream: str) -> None:
     )
     for _chunk in stream:
         pass
-    client.embeddings.create(
-        model="text-embedding-3-small", input="vector search query", dimensions=8
-    )
+    driver.embed(model="text-embedding-3-small", input="vector search query", dimensions=8)
     for status in ("429", "500"):
         try:
-            client.chat.completions.create(
+            driver.chat(
                 model="gpt-4o-mini",
                 messages=[{"role": "user", "content": f"This call fails with {status}."}],
                 extra_headers={"x-fake-status": status},
             )
-        except openai.APIStatusError as exc:
-            print(f"expected error {exc.status_code}", file=sys.stderr)
+        except driver.errors as exc:
+            print(f"expected error {getattr(exc, 'status_code', exc)}", file=sys.stderr)
         else:
             raise SystemExit(f"the {status} call did not fail")
-    tracer = trace.get_tracer("producer-scenario")
-    with tracer.start_as_current_span("rag-request"):
-        with tracer.start_as_current_span("retrieve") as span:
-            span.set_attribute("retrieval.documents", 3)
-        client.chat.completions.create(
+    with span("rag-request"):
+        with span("retrieve") as step:
+            step.set_attribute("retrieval.documents", 3)
+        driver.chat(
             model="gpt-4o-mini",
             messages=[
                 {"role": "system", "content": "Answer from the context."},
@@ -235,6 +370,30 @@ def scenario(upstream: str) -> None:
             ],
             temperature=0.0,
         )
+    if producer in WITH_TOOLS:
+        tool_round_trip(driver)
+
+
+def tool_round_trip(driver: Any) -> None:
+    """A chat the fake model answers with a ``get_weather`` call, then the tool's result."""
+    history: list[dict[str, Any]] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = driver.chat(model="gpt-4o-mini", messages=history, tools=TOOLS)
+    (call,) = first.choices[0].message.tool_calls
+    history.append(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.function.name, "arguments": call.function.arguments},
+                }
+            ],
+        }
+    )
+    history.append({"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 18}'})
+    driver.chat(model="gpt-4o-mini", messages=history, tools=TOOLS)
 
 
 def main() -> None:
@@ -249,7 +408,7 @@ def main() -> None:
     os.environ.setdefault("OTEL_SERVICE_NAME", SERVICE.format(name=args.producer))
     shutdown = SETUPS[args.producer](args)
     try:
-        scenario(args.upstream)
+        scenario(args.upstream, args.producer)
     finally:
         shutdown()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CACHE = Path(os.environ.get("GENSIGHT_PRODUCER_ENVS", REPO / ".cache" / "producer-envs"))
-PRODUCERS = ("openai-v2", "openlit", "traceloop", "openinference")
+PRODUCERS = ("openai-v2", "openlit", "traceloop", "openinference", "mlflow", "logfire", "litellm")
 #: every environment: the producers, plus an older traceloop (pre gen_ai.input.messages),
 #: plus openai-v2 under ``opentelemetry-instrument`` with the default OTLP/gRPC exporter,
 #: plus agent frameworks driven by their own scenario script (pydantic-ai)

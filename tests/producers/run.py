@@ -59,6 +59,13 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("traceloop", content=True, env="traceloop-legacy"),
     Variant("openinference"),
     Variant("openinference", content=True),
+    # these three always send content (mlflow's spanInputs, logfire's request_data) or do
+    # unless told not to (litellm)
+    Variant("mlflow", content=True),
+    Variant("logfire", content=True),
+    Variant("logfire", "latest", content=True),
+    Variant("litellm"),
+    Variant("litellm", content=True),
 )
 
 #: Agent frameworks, each with its own scenario (see its driver's docstring): not the
@@ -68,6 +75,9 @@ AGENT_VARIANTS: tuple[Variant, ...] = (
     Variant("pydantic-ai", content=True, driver="drive_pydantic_ai.py"),
 )
 
+_PREFIXES = ("TRACELOOP_", "OPENLIT_", "OPENINFERENCE_", "MLFLOW_", "LOGFIRE_", "LITELLM_", "OTEL_")
+#: producers driven through the extended scenario (8 calls: + a tool round trip)
+EXTENDED = frozenset({"mlflow", "logfire", "litellm"})
 # variables of the calling environment that would change what a producer does
 _SCRUB = (
     "OTEL_SEMCONV_STABILITY_OPT_IN",
@@ -97,8 +107,7 @@ def run_variant(
     python = ensure_env(variant.env or variant.producer)
     if out_dir is not None:
         shutil.rmtree(out_dir, ignore_errors=True)
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUB and not k.startswith(
-        ("TRACELOOP_", "OPENLIT_", "OPENINFERENCE_"))}  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUB and not k.startswith(_PREFIXES)}
     env["PYTHONUNBUFFERED"] = "1"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     app = create_app()

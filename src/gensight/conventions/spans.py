@@ -26,6 +26,7 @@ from typing import Any
 
 from gensight.conventions import messages as msg
 from gensight.conventions import registry
+from gensight.conventions.adapters import adapt as adapt_producer
 from gensight.conventions.errors import classify, status_from_text
 from gensight.conventions.fields import (
     CONTENT_KEYS,
@@ -154,15 +155,6 @@ def span_to_records(
         raise ValueError("span without a valid trace_id/span_id")
     start = span.start_time_unix_nano
     end = span.end_time_unix_nano
-    ts = nanos_to_datetime(start)
-    duration_ms = max(0.0, (end - start) / 1e6) if end else 0.0
-    clamped = plausible_time(ts, received or datetime.now(tz=UTC))
-    if clamped is not None:
-        attrs[REFUSED_PREFIX + "ts"] = ts.isoformat()
-        ts = clamped
-    if duration_ms > _MAX_DURATION_MS:
-        attrs[REFUSED_PREFIX + "duration_ms"] = duration_ms
-        duration_ms = 0.0
     parent = hex_id(span.parent_span_id)
     code = span.status.code  # 0 unset, 1 ok, 2 error
     events = [
@@ -173,6 +165,24 @@ def span_to_records(
         }
         for e in span.events
     ]
+    # MLflow, logfire, litellm: their own keys read as the common ones (conventions/adapters.py)
+    adapted = adapt_producer(attrs, events, scope_name, start, end)
+    fields = attrs
+    if adapted is not None:
+        attrs = attrs if adapted.decoded is None else adapted.decoded
+        fields = adapted.view(attrs)
+        start, end = adapted.start_ns or start, adapted.end_ns or end
+        if adapted.content_event_prefix:
+            events = [e for e in events if not e["name"].startswith(adapted.content_event_prefix)]
+    ts = nanos_to_datetime(start)
+    duration_ms = max(0.0, (end - start) / 1e6) if end else 0.0
+    clamped = plausible_time(ts, received or datetime.now(tz=UTC))
+    if clamped is not None:
+        attrs[REFUSED_PREFIX + "ts"] = ts.isoformat()
+        ts = clamped
+    if duration_ms > _MAX_DURATION_MS:
+        attrs[REFUSED_PREFIX + "duration_ms"] = duration_ms
+        duration_ms = 0.0
     srec = SpanRecord(
         trace_id=trace_id,
         span_id=span_id,
@@ -187,8 +197,10 @@ def span_to_records(
         attributes={},
         events=[],
     )
-    view, applied = registry.translate(attrs, scope_name)
+    view, applied = registry.translate(fields, scope_name)
     operation = call_operation(view)
+    if adapted is not None and adapted.is_call is not None:
+        operation = (operation or "chat") if adapted.is_call else None
     if operation is None or to_bool(attrs.get("gensight.via_gateway")):
         # Not an inference/embedding call (an agent, workflow, tool, retrieval … span),
         # or a Gensight SDK span of a call made through the Gensight gateway, whose
@@ -208,6 +220,9 @@ def span_to_records(
             conv.refine(call, view)
         if call.producer == scope_name and scope_name:
             call.producer = conv.name
+    if adapted is not None:
+        call.producer = adapted.producer
+        call.attributes = adapted.stored(attrs, _is_content_key)
     if code == 2 or "error.type" in view:
         _set_error(call, view, events, span.status.message)
     refuse_implausible_call(call)

@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from gensight.conventions.logfire import join_streams
 from gensight.conventions.logs import log_to_events
 from gensight.conventions.otlp_values import attributes
 from gensight.conventions.spans import Resource, span_to_records
@@ -117,6 +118,7 @@ def traces_to_records(
                 spans.append(srec)
                 if call is not None:
                     calls.append(call)
+    join_streams(calls, spans)  # logfire: a stream's request span and its result span
     return calls, spans, rejected, first_error
 
 
