@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from gensight.conventions import messages as msg
+from gensight.conventions import producer_hooks
 from gensight.conventions.errors import classify, status_from_text
 from gensight.conventions.otlp_values import (
     SPAN_KINDS,
@@ -275,7 +276,10 @@ def span_to_records(
         attributes={},
         events=[],
     )
-    if not is_llm_span(attrs) or _bool(attrs.get("gensight.via_gateway")):
+    is_call = producer_hooks.is_call(attrs)
+    if is_call is None:
+        is_call = is_llm_span(attrs)
+    if not is_call or _bool(attrs.get("gensight.via_gateway")):
         # A Gensight SDK span of a call made through the Gensight gateway: the gateway's
         # record (its child in the trace) is the call; this span stays a plain span.
         srec.attributes = attrs
@@ -288,6 +292,7 @@ def span_to_records(
         call.producer = "openai-v2"
     if code == 2 or "error.type" in attrs:
         _set_error(call, attrs, events, span.status.message)
+    producer_hooks.refine(call, attrs, scope_name, span.status.message)
     srec.call_id = call.id
     srec.attributes = call.attributes
     # Exceptions stay visible on the span; content-bearing events live in the call.
