@@ -8,6 +8,7 @@ upstreams' deterministic functions, not from the fixtures.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -302,3 +303,82 @@ def test_openai_agents_stream_from_the_response_list() -> None:
     assert chat.output_messages[0]["content"] and chat.input_messages[0]["role"] == "system"
     (tc,) = tool1.output_messages[0]["tool_calls"]
     assert tc["name"] == "get_weather"
+
+
+# --------------------------------------------------------------------------- odd input
+
+
+def _span(attrs: dict, scope: str, name: str = "x") -> trace_service_pb2.ExportTraceServiceRequest:
+    """One span with ``attrs`` (OTLP/JSON values) under instrumentation scope ``scope``."""
+
+    def value(v):
+        if isinstance(v, bool):
+            return {"boolValue": v}
+        if isinstance(v, int):
+            return {"intValue": str(v)}
+        if isinstance(v, float):  # proto3 JSON spells the non-finite ones as strings
+            spelled = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}
+            return {"doubleValue": v if math.isfinite(v) else spelled[str(v)]}
+        if isinstance(v, list):
+            return {"arrayValue": {"values": [value(x) for x in v]}}
+        return {"stringValue": str(v)}
+
+    span = {
+        "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331",
+        "name": name, "startTimeUnixNano": "1796207216809000000",
+        "endTimeUnixNano": "1796207216909000000",
+        "attributes": [{"key": k, "value": value(v)} for k, v in attrs.items()],
+    }  # fmt: skip
+    body = {"resourceSpans": [{"scopeSpans": [{"scope": {"name": scope}, "spans": [span]}]}]}
+    return json_format.ParseDict(body, trace_service_pb2.ExportTraceServiceRequest())
+
+
+@pytest.mark.parametrize(
+    ("attrs", "scope"),
+    [
+        (
+            {
+                "ai.operationId": "ai.streamText.doStream",
+                "ai.model.id": 7,
+                "ai.model.provider": "",
+                "ai.usage.inputTokens": "lots",
+                "ai.usage.outputTokens": -5,
+                "ai.usage.tokens": 2**63 - 1,
+                "ai.response.msToFirstChunk": float("inf"),
+                "ai.settings.temperature": float("nan"),
+                "ai.settings.seed": 1e300,
+                "ai.prompt.messages": "[{not json",
+                "ai.response.toolCalls": '{"a": 1}',
+                "ai.response.finishReason": "",
+                "ai.response.id": ["x"],
+            },
+            "ai",
+        ),
+        (
+            {
+                "openinference.span.kind": "LLM",
+                "llm.model_name": "gpt-4o-mini",
+                "output.value": '[{"object": "response", "output": {"k": 1}, "usage": [1],'
+                ' "model": 5}, {"object": "response", "output": [{"type": "message",'
+                ' "content": "text", "provider_data": {"response_id": 9}}]}, 3]',
+            },
+            "openinference.instrumentation.openai_agents",
+        ),
+        (
+            {"gen_ai.operation.name": "chat", "anthropic.message.stop_reason": ""},
+            "com.anthropic.sdk.python",
+        ),
+    ],
+)
+def test_odd_attribute_values_never_break_the_mapping(attrs, scope) -> None:
+    calls, spans, rejected, error = traces_to_records(_span(attrs, scope))
+    assert (rejected, error, len(spans), len(calls)) == (0, "", 1, 1)
+    (call,) = calls
+    for field in ("input_tokens", "output_tokens", "cache_read_tokens", "seed", "max_tokens"):
+        value = getattr(call, field)
+        assert value is None or (isinstance(value, int) and 0 <= value < 2**63), field
+    assert call.ttft_ms is None or 0 <= call.ttft_ms < float("inf")
+    assert call.temperature is None or call.temperature == call.temperature  # not NaN
+    for field in ("response_id", "response_model", "request_model", "provider"):
+        assert getattr(call, field) is None or isinstance(getattr(call, field), str), field
+    assert call.finish_reasons == [r for r in call.finish_reasons if r]

@@ -39,8 +39,13 @@ def _responses(value: Any) -> list[dict[str, Any]]:
     return [r for r in items if isinstance(r, dict) and r.get("object") == "response"]
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+    return value if ok else None
 
 
 def refine(call: CallRecord, attrs: dict[str, Any]) -> None:
@@ -51,22 +56,27 @@ def refine(call: CallRecord, attrs: dict[str, Any]) -> None:
     call.stream = True
     outputs: list[dict[str, Any]] = []
     for response in responses:
-        for item in response.get("output") or []:
+        items = response.get("output") if isinstance(response.get("output"), list) else []
+        for item in items:
             if not isinstance(item, dict):
                 continue
             data = item.get("provider_data") if isinstance(item.get("provider_data"), dict) else {}
-            call.response_id = call.response_id or data.get("response_id")
-            call.response_model = call.response_model or data.get("model") or response.get("model")
+            call.response_id = call.response_id or _text(data.get("response_id"))
+            call.response_model = (
+                call.response_model or _text(data.get("model")) or _text(response.get("model"))
+            )
             if item.get("type") == "message":
+                parts = item.get("content") if isinstance(item.get("content"), list) else []
                 texts = [
                     str(part.get("text") or "")
-                    for part in item.get("content") or []
+                    for part in parts
                     if isinstance(part, dict) and part.get("type") == "output_text"
                 ]
-                outputs.append({"role": item.get("role") or "assistant", "content": "".join(texts)})
+                role = _text(item.get("role")) or "assistant"
+                outputs.append({"role": role, "content": "".join(texts)})
             elif item.get("type") == "function_call":
-                call_entry = {"id": item.get("call_id"), "name": item.get("name"),
-                              "arguments": item.get("arguments")}  # fmt: skip
+                call_entry = {"id": _text(item.get("call_id")), "name": _text(item.get("name")),
+                              "arguments": _text(item.get("arguments"))}  # fmt: skip
                 outputs.append({"role": "assistant", "content": None, "tool_calls": [call_entry]})
         usage = response.get("usage") if isinstance(response.get("usage"), dict) else None
         if usage:

@@ -27,6 +27,7 @@ texts). The do* spans also carry a few ``gen_ai.*`` keys (``gen_ai.system`` is t
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -110,13 +111,20 @@ def _first(attrs: dict[str, Any], *keys: str) -> Any:
     return None
 
 
+def _text(value: Any) -> str | None:
+    if value is None or value == "" or isinstance(value, list | dict):
+        return None
+    return str(value)
+
+
 def _int(value: Any) -> int | None:
     if value is None or isinstance(value, bool):
         return None
     try:
-        return int(value)
+        n = int(value)
     except (TypeError, ValueError, OverflowError):
         return None
+    return n if 0 <= n < 2**63 else None  # a 64-bit column; negative counts mean nothing
 
 
 def _finish_reason(value: str) -> str:
@@ -166,8 +174,8 @@ def _prompt_messages(value: Any) -> list[dict[str, Any]] | None:
 def _tool_call(part: dict[str, Any]) -> dict[str, Any]:
     args = part.get("input", part.get("args"))
     return {
-        "id": part.get("toolCallId"),
-        "name": part.get("toolName"),
+        "id": _text(part.get("toolCallId")),
+        "name": _text(part.get("toolName")),
         "arguments": args if isinstance(args, str) or args is None else msg._json(args),
     }
 
@@ -191,13 +199,14 @@ def refine(call: CallRecord, attrs: dict[str, Any]) -> None:
     call.producer = "vercel-ai"
     call.operation = CALL_OPERATIONS.get(str(op_id), call.operation)
     call.provider = provider_of(attrs.get("ai.model.provider")) or call.provider
-    call.request_model = _first(attrs, "ai.model.id") or call.request_model
-    call.response_model = _first(attrs, "ai.response.model") or call.response_model
-    call.response_id = _first(attrs, "ai.response.id") or call.response_id
+    call.request_model = _text(attrs.get("ai.model.id")) or call.request_model
+    call.response_model = _text(attrs.get("ai.response.model")) or call.response_model
+    call.response_id = _text(attrs.get("ai.response.id")) or call.response_id
     stream = str(op_id).endswith(".doStream")
     call.stream = stream
     ttft = _first(attrs, "ai.response.msToFirstChunk", "ai.stream.msToFirstChunk")
-    if stream and isinstance(ttft, int | float) and not isinstance(ttft, bool) and ttft >= 0:
+    finite = isinstance(ttft, int | float) and not isinstance(ttft, bool) and math.isfinite(ttft)
+    if stream and finite and ttft >= 0:
         call.ttft_ms = float(ttft)
     usage = {
         "input_tokens": ("ai.usage.inputTokens", "ai.usage.promptTokens", "ai.usage.tokens"),
@@ -214,17 +223,14 @@ def refine(call: CallRecord, attrs: dict[str, Any]) -> None:
     }
     for field, keys in usage.items():
         value = _int(_first(attrs, *keys))
-        if value is not None and value >= 0:
+        if value is not None:
             setattr(call, field, value)
     if call.operation == "embeddings" and call.input_tokens is not None:
         call.output_tokens = call.output_tokens or 0
     for field, (key, kind) in _SETTINGS.items():
         value = attrs.get(key)
-        if (
-            getattr(call, field) is None
-            and isinstance(value, int | float)
-            and not isinstance(value, bool)
-        ):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if getattr(call, field) is None and number and math.isfinite(value) and abs(value) < 2**63:
             setattr(call, field, kind(value))
     reason = attrs.get("ai.response.finishReason")
     if isinstance(reason, str) and reason:
