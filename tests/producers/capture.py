@@ -88,6 +88,20 @@ class CaptureServer:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
+            def _body(self) -> bytes:
+                # OTel JS exporters send ``Transfer-Encoding: chunked`` with no length
+                if "chunked" not in (self.headers.get("transfer-encoding") or "").lower():
+                    return self.rfile.read(int(self.headers.get("content-length") or 0))
+                parts = []
+                while True:
+                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass  # trailers
+                        return b"".join(parts)
+                    parts.append(self.rfile.read(size))
+                    self.rfile.readline()  # the CRLF after each chunk
+
             def do_POST(self) -> None:  # noqa: N802
                 signal = self.path.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
                 if signal not in SIGNALS:
@@ -95,8 +109,7 @@ class CaptureServer:
                     self.send_header("content-length", "0")
                     self.end_headers()
                     return
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length)
+                body = self._body()
                 encoding = (self.headers.get("content-encoding") or "").lower()
                 content_type = self.headers.get("content-type") or "application/x-protobuf"
                 try:

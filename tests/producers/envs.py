@@ -24,8 +24,11 @@ CACHE = Path(os.environ.get("GENSIGHT_PRODUCER_ENVS", REPO / ".cache" / "produce
 PRODUCERS = ("openai-v2", "openlit", "traceloop", "openinference", "mlflow", "logfire", "litellm")
 #: every environment: the producers, plus an older traceloop (pre gen_ai.input.messages),
 #: plus openai-v2 under ``opentelemetry-instrument`` with the default OTLP/gRPC exporter,
-#: plus agent frameworks driven by their own scenario script (pydantic-ai)
-ENVS = (*PRODUCERS, "traceloop-legacy", "otel-instrument", "pydantic-ai")
+#: plus agent frameworks driven by their own scenario script (pydantic-ai), plus the
+#: anthropic producers and openai-agents
+ENVS = (
+    *PRODUCERS, "traceloop-legacy", "otel-instrument", "pydantic-ai", "anthropic", "openai-agents",
+)  # fmt: skip
 PYTHON_VERSION = "3.11"
 
 _locks: dict[str, threading.Lock] = {name: threading.Lock() for name in ENVS}
@@ -82,6 +85,44 @@ def ensure_env(name: str) -> Path:
         return python
 
 
+NODE_DIR = HERE / "node"
+_node_lock = threading.Lock()
+
+
+def ensure_node_env() -> Path:
+    """Return the directory holding ``node/drive.mjs`` with its ``node_modules`` installed.
+
+    ``npm ci`` from the committed ``node/package.json`` + ``package-lock.json`` into
+    ``<cache>/node-<sha of both>``; the driver is copied in at every call (it is small
+    and may change without the lock file changing).
+    """
+    digest = hashlib.sha256(
+        (NODE_DIR / "package.json").read_bytes() + (NODE_DIR / "package-lock.json").read_bytes()
+    ).hexdigest()[:12]
+    env = CACHE / f"node-{digest}"
+    with _node_lock:
+        if not (env / ".complete").exists():
+            npm = shutil.which("npm")
+            if npm is None:
+                raise RuntimeError("npm not found: install Node.js (20+) to run the Vercel AI SDK")
+            tmp = env.with_name(env.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for name in ("package.json", "package-lock.json"):
+                shutil.copy(NODE_DIR / name, tmp / name)
+            proc = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+                cwd=tmp, capture_output=True, text=True, timeout=900,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise RuntimeError(f"npm ci failed:\n{proc.stdout}\n{proc.stderr}")
+            shutil.rmtree(env, ignore_errors=True)
+            tmp.rename(env)
+            (env / ".complete").write_text(digest)
+        shutil.copy(NODE_DIR / "drive.mjs", env / "drive.mjs")
+    return env
+
+
 if __name__ == "__main__":
     for producer in sys.argv[1:] or ENVS:
-        print(producer, ensure_env(producer))
+        print(producer, ensure_node_env() if producer == "node" else ensure_env(producer))

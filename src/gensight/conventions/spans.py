@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gensight.conventions import messages as msg
-from gensight.conventions import registry
+from gensight.conventions import producer_hooks, registry
 from gensight.conventions.adapters import adapt as adapt_producer
 from gensight.conventions.errors import classify, status_from_text
 from gensight.conventions.fields import (
@@ -201,6 +201,9 @@ def span_to_records(
     operation = call_operation(view)
     if adapted is not None and adapted.is_call is not None:
         operation = (operation or "chat") if adapted.is_call else None
+    hooked = producer_hooks.is_call(attrs)  # Vercel AI SDK: only its do* spans are calls
+    if hooked is not None:
+        operation = (operation or "chat") if hooked else None
     if operation is None or to_bool(attrs.get("gensight.via_gateway")):
         # Not an inference/embedding call (an agent, workflow, tool, retrieval … span),
         # or a Gensight SDK span of a call made through the Gensight gateway, whose
@@ -225,6 +228,7 @@ def span_to_records(
         call.attributes = adapted.stored(attrs, _is_content_key)
     if code == 2 or "error.type" in view:
         _set_error(call, view, events, span.status.message)
+    producer_hooks.refine(call, attrs, scope_name, span.status.message)
     refuse_implausible_call(call)
     srec.call_id = call.id
     srec.attributes = call.attributes

@@ -1,0 +1,344 @@
+"""A fake Anthropic Messages API upstream, faithful enough for the real ``anthropic``
+client and the instrumentations that wrap it.
+
+Endpoint: ``POST /v1/messages`` (streamed and not). What the real API does and this
+one copies:
+
+* headers: a key is required, as ``x-api-key`` or ``Authorization: Bearer`` (the
+  ``anthropic`` client ≥ 2 sends the latter) — 401 ``authentication_error`` without it;
+  ``anthropic-version`` too (400 ``invalid_request_error``); every answer carries a
+  ``request-id`` header (``req_…``) and the error body repeats it as ``request_id``;
+* the body needs ``model``, ``max_tokens`` (an integer ≥ 1) and a non-empty
+  ``messages`` list; ``system`` is a string or a list of text blocks;
+* the message: ``{"id": "msg_…", "type": "message", "role": "assistant", "model",
+  "content": [blocks], "stop_reason", "stop_sequence", "usage": {input_tokens,
+  cache_creation_input_tokens, cache_read_input_tokens, output_tokens,
+  service_tier}}``; ``input_tokens`` excludes the cached tokens, as Anthropic's does;
+* ``stop_reason``: ``end_turn``, ``max_tokens`` (the reply cut at ``max_tokens``) or
+  ``tool_use`` (a request with ``tools`` whose last user turn is not a
+  ``tool_result`` gets one ``tool_use`` block calling the first tool, unless
+  ``tool_choice`` is ``{"type": "none"}``);
+* the stream (``"stream": true``): ``message_start`` (usage so far, content empty),
+  ``content_block_start``, ``ping``, ``content_block_delta`` (``text_delta`` or
+  ``input_json_delta``)…, ``content_block_stop``, ``message_delta`` (``stop_reason``,
+  cumulative usage), ``message_stop``; each as ``event: NAME`` + ``data: JSON``;
+* errors: ``{"type": "error", "error": {"type", "message"}, "request_id"}`` with the
+  real types per status (429 ``rate_limit_error`` with ``retry-after``, 529
+  ``overloaded_error``, 500 ``api_error``, …).
+
+Injection, by request header: ``x-fake-status: 429|529|500|…`` answers that error;
+``x-fake-cache-read-tokens`` / ``x-fake-cache-write-tokens`` move that many prompt
+tokens into ``cache_read_input_tokens`` / ``cache_creation_input_tokens`` (as a
+prompt with ``cache_control`` would); ``x-fake-retry-after`` sets ``retry-after``.
+
+Deterministic: the prompt's token count is :func:`anthropic_input_tokens`; the reply is
+:func:`gensight.demo.upstream.reply_pieces` of the prompt, one token per piece.
+``app.state.log`` records every exchange (:class:`gensight.demo.upstream.Exchange`,
+``usage`` being the Anthropic usage object).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from gensight.demo.serve import serve_in_thread
+from gensight.demo.upstream import Exchange, RequestLog, count_tokens, reply_pieces
+
+__all__ = ["ERROR_TYPES", "anthropic_input_tokens", "create_app", "error_body", "serve"]
+
+#: The error ``type`` the real API answers with, per status.
+ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+_MESSAGES = {
+    "rate_limit_error": "Number of request tokens has exceeded your per-minute rate limit "
+    "(https://docs.anthropic.com/en/api/rate-limits); see the response headers for current "
+    "usage. Please reduce the prompt length or the maximum tokens requested, or try again "
+    "later. You may also contact sales at https://www.anthropic.com/contact-sales to discuss "
+    "your options for a rate limit increase.",
+    "overloaded_error": "Overloaded",
+    "api_error": "Internal server error",
+    "authentication_error": "invalid x-api-key",
+    "permission_error": "Your API key does not have permission to use the specified resource.",
+    "not_found_error": "Not found",
+}
+
+
+def _request_id() -> str:
+    return "req_" + uuid.uuid4().hex[:24]
+
+
+def error_body(status: int, message: str | None = None, request_id: str = "") -> dict[str, Any]:
+    """The JSON body the real Anthropic API answers with for ``status``."""
+    etype = ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {
+        "type": "error",
+        "error": {"type": etype, "message": message or _MESSAGES.get(etype, etype)},
+        "request_id": request_id or _request_id(),
+    }
+
+
+def _block_text(block: Any) -> str:
+    if isinstance(block, str):
+        return block
+    if not isinstance(block, Mapping):
+        return ""
+    kind = block.get("type")
+    if kind == "text":
+        return str(block.get("text") or "")
+    if kind == "tool_use":
+        return f"{block.get('name', '')} {json.dumps(block.get('input') or {}, sort_keys=True)}"
+    if kind == "tool_result":
+        content = block.get("content")
+        if isinstance(content, list):
+            return " ".join(_block_text(b) for b in content)
+        return str(content or "")
+    return ""
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(_block_text(b) for b in content)
+    return _block_text(content)
+
+
+def anthropic_input_tokens(body: Mapping[str, Any]) -> int:
+    """Prompt tokens of a Messages request: system + per message (3 + its tokens) + tools."""
+    total = 4 + count_tokens(_content_text(body.get("system")))
+    for message in body.get("messages") or []:
+        if isinstance(message, Mapping):
+            total += 3 + count_tokens(_content_text(message.get("content")))
+    if body.get("tools"):
+        total += count_tokens(json.dumps(body["tools"], sort_keys=True))
+    return total
+
+
+def _wants_tool(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The tool the model calls: the first one, unless the last user turn answers a tool."""
+    tools = body.get("tools")
+    choice = body.get("tool_choice") or {}
+    if not tools or (isinstance(choice, Mapping) and choice.get("type") == "none"):
+        return None
+    last = (body.get("messages") or [{}])[-1]
+    content = last.get("content") if isinstance(last, Mapping) else None
+    if isinstance(content, list) and any(
+        isinstance(b, Mapping) and b.get("type") == "tool_result" for b in content
+    ):
+        return None
+    if isinstance(choice, Mapping) and choice.get("type") == "tool":
+        named = [t for t in tools if isinstance(t, Mapping) and t.get("name") == choice.get("name")]
+        return named[0] if named else None
+    return tools[0] if isinstance(tools[0], Mapping) else None
+
+
+def _tool_input(tool: Mapping[str, Any]) -> dict[str, Any]:
+    """Arguments for ``tool`` from its schema: each required property gets a plain value."""
+    schema = tool.get("input_schema") or {}
+    props = schema.get("properties") or {}
+    out: dict[str, Any] = {}
+    for name in schema.get("required") or list(props)[:1]:
+        kind = (props.get(name) or {}).get("type")
+        out[name] = 1 if kind in ("integer", "number") else True if kind == "boolean" else "Paris"
+    return out
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    raw = headers.get(name)
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+class _Anthropic:
+    def __init__(self) -> None:
+        self.log = RequestLog()
+
+    def _error(
+        self, ex: Exchange, status: int, message: str | None = None, **headers: str
+    ) -> Response:
+        rid = _request_id()
+        ex.status = status
+        ex.response = error_body(status, message, rid)
+        ex.completed = True
+        self.log.add(ex)
+        return JSONResponse(ex.response, status_code=status, headers={"request-id": rid, **headers})
+
+    async def messages(self, request: Request) -> Response:
+        started = time.perf_counter()
+        raw = await request.body()
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            body = None
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        ex = Exchange(
+            id=uuid.uuid4().hex, ts=time.time(), method="POST", path=request.url.path,
+            headers=headers, body=body,
+        )  # fmt: skip
+        bearer = headers.get("authorization", "")
+        if not headers.get("x-api-key") and not bearer.lower().startswith("bearer "):
+            return self._error(ex, 401, "x-api-key header is required")
+        if not headers.get("anthropic-version"):
+            return self._error(ex, 400, "anthropic-version: header is required")
+        if not isinstance(body, dict):
+            return self._error(ex, 400, "The request body is not valid JSON.")
+        for name in ("model", "max_tokens", "messages"):
+            if name not in body:
+                return self._error(ex, 400, f"{name}: Field required")
+        max_tokens = body["max_tokens"]
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            return self._error(ex, 400, "max_tokens: Input should be a valid integer >= 1")
+        if not isinstance(body["messages"], list) or not body["messages"]:
+            return self._error(ex, 400, "messages: at least one message is required")
+        forced = _header_int(headers, "x-fake-status")
+        if forced and forced >= 400:
+            extra = {}
+            if forced in (429, 529):
+                extra["retry-after"] = str(_header_int(headers, "x-fake-retry-after") or 1)
+            return self._error(ex, forced, **extra)
+
+        model = str(body["model"])
+        prompt = anthropic_input_tokens(body)
+        cache_read = min(_header_int(headers, "x-fake-cache-read-tokens") or 0, prompt)
+        cache_write = min(
+            _header_int(headers, "x-fake-cache-write-tokens") or 0, prompt - cache_read
+        )
+        tool = _wants_tool(body)
+        text = " ".join(_content_text(m.get("content")) for m in body["messages"])
+        if tool is not None:
+            args = _tool_input(tool)
+            block: dict[str, Any] = {
+                "type": "tool_use",
+                "id": "toolu_" + uuid.uuid5(uuid.NAMESPACE_OID, text).hex[:24],
+                "name": tool.get("name"),
+                "input": args,
+            }
+            pieces = [json.dumps(args)]
+            output_tokens = 8 + count_tokens(pieces[0])
+            stop_reason = "tool_use"
+        else:
+            pieces = reply_pieces(text, model)
+            stop_reason = "end_turn"
+            if len(pieces) > max_tokens:
+                pieces, stop_reason = pieces[:max_tokens], "max_tokens"
+            block = {"type": "text", "text": "".join(pieces)}
+            output_tokens = len(pieces)
+        usage = {
+            "input_tokens": prompt - cache_read - cache_write,
+            "cache_creation_input_tokens": cache_write,
+            "cache_read_input_tokens": cache_read,
+            "output_tokens": output_tokens,
+            "service_tier": "standard",
+        }
+        message = {
+            "id": "msg_01" + uuid.uuid4().hex[:22],
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [block],
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        rid = _request_id()
+        resp_headers = {"request-id": rid, "anthropic-organization-id": "org-fake"}
+        ex.status, ex.usage, ex.response = 200, usage, message
+        ex.stream = bool(body.get("stream"))
+        if not ex.stream:
+            ex.usage_sent = ex.completed = True
+            ex.duration_ms = (time.perf_counter() - started) * 1000
+            self.log.add(ex)
+            return JSONResponse(message, headers=resp_headers)
+        self.log.add(ex)
+        return StreamingResponse(
+            self._stream(ex, message, pieces, started),
+            media_type="text/event-stream",
+            headers={**resp_headers, "cache-control": "no-cache"},
+        )
+
+    async def _stream(
+        self, ex: Exchange, message: dict[str, Any], pieces: Sequence[str], started: float
+    ) -> AsyncIterator[bytes]:
+        block = message["content"][0]
+        usage = message["usage"]
+        start = dict(message, content=[], stop_reason=None, usage=dict(usage, output_tokens=1))
+        if block["type"] == "tool_use":
+            first, delta_type, key = dict(block, input={}), "input_json_delta", "partial_json"
+        else:
+            first, delta_type, key = {"type": "text", "text": ""}, "text_delta", "text"
+        block_start = {"type": "content_block_start", "index": 0, "content_block": first}
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("message_start", {"type": "message_start", "message": start}),
+            ("content_block_start", block_start),
+            ("ping", {"type": "ping"}),
+        ]
+        events += [
+            ("content_block_delta",
+             {"type": "content_block_delta", "index": 0, "delta": {"type": delta_type, key: p}})
+            for p in pieces
+        ]  # fmt: skip
+        events += [
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {k: v for k, v in usage.items() if k != "service_tier"},
+            }),
+            ("message_stop", {"type": "message_stop"}),
+        ]  # fmt: skip
+        for name, data in events:
+            chunk = f"event: {name}\ndata: {json.dumps(data)}\n\n"
+            if name == "content_block_delta" and ex.ttft_ms is None:
+                ex.ttft_ms = (time.perf_counter() - started) * 1000
+            ex.chunks.append(chunk)
+            yield chunk.encode()
+        ex.usage_sent = ex.completed = True
+        ex.duration_ms = (time.perf_counter() - started) * 1000
+
+    async def not_found(self, request: Request) -> Response:
+        ex = Exchange(
+            id=uuid.uuid4().hex, ts=time.time(), method=request.method, path=request.url.path,
+            headers=dict(request.headers), body=None,
+        )  # fmt: skip
+        return self._error(ex, 404, f"Not found: {request.url.path}")
+
+
+def create_app() -> Starlette:
+    """Build the fake Anthropic upstream ASGI app (``app.state.log`` is its RequestLog).
+
+    Served under ``/v1`` (the ``anthropic`` client's base URL is the host; it adds ``/v1``).
+    """
+    upstream = _Anthropic()
+    app = Starlette(
+        routes=[
+            Route("/v1/messages", upstream.messages, methods=["POST"]),
+            Route("/{path:path}", upstream.not_found, methods=["GET", "POST", "PUT", "DELETE"]),
+        ]
+    )
+    app.state.log = upstream.log
+    return app
+
+
+@contextlib.contextmanager
+def serve(app: Starlette | None = None) -> Iterator[str]:
+    """Run the fake Anthropic upstream on a free loopback port; yield ``http://127.0.0.1:PORT``."""
+    with serve_in_thread(app if app is not None else create_app()) as url:
+        yield url
