@@ -200,3 +200,27 @@ def scrub_pii(text: str) -> str:
     if ":" in text and _IP6_HINT.search(text) is not None:
         text = _IP6.sub(_mask_ip6, text)
     return _NUMBERS.sub(_mask_number, text)
+
+
+# Names whose values are secrets whatever they look like (issue #17 item 1). Compared
+# after lower-casing and dropping separators, so "X-Api-Key", "api_key" and "apiKey" match.
+_SECRET_NAMES = frozenset(
+    n.replace("_", "").replace("-", "")
+    for n in (
+        "password", "passwd", "pwd", "secret", "client_secret", "api_key", "apikey",
+        "x-api-key", "api-key", "token", "access_token", "refresh_token", "id_token",
+        "auth_token", "authorization", "proxy-authorization", "cookie", "set-cookie",
+        "aws_secret_access_key", "aws_session_token", "private_key", "x-goog-api-key",
+        "sig", "signature", "key",
+    )
+)  # fmt: skip
+
+
+def is_secret_name(name: str) -> bool:
+    """True when an attribute key, header name or JSON key names a secret.
+
+    Only the last dotted segment counts (``http.request.header.authorization``), so
+    ``gen_ai.usage.input_tokens`` is not a secret while ``auth.token`` is.
+    """
+    last = name.rsplit(".", 1)[-1].lower()
+    return last.replace("_", "").replace("-", "") in _SECRET_NAMES
