@@ -33,9 +33,10 @@ def _many_calls(n: int):
 
 
 def test_sigterm_right_after_accepting_loses_nothing(tmp_path):
-    body = traces_protobuf(record_spans(_many_calls(2000), service="durable"))
+    # five different batches (the same body five times is one batch resent: stored once)
+    bodies = [traces_protobuf(record_spans(_many_calls(2000), service="durable")) for _ in range(5)]
     srv = Server(tmp_path / "d")
-    for _ in range(5):
+    for body in bodies:
         r = srv.client.post(
             "/v1/traces", content=body, headers={"content-type": "application/x-protobuf"}
         )
