@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from gensight.model import vocab
+from gensight.model.units import parse_duration
 from gensight.model.vocab import BUDGET_FILTERS, CALENDAR_WINDOWS, one_of
-from gensight.query.params import ParamError, call_filters, parse_duration
+from gensight.query.params import ParamError, call_filters
 from gensight.store.base import CallFilters
 
 

@@ -10,6 +10,11 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _BYTES = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
+def is_duration(text: str) -> bool:
+    """Whether ``text`` is a duration ``parse_duration`` reads (``30s``, ``7d``…)."""
+    return _DURATION.match(text) is not None
+
+
 def parse_duration(text: str) -> timedelta:
     """``30s``, ``5m``, ``1h``, ``7d``, ``2w`` as a timedelta (ValueError otherwise)."""
     m = _DURATION.match(text)

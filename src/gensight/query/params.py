@@ -3,16 +3,13 @@ intervals, paging."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from gensight.model.units import is_duration, parse_duration
 from gensight.model.vocab import CALL_FILTERS, FILTER_NAMES, FILTERS, GROUP_BY, one_of
 from gensight.query.analysis import choose_interval
 from gensight.store.base import CallFilters, Cursor
-
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class ParamError(ValueError):
@@ -23,20 +20,12 @@ class ParamError(ValueError):
         self.param = param
 
 
-def parse_duration(text: str) -> timedelta:
-    """``30s``, ``5m``, ``1h``, ``7d``, ``2w`` as a timedelta (ValueError otherwise)."""
-    m = _RELATIVE.match(text)
-    if not m:
-        raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h, 7d")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
 def parse_time(param: str, text: str | None, now: datetime | None = None) -> datetime | None:
     """An ISO 8601 time or a relative one (``1h`` = one hour ago), as aware UTC."""
     if text is None or text == "":
         return None
     now = now or datetime.now(UTC)
-    if _RELATIVE.match(text):
+    if is_duration(text):
         return now - parse_duration(text)
     if text == "now":
         return now
