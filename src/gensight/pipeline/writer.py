@@ -249,7 +249,8 @@ class Pipeline(Worker):
         return False
 
     def _take(self) -> tuple[Batch, int | None]:
-        """Up to MAX_BATCH records from the queue, and the last journal seq among them."""
+        """Up to MAX_BATCH records from the queue (journal-only entries only while fewer
+        than ``queue_size`` are taken), and the last journal seq among them."""
         calls: list[CallRecord] = []
         spans: list[SpanRecord] = []
         events: list[ContentEvent] = []
@@ -257,6 +258,10 @@ class Pipeline(Worker):
         last_seq = None
         while self._queue and n < MAX_BATCH:
             entry, batch = self._queue[0]
+            if batch is None and n >= self.queue_size:
+                # what waits on disk stays there: reading it all back into one batch
+                # while the store is down would hold the whole spill in memory
+                break
             if batch is None:
                 assert entry is not None
                 batch = self._from_journal(entry)
