@@ -45,5 +45,11 @@ def test_retention_expires_old_rows(kind, tmp_path: Path, chdb_path: Path):
         assert store.get_trace("b" * 32) is not None
     finally:
         store.close()
-    if kind == "chdb":  # leave the shared engine without a TTL for the other tests
-        ClickHouseStore.from_url(f"chdb://{chdb_path}").close()
+    if kind == "chdb":  # without --retention the TTL goes (and the shared engine is clean)
+        again = ClickHouseStore.from_url(f"chdb://{chdb_path}")
+        try:
+            for table in ("calls", "spans", "content_events"):
+                ddl = str(again.client.command(f"SHOW CREATE TABLE {table}"))
+                assert "TTL toDateTime(ts)" not in ddl.replace("\\n", "\n"), table
+        finally:
+            again.close()

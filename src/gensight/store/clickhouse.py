@@ -23,6 +23,7 @@ schema definition, an older one runs the frozen steps it lacks.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -118,7 +119,9 @@ class ClickHouseStore(SQLStore):
                     )
                 else:
                     ddl = self.client.command(f"SHOW CREATE TABLE {table}")
-                    if " TTL " in str(ddl):
+                    # the DDL comes back with its line breaks escaped ("…\\nTTL …"): the
+                    # table-level clause is a line of its own once they are undone
+                    if re.search(r"^TTL\b", str(ddl).replace("\\n", "\n"), re.MULTILINE):
                         self.client.command(f"ALTER TABLE {table} REMOVE TTL")
 
     def apply_retention(self) -> int:
