@@ -151,14 +151,14 @@ def _call(i: int, cls: type = CallRecord, **extra) -> CallRecord:
 
 
 # The record class of a release that did not have ``reported_cost_usd`` yet, and of one
-# that added ``upstream_request_id``: the journal must replay across both changes.
+# that added ``future_field``: the journal must replay across both changes.
 _FIELDS = [(f.name, f.type, f) for f in dataclasses.fields(CallRecord)]
 OlderCallRecord = dataclasses.make_dataclass(
     "CallRecord", [x for x in _FIELDS if x[0] != "reported_cost_usd"], slots=True
 )
 NewerCallRecord = dataclasses.make_dataclass(
     "CallRecord",
-    [*_FIELDS, ("upstream_request_id", "str | None", dataclasses.field(default=None))],
+    [*_FIELDS, ("future_field", "str | None", dataclasses.field(default=None))],
     slots=True,
 )
 
@@ -196,12 +196,12 @@ def test_a_journal_written_before_a_field_was_added_replays_with_its_default(tmp
 
 
 def test_a_journal_written_by_a_release_with_a_new_field_replays_keeping_it(tmp_path: Path):
-    new = _call(1, NewerCallRecord, upstream_request_id="req_42")
+    new = _call(1, NewerCallRecord, future_field="v42")
     new.attributes = {"http.route": "/openai/v1"}
     _journal_with(tmp_path, [new])
     (back,) = _replay(tmp_path).calls
     assert isinstance(back, CallRecord) and (back.id, back.input_tokens) == ("c1", 11)
-    assert back.attributes == {"http.route": "/openai/v1", "upstream_request_id": "req_42"}
+    assert back.attributes == {"http.route": "/openai/v1", "future_field": "v42"}
 
 
 def test_a_record_missing_a_required_field_is_set_aside_not_lost(tmp_path: Path):

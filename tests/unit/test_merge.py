@@ -146,3 +146,48 @@ def test_the_merge_step_against_stored_calls_counts_each_call_once():
     assert spans[0].call_id == a.id and counted == []
     stored[a.id] = calls[0]
     assert merger.resolve([b], [span], lookup)[::2] == ([], [])
+
+
+def _resolved_ids(calls: list[CallRecord]) -> list[str]:
+    merged, _, _ = CallMerger().resolve(calls, [], None)
+    return sorted(c.id for c in merged)
+
+
+def test_two_producers_as_siblings_at_the_root_are_one_call():
+    """Two instrumentations whose spans are both roots get two trace ids: the provider's
+    response id (or, for a failed call, its request id) still makes them one call."""
+    sdk = _call("a" * 16, producer="anthropic-sdk", input_tokens=10, output_tokens=5)
+    other = _call("b" * 16, trace_id="cd" * 16, producer="traceloop",
+                  ts=T0 + timedelta(milliseconds=5), input_tokens=10, output_tokens=5)  # fmt: skip
+    assert _resolved_ids([sdk, other]) == [sdk.id]
+    failed = dict(response_id=None, upstream_request_id="req_011", error_class="upstream_error")
+    f1 = _call("c" * 16, **failed)
+    f2 = _call("d" * 16, trace_id="ef" * 16, **failed)
+    assert _resolved_ids([f1, f2]) == [f1.id]
+
+
+def test_ids_shared_across_traces_are_not_enough_on_their_own():
+    # a local server hands out the same id twice: never one call across traces
+    local = dict(provider="ollama", server_address="127.0.0.1", response_id="chatcmpl-1")
+    l1 = _call("a" * 16, **local)
+    l2 = _call("b" * 16, trace_id="cd" * 16, **local)
+    assert _resolved_ids([l1, l2]) == sorted([l1.id, l2.id])
+    # within one trace the same response id still is one call
+    l3 = _call("c" * 16, **local)
+    assert _resolved_ids([l1, l3]) == [l1.id]
+    # a public provider's id in two traces far apart, or for another model: two calls
+    far = _call("d" * 16, trace_id="cd" * 16, ts=T0 + timedelta(minutes=5))
+    assert _resolved_ids([_call("e" * 16), far]) == sorted(["e" * 16, far.id])
+    m1 = _call("f" * 16, response_model="claude-sonnet-4")
+    m2 = _call("9" * 16, trace_id="cd" * 16, response_model="claude-haiku-4")
+    assert _resolved_ids([m1, m2]) == sorted([m1.id, m2.id])
+
+
+def test_a_sibling_report_arriving_later_merges_with_the_stored_one():
+    stored = _call("a" * 16, producer="anthropic-sdk", input_tokens=10, output_tokens=5)
+    later = _call("b" * 16, trace_id="cd" * 16, producer="traceloop",
+                  cache_read_tokens=3, input_tokens=10, output_tokens=5)  # fmt: skip
+    merger = CallMerger()
+    calls, _, _ = merger.resolve([later], [], lambda batch: [stored])
+    assert [c.id for c in calls] == [stored.id]
+    assert calls[0].cache_read_tokens == 3

@@ -112,6 +112,7 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "app": ("gen_ai.application_name",),
     "environment": ("gen_ai.environment", "deployment.environment.name"),
     "response_id": ("gen_ai.response.id", "llm.response.id"),
+    "upstream_request_id": ("anthropic.request.id", "openai.request.id", "http.request.id"),
     "oi_kind": ("openinference.span.kind",),
 }
 _ALIASES: dict[str, tuple[str, int]] = {

@@ -330,6 +330,7 @@ def _call_from_attrs(
         session=to_str(get("session")),
         server_address=server_address,
         http_status=to_http_status(get("http_status")),
+        upstream_request_id=to_str(get("upstream_request_id")),
     )
     if has_content or events:
         _set_messages(call, view, events)

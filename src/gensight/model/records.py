@@ -66,6 +66,10 @@ class CallRecord:
     output_messages: list[dict[str, Any]] | None = None
     system_instructions: list[dict[str, Any]] | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    #: the provider's id of the HTTP request (``x-request-id``/``request-id``,
+    #: ``anthropic.request.id``): what its support asks for, and what tells two reports
+    #: of one failed call apart from two calls
+    upstream_request_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as the API shows it (``ts`` in ISO 8601)."""

@@ -1,13 +1,14 @@
 """One call, one record, whoever reports it and however often.
 
 Two producers may report the same LLM call (the anthropic SDK's own span and
-OpenLLMetry's; openai-v2 and OpenLIT on one client; the gateway and the SDK): both carry
-the provider's ``response_id`` within one trace. An exporter may resend a span, and the
-journal replays a batch whose acknowledgement was lost. The writer runs every batch
-through ``CallMerger.resolve`` before pricing it: calls of the batch that are the same
-call become one, then each is merged with what the store already holds for it (same id,
-or same trace and response id), so the store gets one record per call, written again
-only when the merge added something.
+OpenLLMetry's; openai-v2 and OpenLIT on one client): both carry the provider's
+``response_id``, in one trace, or in two when their spans are siblings at the root (then
+a failed call, which has no response id, is known by the provider's request id). An
+exporter may resend a span, and the journal replays a batch whose acknowledgement was
+lost. The writer runs every batch through ``CallMerger.resolve`` before pricing it:
+calls of the batch that are the same call become one, then each is merged with what the
+store already holds for it (same id, or one of the keys in ``_keys``), so the store gets one
+record per call, written again only when the merge added something.
 
 ``merge_calls`` is the rule, field by field: the first record's identity (id, trace,
 span, start time, source, producer) stays; a value beats an absent one; counts the
@@ -23,6 +24,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gensight.conventions.providers import self_hosted_reason
 from gensight.model.records import CALL_FIELD_NAMES, CallRecord, SpanRecord
 
 #: Attribute listing the reports folded into a record: ``[{"id", "span_id", "producer"}]``.
@@ -120,6 +122,62 @@ def merge_calls(first: CallRecord, other: CallRecord) -> CallRecord:
     return first if merged == first else merged
 
 
+#: Two reports in different traces are one call only if they started this close.
+CROSS_TRACE_WINDOW_S = 10.0
+
+
+def _same_call(a: CallRecord, b: CallRecord) -> bool:
+    """Whether two reports sharing a provider id across traces describe one call: they
+    started together and name the same model. Ids alone are not enough there (a local
+    server may hand out ``chatcmpl-1`` twice), hence also no cross-trace match for a
+    self-hosted model, whose ids nobody guarantees unique."""
+    if abs((a.ts - b.ts).total_seconds()) > CROSS_TRACE_WINDOW_S:
+        return False
+    for name in ("response_model", "request_model"):
+        x, y = getattr(a, name), getattr(b, name)
+        if x and y:
+            return x == y
+    return True
+
+
+def _keys(call: CallRecord) -> list[tuple[str, str, str]]:
+    """What identifies a call besides its record id: the provider's response id within a
+    trace; across traces (two producers whose spans are siblings at the root) the
+    response id or the HTTP request id the provider gave, for a public provider."""
+    keys: list[tuple[str, str, str]] = []
+    if call.response_id:
+        keys.append(("trace", call.trace_id, call.response_id))
+    if self_hosted_reason(call.provider, call.server_address) is None:
+        if call.response_id:
+            keys.append(("response", call.provider or "", call.response_id))
+        if call.upstream_request_id:
+            keys.append(("request", call.provider or "", call.upstream_request_id))
+    return keys
+
+
+class _Index:
+    """Records by id and by each of their keys; ``find`` is the rule of what is one call."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, CallRecord] = {}
+        self.by_key: dict[tuple[str, str, str], CallRecord] = {}
+
+    def add(self, record: CallRecord) -> None:
+        self.by_id[record.id] = record
+        for key in _keys(record):
+            self.by_key[key] = record
+
+    def find(self, call: CallRecord) -> CallRecord | None:
+        found = self.by_id.get(call.id)
+        if found is not None:
+            return found
+        for key in _keys(call):
+            found = self.by_key.get(key)
+            if found is not None and (key[0] == "trace" or _same_call(found, call)):
+                return found
+        return None
+
+
 class CallMerger:
     """The writer's merge step; remembers which calls its observers have not been told of.
 
@@ -148,13 +206,13 @@ class CallMerger:
         alias: dict[str, str] = {}
         kept = self._within(calls, alias)
         stored = stored_calls(kept) if stored_calls is not None and kept else []
-        by_id = {s.id: s for s in stored}
-        by_key = {(s.trace_id, s.response_id): s for s in stored if s.response_id}
+        index = _Index()
+        for s in stored:
+            index.add(s)
         changed: dict[str, CallRecord] = {}
         told: dict[str, CallRecord] = {}
         for call in kept:
-            key = (call.trace_id, call.response_id)
-            base = by_id.get(call.id) or (by_key.get(key) if call.response_id else None)
+            base = index.find(call)
             if base is None:
                 record = call
                 changed[call.id] = call
@@ -166,9 +224,7 @@ class CallMerger:
                 if record.id != call.id:
                     alias[call.id] = record.id
             # later calls of the batch matching the same stored record build on this one
-            by_id[record.id] = record
-            if record.response_id:
-                by_key[(record.trace_id, record.response_id)] = record
+            index.add(record)
             if record.id in self._untold:
                 told[record.id] = record
         if len(self._untold) > self.MAX_PENDING:
@@ -182,26 +238,20 @@ class CallMerger:
 
     @staticmethod
     def _within(calls: Sequence[CallRecord], alias: dict[str, str]) -> list[CallRecord]:
-        """The batch with each call once: same id, or same trace and response id."""
-        kept: list[CallRecord] = []
-        at_id: dict[str, int] = {}
-        at_key: dict[tuple[str, str], int] = {}
+        """The batch with each call once (the same id, or one call by ``_Index.find``)."""
+        kept: dict[str, CallRecord] = {}
+        index = _Index()
         for call in calls:
-            key = (call.trace_id, call.response_id or "")
-            i = at_id.get(call.id)
-            if i is None and call.response_id:
-                i = at_key.get(key)
-            if i is None:
-                i = len(kept)
-                kept.append(call)
+            base = index.find(call)
+            if base is None:
+                record = call
             else:
-                kept[i] = merge_calls(kept[i], call)
-                if kept[i].id != call.id:
-                    alias[call.id] = kept[i].id
-            at_id.setdefault(call.id, i)
-            if call.response_id:
-                at_key.setdefault(key, i)
-        return kept
+                record = merge_calls(base, call)
+                if record.id != call.id:
+                    alias[call.id] = record.id
+            kept[record.id] = record
+            index.add(record)
+        return list(kept.values())
 
 
 def _repoint(spans: Sequence[SpanRecord], alias: dict[str, str]) -> list[SpanRecord]:

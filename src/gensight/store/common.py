@@ -117,22 +117,22 @@ class SQLStore:
 
     # -- calls and traces -----------------------------------------------------
     def stored_calls(self, calls: Sequence[CallRecord]) -> list[CallRecord]:
-        """The stored calls that ``calls`` may repeat: the same id, or the same trace and
-        response id (another producer's report of the same call). The writer merges a
-        batch with these before writing it (``gensight.pipeline.merge``)."""
+        """The stored calls that ``calls`` may repeat: the same id, or the same response
+        or request id (another producer's report of the same call). The writer merges a
+        batch with these before writing it (``gensight.pipeline.merge`` decides which
+        candidates are the same call)."""
         found: dict[str, CallRecord] = {}
         for i in range(0, len(calls), _LOOKUP_CHUNK):
             chunk = calls[i : i + _LOOKUP_CHUNK]
-            keys = [(c.trace_id, c.response_id) for c in chunk if c.response_id]
+            responses = [c.response_id for c in chunk if c.response_id]
+            requests = [c.upstream_request_id for c in chunk if c.upstream_request_id]
             since = min(c.ts for c in chunk) - timedelta(hours=1)
             until = max(c.ts for c in chunk) + timedelta(hours=1)
-            q = sql.stored_calls(self.dialect, [c.id for c in chunk], keys, since, until)
-            wanted_ids = {c.id for c in chunk}
-            wanted_keys = set(keys)
+            q = sql.stored_calls(
+                self.dialect, [c.id for c in chunk], responses, requests, since, until
+            )
             for row in self._rows(q):
-                # the query matches trace and response id each on their own: keep exact pairs
-                if row["id"] in wanted_ids or (row["trace_id"], row["response_id"]) in wanted_keys:
-                    found[row["id"]] = call_record(row)
+                found[row["id"]] = call_record(row)
         return list(found.values())
 
     def list_calls(

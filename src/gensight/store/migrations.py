@@ -93,6 +93,9 @@ DUCKDB: list[list[str]] = [
         "DROP TABLE content_events_v4",
         "CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_id)",
     ],
+    [  # 6: the provider's request id (two reports of one failed call are one call)
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "upstream_request_id" VARCHAR',
+    ],
 ]
 
 #: ClickHouse (and chDB): one list of statements per version.
@@ -223,5 +226,9 @@ CLICKHOUSE: list[list[str]] = [
         " content_events",
         "RENAME TABLE content_events TO content_events_v3, content_events_v4 TO content_events",
         "DROP TABLE content_events_v3",
+    ],
+    [  # 5: the provider's request id (two reports of one failed call are one call)
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `upstream_request_id` Nullable(String)"
+        " AFTER `attributes`",
     ],
 ]

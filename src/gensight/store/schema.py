@@ -107,6 +107,7 @@ CALLS = Table(
         _c("output_messages"),
         _c("system_instructions"),
         _c("attributes"),
+        _c("upstream_request_id"),
     ),
     key=("id",),
     # a merged record keeps the stored one's id and ts, so its sorting key is the same

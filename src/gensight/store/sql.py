@@ -94,23 +94,26 @@ def get_call(d: Dialect, call_id: str) -> Query:
 def stored_calls(
     d: Dialect,
     ids: list[str],
-    keys: list[tuple[str, str]],
+    response_ids: list[str],
+    request_ids: list[str],
     since: datetime,
     until: datetime,
 ) -> Query:
-    """Stored calls a batch may repeat: by id (a resent or replayed record), or by trace
-    and response id (the same call from another producer). Bounded by the batch's time,
-    so both engines read only a few blocks; ``keys`` match on each part, the caller
-    keeps only the exact pairs."""
+    """Stored calls a batch may repeat: by id (a resent or replayed record), or by the
+    provider's response or request id (the same call from another producer). Bounded by
+    the batch's time, so both engines read only a few blocks; the merge decides which
+    candidates are the same call."""
     q = Query(d)
     w = f"c.ts >= {d.param_ts(q, since)} AND c.ts < {d.param_ts(q, until)}"
     alternatives = []
-    if ids:
-        alternatives.append(f"c.id IN ({', '.join(d.param(q, i) for i in ids)})")
-    if keys:
-        traces = ", ".join(d.param(q, t) for t in sorted({t for t, _ in keys}))
-        responses = ", ".join(d.param(q, r) for r in sorted({r for _, r in keys}))
-        alternatives.append(f"(c.trace_id IN ({traces}) AND c.response_id IN ({responses}))")
+    for column, values in (
+        ("id", ids),
+        ("response_id", response_ids),
+        ("upstream_request_id", request_ids),
+    ):
+        if values:
+            listed = ", ".join(d.param(q, v) for v in sorted(set(values)))
+            alternatives.append(f"c.{column} IN ({listed})")
     q.sql = (
         f"SELECT {_cols(CALL_FIELD_NAMES, 'c')} FROM {d.table('calls', 'c')}"
         f" WHERE {w} AND ({' OR '.join(alternatives) or '1 = 0'})"
