@@ -162,3 +162,7 @@ def label(name: str) -> str:
 def one_of(values: tuple[str, ...] | list[str]) -> str:
     """``must be one of a, b, c``: every validator's message for a closed list."""
     return f"must be one of {', '.join(values)}"
+
+
+#: Models ``/analysis`` reprices the range as when none are asked (``as=``).
+WHAT_IF_DEFAULTS = ("gpt-4o-mini", "claude-3-5-haiku-latest", "gemini-2.0-flash")

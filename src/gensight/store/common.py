@@ -17,6 +17,7 @@ import orjson
 from gensight.model.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, SpanRecord
 from gensight.store import sql
 from gensight.store.base import CallFilters, Cursor
+from gensight.store.savings import SavingsQueries
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -88,7 +89,7 @@ def merge_content_events(call: dict[str, Any], events: list[tuple[str, Any]]) ->
             ]
 
 
-class SQLStore:
+class SQLStore(SavingsQueries):
     """The query half of a store, shared by the backends."""
 
     name = "?"
