@@ -55,6 +55,7 @@ GROUP_BY = (
     "environment",
     "operation",
     "source",
+    "template",
 )
 
 #: How many groups of an overview keep their name; the rest are summed as ``(other)``.
@@ -96,6 +97,7 @@ CALL_FILTERS = (
     Filter("environment", "Environment", "deployment.environment"),
     Filter("operation", "Operation", "chat, embeddings, responses, …"),
     Filter("source", "Source", "gateway or otlp", SOURCES),
+    Filter("template_id", "Template", "prompt template: gen_ai.prompt.name or a mined id"),
     Filter("q", "Search messages", "substring of message content", in_rules=False),
 )
 FILTERS = {f.name: f for f in CALL_FILTERS}
@@ -137,6 +139,8 @@ LABELS = {
     "environment": "environment",
     "operation": "operation",
     "source": "source",
+    "template": "template",
+    "template_id": "template",
     "error_class": "error class",
     "status": "status",
     "calls": "calls",

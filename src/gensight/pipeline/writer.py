@@ -33,7 +33,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from gensight.enrich import fingerprint
 from gensight.enrich.redaction import Redactor
+from gensight.enrich.templates import Templater
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from gensight.pipeline import legacy
 from gensight.pipeline.codec import RECORDS, DecodeResult, decode_batch, encode_batch
@@ -134,11 +136,13 @@ class Pipeline(Worker):
         redactor: Redactor | None = None,
         set_aside: SetAside | None = None,
         poison_tries: int = POISON_TRIES,
+        templater: Templater | None = None,
     ) -> None:
         self.store = store
         self.pricer = pricer
         # secrets are masked whatever the caller asked: there is no way around this step
         self.redactor = redactor if redactor is not None else Redactor()
+        self.templater = templater
         self.queue_size = queue_size
         self.flush_interval = flush_interval
         self.journal = journal
@@ -440,7 +444,17 @@ class Pipeline(Worker):
                         self.pricer.price(call)
                     except Exception as e:  # pricing must never cost the record
                         log.debug("pricing failed for %s: %s", call.request_model, e)
+        for call in calls:
+            try:  # before redaction: a masked secret must not make equal requests differ
+                fingerprint.fill_from_record(call)
+            except Exception as e:  # a fingerprint must never cost the record
+                log.debug("fingerprint failed for %s: %s", call.id, e)
         self.redactor.apply(calls, spans, events)  # after pricing, before anything keeps it
+        if self.templater is not None:
+            try:  # after redaction: a mined pattern never holds a masked secret
+                self.templater.assign(calls)
+            except Exception as e:  # templates must never cost the records
+                log.warning("prompt templates failed: %s", e)
         self.store.write(calls, spans, events)
         self.written += n
         self.last_write_at = time.time()

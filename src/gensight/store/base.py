@@ -28,6 +28,7 @@ class CallFilters:
     environment: str | None = None
     operation: str | None = None
     source: str | None = None
+    template_id: str | None = None
     q: str | None = None  # substring of message content, case-insensitive
     trace_id: str | None = None
 

@@ -96,6 +96,16 @@ DUCKDB: list[list[str]] = [
     [  # 6: the provider's request id (two reports of one failed call are one call)
         'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "upstream_request_id" VARCHAR',
     ],
+    [  # issue #19: cache opportunities (a request's and its prefix's hash, prefix tokens)
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "request_hash" VARCHAR',
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "prefix_hash" VARCHAR',
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "prefix_tokens" BIGINT',
+    ],
+    [  # issue #19: prompt templates (each call's template, the miner's saved state)
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "template_id" VARCHAR',
+        "CREATE TABLE IF NOT EXISTS template_state"
+        " (name VARCHAR, state VARCHAR, updated_at TIMESTAMP)",
+    ],
 ]
 
 #: ClickHouse (and chDB): one list of statements per version.
@@ -230,5 +240,19 @@ CLICKHOUSE: list[list[str]] = [
     [  # 5: the provider's request id (two reports of one failed call are one call)
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `upstream_request_id` Nullable(String)"
         " AFTER `attributes`",
+    ],
+    [  # issue #19: cache opportunities (a request's and its prefix's hash, prefix tokens)
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `request_hash` Nullable(String)"
+        " AFTER `upstream_request_id`",
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `prefix_hash` Nullable(String)"
+        " AFTER `request_hash`",
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `prefix_tokens` Nullable(Int64)"
+        " AFTER `prefix_hash`",
+    ],
+    [  # issue #19: prompt templates (each call's template, the miner's saved state)
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `template_id`"
+        " LowCardinality(Nullable(String)) AFTER `prefix_tokens`",
+        "CREATE TABLE IF NOT EXISTS template_state (name String, state String,"
+        " updated_at DateTime64(6, 'UTC')) ENGINE = ReplacingMergeTree(updated_at) ORDER BY name",
     ],
 ]

@@ -65,6 +65,16 @@ def prefix_calls(d: Dialect, filters: CallFilters, min_tokens: int) -> Query:
     return q
 
 
+def fingerprint_coverage(d: Dialect, filters: CallFilters) -> Query:
+    """How many matching calls there are, and how many carry a request hash."""
+    q = Query(d)
+    q.sql = (
+        f"SELECT count(*) AS calls, {d.countif('c.request_hash IS NOT NULL')} AS hashed"
+        f" FROM {d.table('calls', 'c')} WHERE {where(d, q, filters)}"
+    )
+    return q
+
+
 def calls_to_reprice(d: Dialect, filters: CallFilters, limit: int, after: str | None) -> Query:
     """Whole call rows (for rewriting), by id, ``limit`` at a time after ``after``."""
     q = Query(d)
@@ -126,6 +136,11 @@ class SavingsQueries:
     def repeated_request_rows(self, filters: CallFilters) -> list[dict[str, Any]]:
         """Successful calls sharing a ``request_hash`` with another matching call."""
         return self._rows(repeated_requests(self.dialect, filters))
+
+    def fingerprint_coverage(self, filters: CallFilters) -> dict[str, Any]:
+        """``calls`` and ``hashed`` (with a ``request_hash``) among the matching calls."""
+        (row,) = self._rows(fingerprint_coverage(self.dialect, filters))
+        return row
 
     def prefix_rows(self, filters: CallFilters, min_tokens: int) -> list[dict[str, Any]]:
         """Calls with a shared-prefix candidate of at least ``min_tokens``, or cache reads."""

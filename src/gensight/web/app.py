@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from gensight.alerts import AlertEngine, load_rules_file
 from gensight.enrich.pricing import Pricer
 from gensight.enrich.redaction import Redactor
+from gensight.enrich.templates import Templater
 from gensight.export.otlp import Forwarder
 from gensight.export.prometheus import Metrics, metrics_route, server_collector
 from gensight.model.settings import Settings
@@ -66,6 +67,9 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
         journal=journal,
         redactor=Redactor(pii=settings.redact_pii),
         set_aside=SetAside(settings.data_dir / "set-aside"),
+        templater=Templater(
+            getattr(store, "load_template_state", None), getattr(store, "save_template_state", None)
+        ),
     )
     pipeline.register_decoder(TRACES, replay_traces)
     pipeline.register_decoder(LOGS, replay_logs)

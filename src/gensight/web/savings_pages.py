@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request
 
 from gensight.model import vocab
-from gensight.query import whatif
+from gensight.query import cache, templates, whatif
 from gensight.query.params import ParamError
 from gensight.store.base import CallFilters
 from gensight.web.render import query_string
@@ -26,11 +26,16 @@ def analysis_sections(request: Request, f: CallFilters, params: dict[str, str]) 
         wi_error = None
     except ParamError as e:  # an unpriced model typed in the form: say so in the section
         wi, wi_error = None, str(e)
+    opportunities = cache.cache_opportunities(store, request.app.state.pricer, f)
     return {
+        "templates": templates.templates(store, f),
+        "cache": opportunities,
         "what_if": wi,
         "what_if_error": wi_error,
         "what_if_as": as_text,
         "savings_json": {
             "what-if": "/api/analysis/what-if" + query_string({**params, "as": as_text}),
+            "cache": "/api/analysis/cache" + query_string(params),
+            "templates": "/api/analysis/templates" + query_string(params),
         },
     }
