@@ -22,7 +22,13 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from gensight.model.units import parse_seconds, parse_size
 
-DEFAULT_UPSTREAMS = {"openai": "https://api.openai.com/v1"}
+#: ``NAME=[WIRE:]URL``: the wire format (``gensight.receive.gateway.upstreams.WIRES``)
+#: prefixes a native upstream's URL; ``/anthropic/…`` and ``/gemini/…`` use these two.
+DEFAULT_UPSTREAMS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "anthropic:https://api.anthropic.com",
+    "gemini": "gemini:https://generativelanguage.googleapis.com",
+}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -40,8 +46,9 @@ def parse_upstreams(value: object) -> dict[str, str]:
     upstreams = dict(DEFAULT_UPSTREAMS)
     for item in _items(value):
         name, sep, url = item.partition("=")
-        if not sep or not name.strip() or not url.startswith(("http://", "https://")):
-            raise ValueError(f"{item!r} is not NAME=http(s)://URL")
+        bare = url.split(":", 1)[1] if url.startswith(("anthropic:", "gemini:")) else url
+        if not sep or not name.strip() or not bare.startswith(("http://", "https://")):
+            raise ValueError(f"{item!r} is not NAME=http(s)://URL or NAME=anthropic|gemini:URL")
         upstreams[name.strip()] = url.rstrip("/")
     return upstreams
 
@@ -188,7 +195,8 @@ class Settings(BaseModel):
     )
     upstreams: Annotated[dict[str, str], BeforeValidator(parse_upstreams)] = setting(
         "openai=https://api.openai.com/v1",
-        "NAME=URL of an upstream the gateway may reach (repeatable, or comma-separated).",
+        "NAME=URL of an upstream the gateway may reach (repeatable, or comma-separated); "
+        "NAME=anthropic:URL or NAME=gemini:URL for one speaking that provider's own API.",
         flag="upstream",
         metavar="NAME=URL",
         repeatable=True,

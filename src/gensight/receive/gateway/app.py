@@ -26,11 +26,14 @@ from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from gensight.model.settings import Settings
 from gensight.receive.gateway import forward, policy, record
 from gensight.receive.gateway.call import Call
-from gensight.receive.gateway.capture import Capture
 from gensight.receive.gateway.errors import Failure, openai_error, send_json
 from gensight.receive.gateway.upstreams import Upstream
+from gensight.receive.gateway.wires import capture_for
 
 log = logging.getLogger("gensight.receive.gateway")
+
+#: ``/anthropic/…`` and ``/gemini/…`` go to the upstream of that name (a native wire).
+NATIVE_ROUTES = ("anthropic", "gemini")
 
 Submit = Callable[[Sequence[CallRecord], Sequence[SpanRecord], Sequence[ContentEvent]], bool]
 
@@ -143,13 +146,13 @@ class Gateway:
                 ),
             )
             return
-        # The path after ``…/v1``, still percent-encoded as the client sent it.
+        # The path after the route's prefix (``/openai``, ``/p/NAME``…), still
+        # percent-encoded as the client sent it; after ``…/v1`` for the OpenAI wire.
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        if raw_path.startswith(b"/p/"):
-            slash = raw_path.find(b"/", 3)
-            rest = raw_path[slash + 3 :] if slash != -1 else b""
-        else:
-            rest = raw_path.partition(b"/v1")[2]
+        slash = raw_path.find(b"/", 3 if raw_path.startswith(b"/p/") else 1)
+        rest = raw_path[slash:] if slash != -1 else b""
+        if upstream.wire == "openai":
+            rest = rest[3:] if rest.startswith(b"/v1/") else b""
         if not rest.startswith(b"/"):
             await send_json(send, 404, openai_error("Not found.", "invalid_request_error"))
             return
@@ -176,7 +179,7 @@ class Gateway:
         method: str = scope["method"]
         headers, meta = forward.request_headers(scope["headers"])
         path = rest.decode("latin-1")
-        call = Call(start, ts, method, path, Capture(method, path, bytes(body)), meta)
+        call = Call(start, ts, method, path, capture_for(upstream, method, path, bytes(body)), meta)
         call.route = scope["path"]
         query: bytes = scope.get("query_string") or b""
         target = rest + (b"?" + query if query else b"")
@@ -342,7 +345,8 @@ class GatewayMiddleware:
 
     A proxy's overhead is per request, so gateway requests skip the web framework's
     routing and middleware (the key check, added outside this, still applies):
-    ``/openai/v1/…`` and ``/p/{name}/v1/…`` go straight to ``Gateway.handle``.
+    ``/openai/v1/…``, ``/anthropic/…``, ``/gemini/…`` and ``/p/{name}/…`` go straight to
+    ``Gateway.handle``.
     """
 
     def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
@@ -355,9 +359,14 @@ class GatewayMiddleware:
             if path.startswith("/openai/v1/"):
                 await self.gateway.handle(scope, receive, send, "openai")
                 return
+            for name in NATIVE_ROUTES:
+                if path.startswith(name, 1) and path[len(name) + 1 : len(name) + 2] == "/":
+                    await self.gateway.handle(scope, receive, send, name)
+                    return
             if path.startswith("/p/"):
                 name, _, rest = path[3:].partition("/")
-                if name and rest.startswith("v1/"):
+                up = self.gateway.upstreams.get(name)
+                if name and (rest.startswith("v1/") or (up is not None and up.wire != "openai")):
                     await self.gateway.handle(scope, receive, send, name)
                     return
         await self.app(scope, receive, send)

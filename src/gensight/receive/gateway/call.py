@@ -7,6 +7,7 @@ from datetime import datetime
 
 from gensight.model.records import SpanRecord
 from gensight.receive.gateway.capture import Capture
+from gensight.receive.gateway.native import NativeCapture
 from gensight.receive.gateway.upstreams import Upstream
 
 
@@ -39,7 +40,7 @@ class Call:
         ts: datetime,
         method: str,
         path: str,
-        capture: Capture,
+        capture: Capture | NativeCapture,
         meta: dict[bytes, bytes],
     ) -> None:
         self.ts = ts

@@ -19,8 +19,9 @@ from gensight.receive.gateway.upstreams import Upstream
 
 
 def targets(upstream: Upstream, fallback: Upstream | None) -> list[Upstream]:
-    """The upstreams to try in order: the one addressed, then the fallback if another."""
-    if fallback is not None and fallback is not upstream:
+    """The upstreams to try in order: the one addressed, then the fallback if another
+    that speaks the same wire format (an Anthropic request means nothing to OpenAI)."""
+    if fallback is not None and fallback is not upstream and fallback.wire == upstream.wire:
         return [upstream, fallback]
     return [upstream]
 

@@ -61,6 +61,15 @@ def _tags(value: bytes | None) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _ttft(call: Call) -> float | None:
+    """A stream's time to first token: its first content delta on a native wire
+    (``first_token``), else its first byte."""
+    if not call.capture.stream:
+        return None
+    first = getattr(call.capture, "first_token", None) or call.first_byte
+    return (first - call.start) * 1000.0 if first is not None else None
+
+
 def attempt_span(call: Call, up: Upstream, method: str) -> SpanRecord:
     """Open the client span of the call's next upstream attempt."""
     n = len(call.attempts) + 1
@@ -140,11 +149,7 @@ async def build(call: Call, capture_content: bool) -> tuple[list[CallRecord], li
             ts=call.ts,
             duration_ms=duration,
             source="gateway",
-            ttft_ms=(
-                (call.first_byte - call.start) * 1000.0
-                if cap.stream and call.first_byte is not None
-                else None
-            ),
+            ttft_ms=_ttft(call),
             app=app,
             provider=up.provider if up else None,
             server_address=up.host if up else None,
