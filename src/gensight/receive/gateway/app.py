@@ -27,6 +27,7 @@ from gensight.model.settings import Settings
 from gensight.receive.gateway import forward, policy, record
 from gensight.receive.gateway.call import Call
 from gensight.receive.gateway.errors import Failure, openai_error, send_json
+from gensight.receive.gateway.gemini import retry_delay
 from gensight.receive.gateway.upstreams import Upstream
 from gensight.receive.gateway.wires import capture_for
 
@@ -270,6 +271,8 @@ class Gateway:
                 raw, err = await forward.read_error(resp)
                 record.end_attempt(span, attempt_start, status, classify(status), err)
                 delay = policy.retry_after(resp.headers)
+                if delay is None and up.wire == "gemini":
+                    delay = retry_delay(err)
                 if policy.give_up(n, self.retries, resp.headers, err, delay, self.retry_max_wait):
                     if final_target:  # nowhere else to go: this is the answer
                         await forward.send_read(resp, raw, err, call, send)

@@ -54,6 +54,24 @@ _CONFIG_ATTRS = {
 }
 
 
+def retry_delay(error_body: str) -> float | None:
+    """Seconds an error body's ``google.rpc.RetryInfo`` asks to wait (Google sends it
+    there, not as ``Retry-After``), else None."""
+    try:
+        data = orjson.loads(error_body)
+    except orjson.JSONDecodeError:
+        return None
+    err = data.get("error") if isinstance(data, dict) else None
+    for detail in err.get("details") or () if isinstance(err, dict) else ():
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            value = str(detail.get("retryDelay", ""))
+            try:
+                return float(value.removesuffix("s")) if value.endswith("s") else None
+            except ValueError:
+                return None
+    return None
+
+
 def split_path(path: str) -> tuple[str | None, str | None]:
     """``(model, method)`` of ``…/models/{model}:{method}``; Nones when not of that form."""
     tail = path.rstrip("/").rsplit("/models/", 1)
