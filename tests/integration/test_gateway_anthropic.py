@@ -82,11 +82,14 @@ def _cost(usage: Any, model: str = MODEL) -> float:
     """What genai-prices charges for the usage the client received."""
     write = usage.cache_creation_input_tokens or 0
     read = usage.cache_read_input_tokens or 0
+    split = usage.cache_creation
+    write_1h = split.ephemeral_1h_input_tokens if split is not None else 0
     price = calc_price(
         Usage(
             input_tokens=usage.input_tokens + write + read,
             cache_read_tokens=read,
             cache_write_tokens=write,
+            **({"cache_write_1h_tokens": write_1h} if write_1h else {}),
             output_tokens=usage.output_tokens,
         ),
         model_ref=model,
@@ -156,6 +159,12 @@ def test_stream_helper_records_cumulative_usage_and_ttft(gw: Gateway) -> None:
     _assert_usage(c, final.usage)
     assert final.usage.cache_creation.ephemeral_1h_input_tokens == 2
     assert c["attributes"]["anthropic.usage.cache_creation.ephemeral_1h_input_tokens"] == 2
+    # an hour's write costs more than five minutes' (genai-prices: $6 vs $3.75 per MTok)
+    five_minutes = final.usage.model_copy(
+        update={"cache_creation": final.usage.cache_creation.model_copy(
+            update={"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 2})}
+    )  # fmt: skip
+    assert c["cost_usd"] == pytest.approx(_cost(five_minutes) + 2 * (6 - 3.75) / 1e6, rel=1e-9)
     assert c["output_messages"][0]["content"] == text
     assert c["finish_reasons"] == ["end_turn"]
 

@@ -39,7 +39,8 @@ from gensight.receive.gateway.native import (
     to_json,
 )
 
-#: ``usage.cache_creation`` keys, kept as attributes under this prefix.
+#: ``usage.cache_creation`` keys, kept as attributes under this prefix (the 1-hour
+#: writes' one is what the pricer reads, ``gensight.enrich.pricing.CACHE_WRITE_1H``).
 CACHE_CREATION_PREFIX = "anthropic.usage.cache_creation."
 
 
