@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from gensight.conventions import messages as msg
 from gensight.model.records import CallRecord
 from gensight.receive.gateway.messages import _elide, assistant_message
 from gensight.receive.gateway.native import (
@@ -231,8 +230,7 @@ class AnthropicCapture(NativeCapture):
         system = req.get("system")
         text = _text_of(system)
         instructions = [{"role": "system", "content": text}] if text else None
-        inputs = msg.messages_from_value(request_messages(req.get("messages")), "user")
-        return inputs, instructions
+        return request_messages(req.get("messages")) or None, instructions
 
     def params(self, call: CallRecord) -> None:
         req = self.request or {}

@@ -18,7 +18,8 @@ Usage from ``usageMetadata`` (a stream's last one counts; each is cumulative): i
 ``thoughtsTokenCount``. ``toolUsePromptTokenCount`` is kept as an attribute. Finish
 reasons as Gemini spells them (``STOP``, ``MAX_TOKENS``, ``SAFETY``…); the model's
 ``modelVersion`` is the response model. Embedding answers carry no usage: their input
-is estimated from the texts (``tokens_estimated``).
+is estimated from the texts (``tokens_estimated``). A 429's ``RetryInfo.retryDelay``
+(Google sends no ``Retry-After``) is honoured by the retry loop as ``Retry-After`` is.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from typing import Any
 
 import orjson
 
-from gensight.conventions import messages as msg
 from gensight.enrich import tokens
 from gensight.model.records import CallRecord
 from gensight.receive.gateway.messages import _elide, assistant_message
@@ -181,7 +181,9 @@ class GeminiCapture(NativeCapture):
     def _response(self, d: dict[str, Any]) -> None:
         err = d.get("error")
         if isinstance(err, dict):
-            self.stream_error(str(err.get("status") or err.get("code") or "stream_error"), d)
+            # the HTTP code classes it (``UNAVAILABLE`` alone would be "unknown")
+            code = as_int(err.get("code"))
+            self.stream_error(str(code) if code else str(err.get("status") or "stream_error"), d)
             return
         if isinstance(_get(d, "responseId"), str) and self.response_id is None:
             self.response_id = _get(d, "responseId")
@@ -249,7 +251,7 @@ class GeminiCapture(NativeCapture):
         out: list[dict[str, Any]] = []
         for c in req.get("contents") or ():
             out.extend(content_message(c))
-        return msg.messages_from_value(out, "user") if out else None, instructions
+        return out or None, instructions
 
     def _embed_texts(self) -> list[str]:
         req = self.request or {}
