@@ -14,6 +14,9 @@ One process runs three things:
     Responses API through ``/openai/v1`` and ``/p/deepseek/v1``, including calls
     that fail for each reason (a bad parameter, a wrong key, a rate limit, an
     upstream error, a timeout);
+  - **Claude and Gemini** on their own wire formats through ``/anthropic`` and
+    ``/gemini``, to simulated Anthropic and Gemini upstreams
+    (``gensight.demo.native_traffic``), so the dashboard shows three providers;
   - the **SDK**: ``gensight.init()`` and a RAG service whose requests are traces of
     handler → retrieve → LLM → tool → LLM, its openai client calling the upstream
     directly, so those calls arrive over OTLP.
@@ -38,6 +41,9 @@ from typing import Any
 
 import httpx
 
+from gensight.demo.anthropic_upstream import create_app as anthropic_app
+from gensight.demo.gemini_upstream import create_app as gemini_app
+from gensight.demo.native_traffic import NativeTraffic
 from gensight.demo.serve import ServerThread
 from gensight.demo.upstream import DEMO_PROFILES, ModelProfile, UpstreamConfig, create_app
 from gensight.enrich.pricing import PRICED_HOSTS_ENV
@@ -101,7 +107,10 @@ def _completion_tokens(rng: random.Random, app: str) -> int:
 class Traffic:
     """Generates the demo's calls at ``rate`` per second until stopped."""
 
-    def __init__(self, server_url: str, upstream_url: str, rate: float, seed: int) -> None:
+    def __init__(
+        self, server_url: str, upstream_url: str, rate: float, seed: int, native: bool = False
+    ) -> None:
+        self.native = NativeTraffic(server_url, random.Random(seed + 1)) if native else None
         self.server_url = server_url
         self.upstream_url = upstream_url
         self.rate = rate
@@ -135,6 +144,8 @@ class Traffic:
             t.cancel()
         for client in (self.gateway, self.deepseek, self.direct):
             await client.close()
+        if self.native is not None:
+            await self.native.close()
 
     async def _one(self) -> None:
         r = self.rng.random()
@@ -143,6 +154,12 @@ class Traffic:
             if r < 0.18:
                 await self._rag_request()
                 self.tally.by_path["sdk"] += 1
+            elif r < 0.32 and self.native is not None:
+                user = f"user-{self.rng.randint(1, 20)}"
+                meta = {"X-Gensight-App": "assistant", "X-Gensight-User": user,
+                        "X-Gensight-Session": f"{user}-s{self.rng.randint(1, 3)}"}  # fmt: skip
+                await self.native.call(meta, self.rng.choice(QUESTIONS))
+                self.tally.by_path["gateway"] += 1
             else:
                 await self._gateway_call()
                 self.tally.by_path["gateway"] += 1
@@ -289,6 +306,8 @@ _ORDER_TOOL = {
 
 def _failure_name(e: Exception) -> str:
     status = getattr(e, "status_code", None)
+    if isinstance(e, httpx.HTTPStatusError):
+        status = e.response.status_code
     return f"{type(e).__name__}" + (f" ({status})" if status else "")
 
 
@@ -343,14 +362,22 @@ def run(
     data = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="gensight-demo-"))
     # the upstream's in-flight requests are cut at exit: that is no error worth printing
     upstream = ServerThread(create_app(demo_upstream_config(seed)), log_level="critical").start()
-    # The simulated upstream stands for OpenAI and DeepSeek: price its calls publicly
-    # (loopback addresses are otherwise self-hosted), in the server and in the SDK.
+    claude = ServerThread(anthropic_app(), log_level="critical").start()
+    gemini = ServerThread(gemini_app(), log_level="critical").start()
+    # The simulated upstreams stand for OpenAI, DeepSeek, Anthropic and Google: price
+    # their calls publicly (loopback addresses are otherwise self-hosted), in the server
+    # and in the SDK.
     os.environ.setdefault(PRICED_HOSTS_ENV, "127.0.0.1")
     settings = Settings(
         host=host,
         port=port,
         data_dir=data,
-        upstreams={"openai": upstream.url + "/v1", "deepseek": upstream.url + "/v1"},
+        upstreams={
+            "openai": upstream.url + "/v1",
+            "deepseek": upstream.url + "/v1",
+            "anthropic": "anthropic:" + claude.url,
+            "gemini": "gemini:" + gemini.url,
+        },
         retries=1,
         upstream_timeout=8.0,
     )
@@ -362,7 +389,7 @@ def run(
     import gensight
 
     gensight.init(endpoint=url, app="rag-service", environment="demo", capture_content=True)
-    traffic = Traffic(url, upstream.url + "/v1", rate, seed=seed)
+    traffic = Traffic(url, upstream.url + "/v1", rate, seed=seed, native=True)
     started = time.monotonic()
 
     async def main() -> None:
@@ -400,6 +427,8 @@ def run(
         gensight.shutdown()
         server.stop()  # the writer drains its queue before the server exits
         upstream.stop()
+        claude.stop()
+        gemini.stop()
     q = asgi.state.pipeline.stats()
     # the summary is printed even with --quiet: scripts read it
     print(
