@@ -323,3 +323,22 @@ def test_fallback_never_crosses_wire_formats() -> None:
     assert policy.targets(claude, oai) == [claude]
     assert policy.targets(claude, other) == [claude, other]
     assert claude.wire == "anthropic" and claude.provider == "anthropic"
+
+
+def test_gateway_errors_come_in_anthropics_shape(tmp_path: Any) -> None:
+    from gensight.demo.serve import free_port
+
+    dead = f"anthropic:http://127.0.0.1:{free_port()}"  # nothing listens there
+    g = Gateway(Settings(data_dir=tmp_path, upstreams={"claude": dead}, retries=0))
+    try:
+        s = _session()
+        with pytest.raises(anthropic.InternalServerError) as info:
+            _client(g, s).messages.create(model=MODEL, max_tokens=10, messages=ASK)
+        assert info.value.status_code == 502
+        assert info.value.body["type"] == "error"
+        assert info.value.body["error"]["type"] == "api_error"
+        assert "failed" in info.value.body["error"]["message"]
+        c = g.call(s)
+        assert (c["error_class"], c["http_status"]) == ("connection", 502)
+    finally:
+        g.stop()

@@ -275,3 +275,19 @@ def test_count_tokens_is_forwarded_not_a_call(gw: Gateway) -> None:
     assert n.total_tokens > 0
     gw.app.state.pipeline.flush()
     assert gw.api.get("/api/calls", params={"session": s}).json()["items"] == []
+
+
+def test_gateway_errors_come_in_googles_shape(tmp_path: Any) -> None:
+    from gensight.demo.serve import free_port
+
+    dead = f"gemini:http://127.0.0.1:{free_port()}"  # nothing listens there
+    g = Gateway(Settings(data_dir=tmp_path, upstreams={"gemini": dead}, retries=0))
+    try:
+        s = _session()
+        with pytest.raises(errors.ServerError) as info:
+            _client(g, s).models.generate_content(model=MODEL, contents="Hi")
+        assert (info.value.code, info.value.status) == (502, "UNAVAILABLE")
+        c = g.call(s)
+        assert (c["error_class"], c["http_status"]) == ("connection", 502)
+    finally:
+        g.stop()

@@ -219,3 +219,21 @@ def test_gemini_fake_needs_a_key_and_contents(gemini: TestClient) -> None:
     assert gemini.post(url + "?key=k", json=GEN).status_code == 200
     r = gemini.post(url, json={"contents": []}, headers=KEY)
     assert r.status_code == 400 and "contents" in r.json()["error"]["message"]
+
+
+def test_gateway_errors_in_each_wires_shape() -> None:
+    from gensight.receive.gateway.errors import stream_error_event, wire_error
+
+    a = json.loads(wire_error("anthropic", 504, "slow", "upstream_error"))
+    assert a == {"type": "error", "error": {"type": "timeout_error", "message": "slow"}}
+    g = json.loads(wire_error("gemini", 429, "over budget", "budget_exceeded"))
+    assert g == {"error": {"code": 429, "message": "over budget", "status": "RESOURCE_EXHAUSTED"}}
+    o = json.loads(wire_error("openai", 413, "big", "invalid_request_error", "request_too_large"))
+    assert (
+        o["error"]["code"] == "request_too_large" and o["error"]["type"] == "invalid_request_error"
+    )
+    event = stream_error_event("anthropic", 502, "cut", "upstream_connection")
+    assert event.startswith(b"event: error\ndata: {") and event.endswith(b"\n\n")
+    assert json.loads(event.split(b"data: ", 1)[1])["error"]["type"] == "api_error"
+    assert stream_error_event("gemini", 502, "cut", "x").endswith(b"\r\n\r\n")
+    assert stream_error_event(None, 502, "cut", "x").startswith(b'data: {"error"')

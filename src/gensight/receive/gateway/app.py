@@ -26,7 +26,7 @@ from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from gensight.model.settings import Settings
 from gensight.receive.gateway import forward, policy, record
 from gensight.receive.gateway.call import Call
-from gensight.receive.gateway.errors import Failure, openai_error, send_json
+from gensight.receive.gateway.errors import Failure, openai_error, send_json, wire_error
 from gensight.receive.gateway.gemini import retry_delay
 from gensight.receive.gateway.upstreams import Upstream
 from gensight.receive.gateway.wires import capture_for
@@ -155,7 +155,8 @@ class Gateway:
         if upstream.wire == "openai":
             rest = rest[3:] if rest.startswith(b"/v1/") else b""
         if not rest.startswith(b"/"):
-            await send_json(send, 404, openai_error("Not found.", "invalid_request_error"))
+            body = wire_error(upstream.wire, 404, "Not found.", "invalid_request_error")
+            await send_json(send, 404, body)
             return
         body = bytearray()
         while True:
@@ -167,7 +168,9 @@ class Gateway:
                 await send_json(
                     send,
                     413,
-                    openai_error(
+                    wire_error(
+                        upstream.wire,
+                        413,
                         f"Request body exceeds the gateway's limit of {self.max_body} bytes.",
                         "invalid_request_error",
                         "request_too_large",
@@ -293,7 +296,8 @@ class Gateway:
         call.http_status = status
         call.done = True
         code = "upstream_timeout" if status == 504 else "upstream_connection_error"
-        await send_json(send, status, openai_error(message, "upstream_error", code))
+        wire = up.wire if up else None
+        await send_json(send, status, wire_error(wire, status, message, "upstream_error", code))
         call.response_started = True
 
     async def _refuse(self, refusal: Refusal, upstream: Upstream, call: Call, send: Send) -> None:
@@ -303,7 +307,7 @@ class Gateway:
         ``error_class`` is ``rate_limit`` (what a 429 is, and what OpenAI clients raise),
         with ``gensight.budget_rule`` naming the rule that refused it.
         """
-        body = openai_error(refusal.message, "budget_exceeded", "budget_exceeded")
+        body = wire_error(upstream.wire, 429, refusal.message, "budget_exceeded", "budget_exceeded")
         call.target = upstream
         call.http_status = 429
         call.error_class = "rate_limit"

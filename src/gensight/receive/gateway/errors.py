@@ -1,9 +1,12 @@
-"""How the gateway answers when it cannot forward: OpenAI-style error bodies.
+"""How the gateway answers when it cannot forward: error bodies in the client's shape.
 
 Every refusal and every failure the gateway itself produces (unknown upstream, body
-too large, budget, unreachable upstream) answers in the OpenAI API's error shape, which
-every OpenAI client already parses; ``Failure`` is an upstream attempt that produced
-no response at all.
+too large, budget, unreachable upstream) answers in the error shape of the wire the
+upstream speaks (``wire_error``): OpenAI's ``{"error": {message, type, param, code}}``,
+Anthropic's ``{"type": "error", "error": {type, message}}`` or Google's
+``{"error": {code, message, status}}``, which that provider's clients already parse;
+a stream cut mid-way ends with that wire's error event (``stream_error_event``).
+``Failure`` is an upstream attempt that produced no response at all.
 """
 
 from __future__ import annotations
@@ -28,6 +31,42 @@ class Failure(Exception):
 def openai_error(message: str, type_: str, code: str | None = None) -> bytes:
     """An error body in the OpenAI API's shape, which every OpenAI client understands."""
     return orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
+
+
+#: Anthropic's error ``type`` and Google's status name for the statuses the gateway sends.
+_ANTHROPIC_TYPES = {
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    504: "timeout_error",
+}
+_GOOGLE_STATUS = {404: "NOT_FOUND", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
+                  502: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}  # fmt: skip
+
+
+def wire_error(
+    wire: str | None, status: int, message: str, type_: str, code: str | None = None
+) -> bytes:
+    """An error body in the shape of ``wire`` (OpenAI's for None and ``openai``)."""
+    if wire == "anthropic":
+        kind = _ANTHROPIC_TYPES.get(
+            status, "api_error" if status >= 500 else "invalid_request_error"
+        )
+        return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
+    if wire == "gemini":
+        name = _GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
+        return orjson.dumps({"error": {"code": status, "message": message, "status": name}})
+    return openai_error(message, type_, code)
+
+
+def stream_error_event(wire: str | None, status: int, message: str, code: str) -> bytes:
+    """The event that ends a stream the upstream broke off, as ``wire`` reports errors."""
+    body = wire_error(wire, status, message, "upstream_error", code)
+    if wire == "anthropic":
+        return b"event: error\ndata: " + body + b"\n\n"
+    if wire == "gemini":
+        return b"data: " + body + b"\r\n\r\n"
+    return b"data: " + body + b"\n\n"
 
 
 async def send_json(send: Send, status: int, body: bytes) -> None:

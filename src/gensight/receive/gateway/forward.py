@@ -22,7 +22,7 @@ from yarl import URL
 from gensight.conventions.errors import classify
 from gensight.model.records import SpanRecord
 from gensight.receive.gateway.call import Call
-from gensight.receive.gateway.errors import MAX_ERROR_MESSAGE, Failure, openai_error
+from gensight.receive.gateway.errors import MAX_ERROR_MESSAGE, Failure, stream_error_event
 from gensight.receive.gateway.record import end_attempt
 from gensight.receive.gateway.sse import SSESplitter, parse_event
 
@@ -208,7 +208,9 @@ async def forward(
         call.done = True
         if sse:  # end the stream the way OpenAI reports mid-stream errors
             code = f"upstream_{error.error_class}"
-            event = b"data: " + openai_error(error.message, "upstream_error", code) + b"\n\n"
+            wire = call.target.wire if call.target else None
+            status = 504 if error.error_class == "timeout" else 502
+            event = stream_error_event(wire, status, error.message, code)
             await send({"type": "http.response.body", "body": event, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         # Otherwise the answer is left incomplete: the server closes the connection,
