@@ -216,3 +216,21 @@ def test_a_failed_call_two_producers_report_without_ids_is_one_call():
     assert len(_resolved_ids([sdk, other])) == 2
     late = _call("f" * 16, producer="traceloop", ts=T0 + timedelta(seconds=3), **fail)
     assert len(_resolved_ids([sdk, late])) == 2
+
+
+def test_an_inference_span_inside_the_same_call_is_folded_into_it():
+    """A second instrumentation wrapping the same client call (or a framework's span
+    around its provider call) nests a span of the same operation and model: one call."""
+    outer = _call("a" * 16, response_id=None, producer="openinference", input_tokens=None)
+    inner = _call("b" * 16, parent_span_id=outer.span_id, producer="openai-v2",
+                  response_id="chatcmpl-9", input_tokens=7, output_tokens=3)  # fmt: skip
+    for batch in ([outer, inner], [inner, outer]):  # whichever is exported first
+        merged, _, _ = CallMerger().resolve(batch, [], None)
+        assert len(merged) == 1 and merged[0].input_tokens == 7
+    # a failed attempt inside a retrying wrapper, or another model inside: its own call
+    failed = _call("c" * 16, parent_span_id=outer.span_id, status="error", response_id=None)
+    assert len(_resolved_ids([outer, failed])) == 2
+    other = _call("d" * 16, parent_span_id=outer.span_id, request_model="gpt-4o")
+    assert len(_resolved_ids([dataclasses.replace(outer, request_model="o3"), other])) == 2
+    emb = _call("e" * 16, parent_span_id=outer.span_id, operation="embeddings")
+    assert len(_resolved_ids([outer, emb])) == 2

@@ -186,6 +186,15 @@ def _producers(record: CallRecord) -> set[str]:
     return names
 
 
+def _span_ids(record: CallRecord) -> list[str]:
+    """The spans a record stands for: its own and those of the reports folded into it."""
+    folded = record.attributes.get(MERGED_FROM) if record.attributes else None
+    ids = [record.span_id]
+    if isinstance(folded, list):
+        ids += [f["span_id"] for f in folded if isinstance(f, dict) and f.get("span_id")]
+    return ids
+
+
 def _same_failure(a: CallRecord, b: CallRecord) -> bool:
     """Whether two failed calls without a response id are one call told by two producers:
     no producer in common, started together, the same error if both say, and no two
@@ -201,6 +210,21 @@ def _same_failure(a: CallRecord, b: CallRecord) -> bool:
     return not (ra and rb and ra != rb)
 
 
+def _nested_same(parent: CallRecord, child: CallRecord) -> bool:
+    """Whether an inference span and the inference span directly inside it are one call
+    told twice (a second instrumentation wrapping the same client call, a framework's
+    span around its provider call, the Vercel AI SDK's embed around its doEmbed): same
+    operation and model, the same outcome, and no two different response ids. A failed
+    attempt inside a retrying wrapper stays its own call."""
+    if parent.operation != child.operation or parent.status != child.status:
+        return False
+    for name in ("request_model", "response_id"):
+        x, y = getattr(parent, name), getattr(child, name)
+        if x and y and x != y:
+            return False
+    return True
+
+
 class _Index:
     """Records by id and by each of their keys; ``find`` is the rule of what is one call."""
 
@@ -209,6 +233,9 @@ class _Index:
         self.by_id: dict[str, CallRecord] = {}
         self.by_key: dict[tuple[str, str, str], CallRecord] = {}
         self.failed: dict[tuple[str, str], dict[str, CallRecord]] = {}
+        #: (trace, span id) -> the record holding that span; (trace, parent) -> child
+        self.spans: dict[tuple[str, str], CallRecord] = {}
+        self.children: dict[tuple[str, str], CallRecord] = {}
 
     def add(self, record: CallRecord) -> None:
         self.by_id[record.id] = record
@@ -217,6 +244,10 @@ class _Index:
         fk = failed_key(record)
         if fk is not None:
             self.failed.setdefault(fk, {})[record.id] = record
+        for span_id in _span_ids(record):
+            self.spans[(record.trace_id, span_id)] = record
+        if record.parent_span_id:
+            self.children[(record.trace_id, record.parent_span_id)] = record
 
     def find(self, call: CallRecord) -> CallRecord | None:
         found = self.by_id.get(call.id)
@@ -226,6 +257,13 @@ class _Index:
             found = self.by_key.get(key)
             if found is not None and (key[0] == "trace" or _same_call(found, call)):
                 return found
+        if call.parent_span_id:  # inside a span already known as this very call?
+            parent = self.spans.get((call.trace_id, call.parent_span_id))
+            if parent is not None and _nested_same(parent, call):
+                return parent
+        child = self.children.get((call.trace_id, call.span_id))
+        if child is not None and _nested_same(call, child):
+            return child
         fk = failed_key(call)
         if fk is None:
             return None

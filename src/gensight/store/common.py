@@ -134,9 +134,12 @@ class SQLStore:
             if failed:
                 near = timedelta(seconds=FAILED_WINDOW_S)
                 window = (min(c.ts for c in failed) - near, max(c.ts for c in failed) + near)
+            # a call's own id, its parent's (span ids are OTLP records' ids) and children
+            ids = [c.id for c in chunk] + [c.parent_span_id for c in chunk if c.parent_span_id]
             q = sql.stored_calls(
-                self.dialect, [c.id for c in chunk], responses, requests, since, until,
+                self.dialect, ids, responses, requests, since, until,
                 [c.request_model or "" for c in failed], window,
+                parents=[c.span_id for c in chunk if c.source != "gateway"],
             )  # fmt: skip
             for row in self._rows(q):
                 found[row["id"]] = call_record(row)

@@ -100,10 +100,12 @@ def stored_calls(
     until: datetime,
     failed_models: list[str] | None = None,
     failed_window: tuple[datetime, datetime] | None = None,
+    parents: list[str] | None = None,
 ) -> Query:
     """Stored calls a batch may repeat: by id (a resent or replayed record), or by the
     provider's response or request id (the same call from another producer), or failed
-    calls without a response id near ``failed_window`` (a 429 two producers report).
+    calls without a response id near ``failed_window`` (a 429 two producers report), or
+    calls inside the spans ``parents`` (a second instrumentation of the same call).
     Bounded by
     the batch's time, so both engines read only a few blocks; the merge decides which
     candidates are the same call."""
@@ -114,6 +116,7 @@ def stored_calls(
         ("id", ids),
         ("response_id", response_ids),
         ("upstream_request_id", request_ids),
+        ("parent_span_id", parents or []),
     ):
         if values:
             listed = ", ".join(d.param(q, v) for v in sorted(set(values)))
