@@ -229,7 +229,15 @@ class _Index:
     """Records by id and by each of their keys; ``find`` is the rule of what is one call."""
 
     def __init__(self, self_hosted: SelfHosted) -> None:
-        self.self_hosted = self_hosted
+        memo: dict[tuple[str | None, str | None], bool] = {}
+
+        def cached(provider: str | None, server_address: str | None) -> bool:
+            key = (provider, server_address)
+            if key not in memo:
+                memo[key] = self_hosted(provider, server_address)
+            return memo[key]
+
+        self.self_hosted = cached
         self.by_id: dict[str, CallRecord] = {}
         self.by_key: dict[tuple[str, str, str], CallRecord] = {}
         self.failed: dict[tuple[str, str], dict[str, CallRecord]] = {}

@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from gensight.enrich.estimate import estimate_missing
 from gensight.enrich.redaction import Redactor
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from gensight.pipeline import legacy
@@ -434,6 +435,8 @@ class Pipeline(Worker):
         # or changed calls are written, only calls not counted before reach observers
         lookup = getattr(self.store, "stored_calls", None)
         calls, spans, counted = self._merger.resolve(calls, spans, lookup)
+        for call in calls:  # content but no usage: counts from the messages, marked estimated
+            estimate_missing(call)
         if self.pricer is not None:
             for call in calls:
                 if call.cost_source == "unknown" and call.cost_usd is None:

@@ -67,10 +67,6 @@ def call_record(row: dict[str, Any]) -> CallRecord:
     return CallRecord(**values)
 
 
-#: Calls looked up per query at most (the statement binds each id).
-_LOOKUP_CHUNK = 1000
-
-
 def merge_content_events(call: dict[str, Any], events: list[tuple[str, Any]]) -> None:
     """Fill a call's message fields from content events when the span carried none."""
     by_kind: dict[str, list[Any]] = {"system": [], "input": [], "output": []}
@@ -123,8 +119,9 @@ class SQLStore:
         batch with these before writing it (``gensight.pipeline.merge`` decides which
         candidates are the same call)."""
         found: dict[str, CallRecord] = {}
-        for i in range(0, len(calls), _LOOKUP_CHUNK):
-            chunk = calls[i : i + _LOOKUP_CHUNK]
+        size = self.dialect.lookup_chunk
+        for i in range(0, len(calls), size):
+            chunk = calls[i : i + size]
             responses = [c.response_id for c in chunk if c.response_id]
             requests = [c.upstream_request_id for c in chunk if c.upstream_request_id]
             since = min(c.ts for c in chunk) - timedelta(hours=1)

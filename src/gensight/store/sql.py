@@ -119,13 +119,12 @@ def stored_calls(
         ("parent_span_id", parents or []),
     ):
         if values:
-            listed = ", ".join(d.param(q, v) for v in sorted(set(values)))
-            alternatives.append(f"c.{column} IN ({listed})")
+            alternatives.append(d.in_strings(q, f"c.{column}", sorted(set(values))))
     if failed_models and failed_window:  # failed calls without ids, close in time
-        listed = ", ".join(d.param(q, m) for m in sorted(set(failed_models)))
+        models = d.in_strings(q, "c.request_model", sorted(set(failed_models)))
         lo, hi = (d.param_ts(q, t) for t in failed_window)
         alternatives.append(
-            f"(c.status = 'error' AND c.response_id IS NULL AND c.request_model IN ({listed})"
+            f"(c.status = 'error' AND c.response_id IS NULL AND {models}"
             f" AND c.ts >= {lo} AND c.ts < {hi})"
         )
     q.sql = (
