@@ -102,7 +102,12 @@ class Totals(BaseModel):
     input_tokens: int
     output_tokens: int
     cost_usd: float = Field(description="sum over priced calls")
-    unpriced_calls: int = Field(description="calls without a price (not in cost_usd)")
+    unpriced_calls: int = Field(
+        description="calls with tokens but no price for their model (not in cost_usd)"
+    )
+    no_usage_calls: int = Field(
+        0, description="calls that reported no tokens (nothing to price; not in cost_usd)"
+    )
     latency_ms: Latency
     ttft_ms: Ttft
 

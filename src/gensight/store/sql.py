@@ -154,6 +154,11 @@ def trace_spans(d: Dialect, trace_id: str) -> Query:
     return q
 
 
+#: A call that reported no tokens at all (typically a failure before any usage): there is
+#: nothing to price, which is not the same as a price missing.
+_NO_USAGE = "(c.input_tokens IS NULL AND c.output_tokens IS NULL)"
+
+
 def measures(d: Dialect) -> str:
     """The aggregate columns of every totals and series row (over ``calls c``).
 
@@ -166,7 +171,8 @@ def measures(d: Dialect) -> str:
         sum(c.input_tokens) AS input_tokens,
         sum(c.output_tokens) AS output_tokens,
         sum(c.cost_usd) AS cost_usd,
-        {d.countif("c.cost_usd IS NULL")} AS unpriced_calls,
+        {d.countif(f"c.cost_usd IS NULL AND NOT {_NO_USAGE}")} AS unpriced_calls,
+        {d.countif(f"c.cost_usd IS NULL AND {_NO_USAGE}")} AS no_usage_calls,
         {d.quantiles("c.duration_ms", (0.5, 0.95, 0.99))} AS lat_q,
         {d.quantiles("c.ttft_ms", (0.5, 0.95))} AS ttft_q
     """

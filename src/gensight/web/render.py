@@ -10,6 +10,7 @@ as JSON inside ``<script type="application/json">`` (Jinja's ``tojson`` escapes 
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,16 +53,23 @@ def fmt_ms(value: float | None) -> str:
 
 
 def fmt_usd(value: float | None) -> str:
-    """Dollars with enough decimals for the tiny costs of single calls."""
+    """Dollars with enough decimals for the tiny costs of single calls: two significant
+    digits below a cent (``$0.00000014``), ``<$0.00000001`` below that; never a
+    non-zero cost shown as zero."""
     if value is None:
         return "–"
     if value == 0:
         return "$0"
-    if abs(value) >= 1:
-        return f"${value:,.2f}"
-    if abs(value) >= 0.01:
-        return f"${value:.4f}"
-    return f"${value:.6f}"
+    sign = "-" if value < 0 else ""
+    v = abs(value)
+    if v >= 1:
+        return f"{sign}${v:,.2f}"
+    if v >= 0.01:
+        return f"{sign}${v:.4f}"
+    if v < 1e-8:
+        return f"{sign}<$0.00000001"
+    digits = 1 - math.floor(math.log10(v))  # two significant digits
+    return f"{sign}${v:.{digits}f}"
 
 
 def fmt_int(value: float | None) -> str:
