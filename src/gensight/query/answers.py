@@ -8,12 +8,49 @@ the API's. The store runs the SQL and returns rows (``SQLStore``); the arithmeti
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gensight.query import analysis
-from gensight.store.base import CallFilters
+from gensight.store.base import CallFilters, Cursor
 from gensight.store.common import iso
+
+
+def call_page(
+    store: Any,
+    filters: CallFilters,
+    limit: int,
+    cursor: Cursor | None,
+    full: bool = False,
+    sort: str = "ts",
+    order: str = "desc",
+) -> dict[str, Any]:
+    """A page of the call log: ``items`` in ``sort`` order, the ``next`` cursor (null on
+    the last page) and ``total``, how many calls match the filters on all pages."""
+    items, nxt = store.list_calls(filters, limit, cursor, full, sort, order)
+    return {
+        "items": items,
+        "next": nxt.encode() if nxt else None,
+        "total": store.count_calls(filters),
+        "sort": sort,
+        "order": order,
+    }
+
+
+#: Filters whose form inputs suggest the values seen (``suggestions``).
+SUGGESTED = ("app", "model", "user", "session")
+
+
+def suggestions(
+    store: Any,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+) -> dict[str, list[str]]:
+    """The commonest values of each ``SUGGESTED`` filter in a time range (default: the
+    last 7 days)."""
+    f = CallFilters(since=since or (until or datetime.now(UTC)) - timedelta(days=7), until=until)
+    return {name: store.known_values(name, f, limit) for name in SUGGESTED}
 
 
 def totals(store: Any, filters: CallFilters) -> dict[str, Any]:

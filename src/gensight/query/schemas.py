@@ -57,10 +57,13 @@ class Call(_Open):
 
 
 class CallPage(BaseModel):
-    """A page of calls, newest first."""
+    """A page of calls, newest first unless ``sort``/``order`` say otherwise."""
 
     items: list[Call]
     next: str | None = Field(description="cursor of the next page; null on the last")
+    total: int = Field(description="calls matching the filters, on all pages")
+    sort: str = Field("ts", description=_values(vocab.CALL_SORT_KEYS))
+    order: str = Field("desc", description=_values(vocab.SORT_ORDERS))
 
 
 class Span(_Open):

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from gensight.model.records import CALL_FIELD_NAMES
-from gensight.model.vocab import FILTER_NAMES
+from gensight.model.vocab import CALL_SORT_KEYS, FILTER_NAMES, SORT_ORDERS
 from gensight.store.base import CallFilters, Cursor
 from gensight.store.dialect import Dialect, Query
 from gensight.store.dimensions import CORRELATION_DIMENSIONS, GROUP_BY, MODEL
@@ -62,20 +62,65 @@ def _cols(names: list[str] | tuple[str, ...], alias: str = "") -> str:
 
 
 def list_calls(
-    d: Dialect, filters: CallFilters, limit: int, cursor: Cursor | None, full: bool = False
+    d: Dialect,
+    filters: CallFilters,
+    limit: int,
+    cursor: Cursor | None,
+    full: bool = False,
+    sort: str = "ts",
+    order: str = "desc",
 ) -> Query:
-    """A page of calls newest first (one row more than ``limit``, to know if there is more);
-    ``full`` adds messages and attributes."""
+    """A page of calls in ``sort`` order (one row more than ``limit``, to know if there is
+    more); ties by time, then id, in the same direction; calls without a value last.
+    ``full`` adds messages and attributes. ``sort`` is one of ``vocab.CALL_SORT_KEYS``."""
+    if sort not in CALL_SORT_KEYS or order not in SORT_ORDERS:
+        raise ValueError(f"unknown sort {sort!r} {order!r}")
     q = Query(d)
     w = where(d, q, filters)
+    direction, cmp = ("DESC", "<") if order == "desc" else ("ASC", ">")
     if cursor is not None:
+        # placeholders are bound in the order they appear (DuckDB's are positional)
+        v = f'c."{sort}"'
+        if sort == "ts":
+            head, tail = "(", ")"
+        elif cursor.value is None:
+            head, tail = f"({v} IS NULL AND (", "))"
+        else:
+            v1, v2 = d.param(q, cursor.value), d.param(q, cursor.value)
+            head, tail = f"({v} IS NULL OR {v} {cmp} {v1} OR ({v} = {v2} AND (", ")))"
         ts1, ts2 = d.param_ts(q, cursor.ts), d.param_ts(q, cursor.ts)
         cid = d.param(q, cursor.id)
-        w += f" AND (c.ts < {ts1} OR (c.ts = {ts2} AND c.id < {cid}))"
+        w += f" AND {head}c.ts {cmp} {ts1} OR (c.ts = {ts2} AND c.id {cmp} {cid}){tail}"
+    keys = f"c.ts {direction}, c.id {direction}"
+    if sort != "ts":
+        keys = f'(c."{sort}" IS NULL), c."{sort}" {direction}, {keys}'
     q.sql = (
         f"SELECT {_cols(CALL_FIELD_NAMES if full else LIST_COLUMNS, 'c')}"
         f" FROM {d.table('calls', 'c')} WHERE {w}"
-        f" ORDER BY c.ts DESC, c.id DESC LIMIT {int(limit) + 1}"
+        f" ORDER BY {keys} LIMIT {int(limit) + 1}"
+    )
+    return q
+
+
+def count_calls(d: Dialect, filters: CallFilters) -> Query:
+    """How many calls match the filters."""
+    q = Query(d)
+    q.sql = f"SELECT count(*) AS n FROM {d.table('calls', 'c')} WHERE {where(d, q, filters)}"
+    return q
+
+
+#: The columns whose seen values the filter forms suggest (``known_values``).
+KNOWN_VALUE_COLUMNS = {"app": "app", "model": MODEL, "user": '"user"', "session": "session"}
+
+
+def known_values(d: Dialect, name: str, filters: CallFilters, limit: int) -> Query:
+    """The commonest values of a filter column among the matching calls."""
+    q = Query(d)
+    col = KNOWN_VALUE_COLUMNS[name]
+    q.sql = (
+        f"SELECT {col} AS v, count(*) AS n FROM {d.table('calls', 'c')}"
+        f" WHERE {where(d, q, filters)} AND {col} IS NOT NULL"
+        f" GROUP BY v ORDER BY n DESC, v LIMIT {int(limit)}"
     )
     return q
 

@@ -24,10 +24,11 @@ from gensight.query.params import (
     parse_cursor,
     parse_group_by,
     parse_interval,
+    parse_sort,
     with_range,
 )
 from gensight.store.base import CallFilters
-from gensight.web import charts
+from gensight.web import call_log, charts
 from gensight.web.render import error_page, query_string, render
 from gensight.web.waterfall import waterfall
 
@@ -158,12 +159,29 @@ def dashboard(request: Request) -> Response:
 @router.get("/calls", response_class=HTMLResponse)
 @page
 def calls(request: Request) -> Response:
-    """The call log: filters as query parameters, newest first, paged by cursor."""
-    filters = _filters(request)
-    limit = _int(request, "limit", 50, 1, 1000)
-    cursor_text = request.query_params.get("cursor") or None
-    items, nxt = _store(request).list_calls(filters, limit, parse_cursor(cursor_text))
-    params = _params(request, (*FILTER_PARAMS, "limit"))
+    """The call log: filters as query parameters, sorted (newest first by default) and
+    paged by cursor, with the total, error messages and one-line previews."""
+    params = _params(request, (*FILTER_PARAMS, "limit", "sort", "order"))
+    store = _store(request)
+    try:
+        filters = _filters(request)
+        limit = _int(request, "limit", 50, 1, 1000)
+        qp = request.query_params
+        sort, order = parse_sort(qp.get("sort") or None, qp.get("order") or None)
+        cursor_text = qp.get("cursor") or None
+        cursor = parse_cursor(cursor_text, sort, order)
+    except ParamError as e:  # keep the form as typed, and say which field is wrong
+        return render(
+            request, "calls.html", status_code=400, nav="calls", params=params,
+            url=_link("/calls"), items=[], total=0, sort="ts", order="desc",
+            sort_keys=vocab.CALL_SORT_KEYS, marked=call_log.marked, needle=None,
+            suggestions=answers.suggestions(store), next_cursor=None, paged=False,
+            filtered=True, no_calls_at_all=False, bad_param=e,
+        )  # fmt: skip
+    answer = answers.call_page(store, filters, limit, cursor, True, sort, order)
+    items = answer["items"]
+    for c in items:
+        c["preview"] = call_log.search_preview(c, filters.q)
     json_params = {**params, "cursor": cursor_text}
     return render(
         request,
@@ -172,10 +190,18 @@ def calls(request: Request) -> Response:
         params=params,
         url=_link("/calls"),
         items=items,
-        next_cursor=nxt.encode() if nxt else None,
+        total=answer["total"],
+        sort=sort,
+        order=order,
+        sort_keys=vocab.CALL_SORT_KEYS,
+        marked=call_log.marked,
+        needle=filters.q,
+        suggestions=answers.suggestions(store, filters.since, filters.until),
+        next_cursor=answer["next"],
         paged=cursor_text is not None,
         filtered=bool(filters.active()),
         no_calls_at_all=not items and not _has_calls(request),
+        bad_param=None,
         json_url="/api/calls" + query_string(json_params),
     )
 
