@@ -30,7 +30,7 @@ from gensight.query.params import (
 from gensight.store.base import CallFilters
 from gensight.web import call_log, charts
 from gensight.web.render import error_page, query_string, render
-from gensight.web.waterfall import waterfall
+from gensight.web.waterfall import span_detail, waterfall
 
 router = APIRouter(include_in_schema=False)
 
@@ -230,12 +230,18 @@ def trace(request: Request, trace_id: str) -> Response:
     answer = answers.trace(_store(request), tid)
     if answer is None:
         return error_page(request, 404, "No such trace", f"no trace with id {trace_id!r}")
+    rows = waterfall(answer)
+    wanted = request.query_params.get("span") or None
+    selected = next((r for r in rows["rows"] if r["span_id"] == wanted), None)
+    if wanted and selected is None:
+        raise ParamError("span", f"no span {wanted!r} in this trace")
     return render(
         request,
         "trace.html",
         nav=None,
         trace=answer,
-        waterfall=waterfall(answer),
+        waterfall=rows,
+        selected=span_detail(selected) if selected else None,
         totals=answer["totals"],
         json_url=f"/api/traces/{tid}",
     )

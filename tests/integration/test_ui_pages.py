@@ -1,0 +1,104 @@
+"""Pages a team lead opens, in-process over a real DuckDB file: a non-LLM span's
+attributes, events and exception in the trace waterfall; sessions and users with their
+JSON twins; the alerts badge and the banner of a firing budget."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from html import unescape
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gensight.model.records import CallRecord, SpanRecord
+from gensight.model.settings import Settings
+from gensight.store.duckdb import DuckDBStore
+from gensight.web.app import create_app
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+T0 = NOW - timedelta(minutes=30)
+TRACE = "ab" * 16
+STACK = (
+    'Traceback (most recent call last):\n  File "app.py", line 3, in fetch\n'
+    "TimeoutError: <db> too slow"
+)
+
+
+def _span(
+    span_id: str, parent: str | None, name: str, start_s: float, ms: float, **kw
+) -> SpanRecord:
+    return SpanRecord(
+        trace_id=TRACE, span_id=span_id, parent_span_id=parent, name=name,
+        ts=T0 + timedelta(seconds=start_s), duration_ms=ms, app="shop", **kw,
+    )  # fmt: skip
+
+
+def _call(i: int, **kw) -> CallRecord:
+    base = dict(
+        id=f"c{i}", trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}",
+        ts=T0 + timedelta(seconds=10 * i), duration_ms=100.0 * (i + 1), source="otlp",
+        app="shop", request_model="gpt-4o-mini", input_tokens=100, output_tokens=10 * i,
+        cost_usd=0.001 * (i + 1), cost_source="computed",
+        input_messages=[{"role": "user", "content": f"turn {i} question"}],
+        output_messages=[{"role": "assistant", "content": f"turn {i} answer"}],
+    )  # fmt: skip
+    base.update(kw)
+    return CallRecord(**base)
+
+
+def _records() -> tuple[list[CallRecord], list[SpanRecord]]:
+    calls = [_call(i, session="conv-1", user="alice") for i in range(3)]
+    calls += [_call(3 + i, session="conv-2", user="bob") for i in range(2)]
+    calls.append(
+        _call(5, user="bob", status="error", error_class="timeout", input_tokens=None,
+              output_tokens=None, cost_usd=None, cost_source="unknown")
+    )  # fmt: skip
+    calls.append(_call(6, trace_id=TRACE, span_id="3" * 16, parent_span_id="1" * 16, app="shop"))
+    spans = [
+        _span("1" * 16, None, "GET /orders", 0, 2000, kind="server"),
+        _span("2" * 16, "1" * 16, "SELECT orders", 0.1, 900, kind="client", status="error",
+              status_message="query timed out",
+              attributes={"db.system": "postgresql", "db.statement": "SELECT * FROM orders"},
+              events=[{"name": "exception", "ts": T0.isoformat(),
+                       "attributes": {"exception.type": "TimeoutError",
+                                      "exception.message": "<db> too slow",
+                                      "exception.stacktrace": STACK}},
+                      {"name": "retry", "ts": T0.isoformat(), "attributes": {"attempt": 2}}]),
+        _span("3" * 16, "1" * 16, "chat gpt-4o-mini", 1.0, 700, kind="client", call_id="c6"),
+    ]  # fmt: skip
+    return calls, spans
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory) -> TestClient:
+    tmp: Path = tmp_path_factory.mktemp("ui-pages")
+    store = DuckDBStore(tmp / "s.duckdb")
+    calls, spans = _records()
+    store.write(calls, spans, [])
+    with TestClient(create_app(Settings(data_dir=tmp), store=store)) as c:
+        yield c
+
+
+def _text(html: str) -> str:
+    return unescape(re.sub(r"<[^>]+>", " ", html))
+
+
+def test_a_non_llm_span_opens_with_its_exception(client: TestClient):
+    r = client.get(f"/traces/{TRACE}")
+    assert r.status_code == 200
+    link = re.search(r'<a href="(\?span=2+#span-detail)" class="span-link"', r.text)
+    assert link, "the db span links its details"
+    assert 'href="/calls/c6" class="llm-link"' in r.text  # LLM spans link to the call
+    r = client.get(f"/traces/{TRACE}" + unescape(link.group(1)).split("#")[0])
+    assert r.status_code == 200
+    detail = r.text[r.text.index('id="span-detail"') :]
+    text = _text(detail)
+    assert "TimeoutError" in text and "query timed out" in text
+    assert 'File "app.py", line 3, in fetch' in text  # the stack trace, as text
+    assert "&lt;db&gt; too slow" in detail and "<db>" not in detail
+    assert "db.statement" in text and "SELECT * FROM orders" in text
+    assert "retry" in text and '"attempt": 2' in text
+    r = client.get(f"/traces/{TRACE}?span=nope")
+    assert r.status_code == 400 and 'id="bad-param">span<' in r.text
