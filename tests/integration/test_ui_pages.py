@@ -102,3 +102,17 @@ def test_a_non_llm_span_opens_with_its_exception(client: TestClient):
     assert "retry" in text and '"attempt": 2' in text
     r = client.get(f"/traces/{TRACE}?span=nope")
     assert r.status_code == 400 and 'id="bad-param">span<' in r.text
+
+
+def test_dashboard_opens_on_a_range_that_holds_the_data(client: TestClient):
+    r = client.get("/")
+    assert r.status_code == 200
+    # the calls started 30 minutes ago: the 1h range, not one bar at the end of 24 h
+    assert re.search(r'<a href="[^"]*since=1h[^"]*" aria-current="true">1h</a>', r.text)
+    api = client.get("/api/stats/overview", params={"since": "1h", "group_by": "model"}).json()
+    (model,) = api["groups"]
+    table = r.text[r.text.index('id="table-models"') :]
+    row = _text(table[: table.index("</tr>", table.index("<tbody>"))])
+    p95 = model["latency_ms"]["p95"]
+    assert (f"{p95 / 1000:.2f} s" if p95 >= 1000 else f"{p95:.0f} ms") in row
+    assert "no usage" in row  # the failed call without tokens

@@ -8,9 +8,11 @@ the API's. The store runs the SQL and returns rows (``SQLStore``); the arithmeti
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gensight.model.units import parse_duration
 from gensight.query import analysis
 from gensight.store.base import CallFilters, Cursor
 from gensight.store.common import iso
@@ -51,6 +53,26 @@ def suggestions(
     last 7 days)."""
     f = CallFilters(since=since or (until or datetime.now(UTC)) - timedelta(days=7), until=until)
     return {name: store.known_values(name, f, limit) for name in SUGGESTED}
+
+
+def fitting_range(store: Any, filters: CallFilters, choices: tuple[str, ...]) -> str | None:
+    """The dashboard's default range when none is asked for: the shortest of ``choices``
+    (durations such as ``15m``, ``24h``) holding every call of the last 24 hours, or,
+    when there were none, the shortest reaching back to the latest call; None when no
+    choice reaches any call."""
+    now = datetime.now(UTC)
+    spans = [(c, parse_duration(c)) for c in choices]
+    day = replace(filters, since=now - timedelta(hours=24), until=None)
+    first, _ = store.time_bounds(day)
+    if first is None:
+        _, last = store.time_bounds(replace(filters, since=None, until=None))
+        if last is None:
+            return None
+        first = last
+    for choice, span in spans:
+        if now - span <= first:
+            return choice
+    return None
 
 
 def totals(store: Any, filters: CallFilters) -> dict[str, Any]:

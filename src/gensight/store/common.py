@@ -171,6 +171,13 @@ class SQLStore:
         """The commonest values of ``app``, ``model``, ``user`` or ``session``."""
         return [r["v"] for r in self._rows(sql.known_values(self.dialect, name, filters, limit))]
 
+    def time_bounds(self, filters: CallFilters) -> tuple[datetime | None, datetime | None]:
+        """The first and last start time of the matching calls (None when none match)."""
+        (row,) = self._rows(sql.time_bounds(self.dialect, filters))
+        if not row["n"]:
+            return None, None
+        return (row["first"].replace(tzinfo=UTC), row["last"].replace(tzinfo=UTC))
+
     def count_calls(self, filters: CallFilters) -> int:
         """How many calls match the filters."""
         (row,) = self._rows(sql.count_calls(self.dialect, filters))

@@ -102,6 +102,16 @@ def list_calls(
     return q
 
 
+def time_bounds(d: Dialect, filters: CallFilters) -> Query:
+    """The first and last start time of the matching calls (NULLs when none match)."""
+    q = Query(d)
+    q.sql = (
+        f"SELECT min(c.ts) AS first, max(c.ts) AS last, count(*) AS n"
+        f" FROM {d.table('calls', 'c')} WHERE {where(d, q, filters)}"
+    )
+    return q
+
+
 def count_calls(d: Dialect, filters: CallFilters) -> Query:
     """How many calls match the filters."""
     q = Query(d)

@@ -25,6 +25,7 @@ from gensight.query.params import (
     parse_group_by,
     parse_interval,
     parse_sort,
+    parse_time,
     with_range,
 )
 from gensight.store.base import CallFilters
@@ -106,9 +107,15 @@ def dashboard(request: Request) -> Response:
     filters = _filters(request)
     group_by = parse_group_by(request.query_params.get("group_by"))
     refresh = request.query_params.get("refresh") == "on"
+    store = _store(request)
+    fitted = None
+    if filters.since is None and filters.until is None:
+        # no range asked for: the shortest one that holds the recent calls
+        fitted = answers.fitting_range(store, filters, RANGES)
+        if fitted is not None:
+            filters = replace(filters, since=parse_time("since", fitted))
     f = with_range(filters)
     interval = parse_interval(request.query_params.get("interval"), f)
-    store = _store(request)
     overall = answers.overview(store, f, interval, None)
     by_model = answers.overview(store, f, interval, "model")
     # Errors by class only need the failed calls: the same counts, a far smaller query.
@@ -126,7 +133,8 @@ def dashboard(request: Request) -> Response:
         return "/calls" + query_string({**kept, **window, **changes})
 
     colours = charts.Colours()
-    for r in by_model["groups"]:  # models get the first colours, in order of calls
+    # the chosen groups get the first colours, then the models, in order of calls
+    for r in [*(grouped["groups"] if grouped else []), *by_model["groups"]]:
         colours(r["group"])
     return render(
         request,
@@ -140,6 +148,7 @@ def dashboard(request: Request) -> Response:
         refresh_on=refresh,
         ranges=RANGES,
         range_now=params.get("since") if "until" not in params else None,
+        fitted=fitted,
         group_by=group_by,
         group_by_choices=vocab.GROUP_BY,
         overview=overall,
