@@ -1,4 +1,4 @@
-"""Pages a team lead opens, in-process over a real DuckDB file: a non-LLM span's
+"""Pages a team lead opens, in-process over a real DuckDB file and chDB: a non-LLM span's
 attributes, events and exception in the trace waterfall; sessions and users with their
 JSON twins; the alerts badge and the banner of a firing budget."""
 
@@ -16,6 +16,7 @@ from gensight.model.records import CallRecord, SpanRecord
 from gensight.model.settings import Settings
 from gensight.store.duckdb import DuckDBStore
 from gensight.web.app import create_app
+from tests.support.stores import fresh_chdb_store
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 T0 = NOW - timedelta(minutes=30)
@@ -71,10 +72,12 @@ def _records() -> tuple[list[CallRecord], list[SpanRecord]]:
     return calls, spans
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory) -> TestClient:
-    tmp: Path = tmp_path_factory.mktemp("ui-pages")
-    store = DuckDBStore(tmp / "s.duckdb")
+@pytest.fixture(scope="module", params=["duckdb", "chdb"])
+def client(request, tmp_path_factory, chdb_path: Path) -> TestClient:
+    tmp: Path = tmp_path_factory.mktemp(f"ui-pages-{request.param}")
+    store = (
+        DuckDBStore(tmp / "s.duckdb") if request.param == "duckdb" else fresh_chdb_store(chdb_path)
+    )
     calls, spans = _records()
     store.write(calls, spans, [])
     with TestClient(create_app(Settings(data_dir=tmp), store=store)) as c:
@@ -116,3 +119,50 @@ def test_dashboard_opens_on_a_range_that_holds_the_data(client: TestClient):
     p95 = model["latency_ms"]["p95"]
     assert (f"{p95 / 1000:.2f} s" if p95 >= 1000 else f"{p95:.0f} ms") in row
     assert "no usage" in row  # the failed call without tokens
+
+
+def test_sessions_list_and_one_session_in_order(client: TestClient):
+    api = client.get("/api/sessions").json()
+    assert [r["session"] for r in api["items"]] == ["conv-2", "conv-1"]  # newest first
+    conv1 = api["items"][1]
+    assert (conv1["calls"], conv1["user"], conv1["errors"]) == (3, "alice", 0)
+    assert conv1["cost_usd"] == pytest.approx(0.006)
+    r = client.get("/sessions")
+    assert r.status_code == 200
+    assert re.findall(r'<tr data-session="([^"]+)"', r.text) == ["conv-2", "conv-1"]
+    assert '<link rel="alternate" type="application/json" href="/api/sessions">' in r.text
+    one = client.get("/api/sessions/conv-1").json()
+    assert [t["id"] for t in one["turns"]] == ["c0", "c1", "c2"]  # the turns in order
+    r = client.get("/sessions/conv-1")
+    text = _text(r.text)
+    assert (
+        text.index("turn 0 question") < text.index("turn 0 answer") < text.index("turn 2 question")
+    )
+    assert client.get("/sessions/nope").status_code == 404
+    assert client.get("/api/sessions/nope").status_code == 404
+    r = client.get("/api/sessions", params={"user": "bob"}).json()
+    assert [s["session"] for s in r["items"]] == ["conv-2"]
+
+
+def test_users_with_measures_and_budget_state(client: TestClient):
+    rule = {"name": "bob budget", "measure": "cost_usd", "window": "1d", "threshold": 0.001,
+            "op": ">", "action": "block", "filters": {"user": "bob"}}  # fmt: skip
+    created = client.post("/api/alert-rules", json=rule)
+    assert created.status_code == 201, created.text
+    client.app.state.alerts.evaluate()
+    api = client.get("/api/users").json()
+    by_user = {u["user"]: u for u in api["items"]}
+    assert set(by_user) == {"alice", "bob"}
+    bob = by_user["bob"]
+    assert (bob["calls"], bob["errors"], bob["no_usage_calls"]) == (3, 1, 1)
+    assert bob["error_rate"] == pytest.approx(1 / 3)
+    assert bob["budget"] == "blocked" and by_user["alice"]["budget"] == "none"
+    r = client.get("/users")
+    row = r.text[r.text.index('<tr data-user="bob">') :]
+    row = _text(row[: row.index("</tr>")])
+    assert "blocked" in row and "33.3%" in row
+    r = client.get("/users/bob")
+    assert r.status_code == 200 and "conv-2" in r.text
+    assert client.get("/api/users/bob").json()["sessions"][0]["session"] == "conv-2"
+    assert client.get("/users/nobody").status_code == 404
+    client.delete(f"/api/alert-rules/{created.json()['id']}")

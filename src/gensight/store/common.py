@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from gensight.model.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, SpanRecord
-from gensight.store import sql
+from gensight.store import people_sql, sql
 from gensight.store.base import CallFilters, Cursor
 
 
@@ -177,6 +177,14 @@ class SQLStore:
         if not row["n"]:
             return None, None
         return (row["first"].replace(tzinfo=UTC), row["last"].replace(tzinfo=UTC))
+
+    def people_rows(self, filters: CallFilters, column: str, limit: int) -> list[dict[str, Any]]:
+        """Per ``session`` or ``user``: measure rows with ``first_ts``/``last_ts`` (ISO),
+        ``app`` and ``who``; the most recently active first, ``limit`` + 1 rows at most."""
+        rows = self._rows(people_sql.people_rows(self.dialect, filters, column, limit))
+        for r in rows:
+            r["first_ts"], r["last_ts"] = iso(r["first_ts"]), iso(r["last_ts"])
+        return rows
 
     def count_calls(self, filters: CallFilters) -> int:
         """How many calls match the filters."""
