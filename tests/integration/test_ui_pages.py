@@ -85,7 +85,7 @@ def client(request, tmp_path_factory, chdb_path: Path) -> TestClient:
 
 
 def _text(html: str) -> str:
-    return unescape(re.sub(r"<[^>]+>", " ", html))
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
 
 
 def test_a_non_llm_span_opens_with_its_exception(client: TestClient):
@@ -166,3 +166,45 @@ def test_users_with_measures_and_budget_state(client: TestClient):
     assert client.get("/api/users/bob").json()["sessions"][0]["session"] == "conv-2"
     assert client.get("/users/nobody").status_code == 404
     client.delete(f"/api/alert-rules/{created.json()['id']}")
+
+
+def test_a_firing_budget_shows_on_every_page_and_the_dashboard_names_it(client: TestClient):
+    rule = {"name": "shop budget", "measure": "cost_usd", "window": "1d", "threshold": 0.002,
+            "op": ">", "action": "block", "filters": {"app": "shop"}}  # fmt: skip
+    created = client.post("/api/alert-rules", json=rule).json()
+    try:
+        client.app.state.alerts.evaluate()
+        for path in ("/", "/calls", "/sessions", "/users", "/analysis"):
+            r = client.get(path)
+            assert 'id="alerts-badge"' in r.text and "1 firing" in r.text, path
+        banner = _text(client.get("/").text.split('id="budget-banner"')[1].split("</section>")[0])
+        assert "shop blocked by budget" in banner and "shop budget" in banner
+        assert re.search(r"since \d\d:\d\d UTC", banner)
+        page = client.get("/alerts").text
+        assert f'href="/alerts?edit={created["id"]}#add-rule"' in page
+        calls = re.search(r'class="rule-calls" href="([^"]+)"', page).group(1)
+        assert "app=shop" in calls and "since=" in calls
+        assert client.get(unescape(calls)).status_code == 200
+        assert "cost_usd ($)" in page  # the threshold's unit
+    finally:
+        client.delete(f"/api/alert-rules/{created['id']}")
+    assert 'id="alerts-badge"' not in client.get("/").text
+
+
+def test_rules_are_edited_and_deleted_after_a_confirmation(client: TestClient):
+    rule = {"name": "slow", "measure": "latency_p95_ms", "window": "5m", "threshold": 900}
+    rid = client.post("/api/alert-rules", json=rule).json()["id"]
+    form = client.get(f"/alerts?edit={rid}").text
+    assert f'name="id" value="{rid}"' in form and 'value="900"' in form
+    r = client.post(
+        "/alerts", data={"id": rid, "name": "slow", "measure": "latency_p95_ms",
+                         "window": "5m", "op": ">", "threshold": "1500"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert r.status_code == 303
+    assert client.get(f"/api/alert-rules/{rid}").json()["threshold"] == 1500
+    ask = client.get(f"/alerts/{rid}/delete")
+    assert ask.status_code == 200 and 'method="post"' in ask.text
+    assert client.get(f"/api/alert-rules/{rid}").status_code == 200  # asking removes nothing
+    assert client.post(f"/alerts/{rid}/delete", follow_redirects=False).status_code == 303
+    assert client.get(f"/api/alert-rules/{rid}").status_code == 404

@@ -130,6 +130,16 @@ def fmt_ts(value: str | datetime | None) -> str:
     return ts.strftime("%Y-%m-%d %H:%M:%S.") + f"{ts.microsecond // 1000:03d}"
 
 
+def fmt_minute(value: str | datetime | None) -> str:
+    """``05:59`` today, ``2026-01-31 05:59`` on another day (UTC)."""
+    if not value:
+        return "–"
+    ts = parse_ts(value)
+    if ts.date() == datetime.now(UTC).date():
+        return ts.strftime("%H:%M")
+    return ts.strftime("%Y-%m-%d %H:%M")
+
+
 def fmt_json(value: Any) -> str:
     """Pretty JSON text for a value (strings that hold JSON are decoded first)."""
     if isinstance(value, str):
@@ -164,6 +174,7 @@ def _env() -> Environment:
         pct=fmt_pct,
         num=fmt_num,
         ts=fmt_ts,
+        minute=fmt_minute,
         pretty_json=fmt_json,
         value=fmt_value,
     )
@@ -186,6 +197,20 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+def firing_rules(request: Request) -> list[dict[str, Any]]:
+    """The alert rules firing now, for the header's badge (none for a caller who may not
+    read, such as the login page's, or when alerts are off or unreadable)."""
+    alerts = getattr(request.app.state, "alerts", None)
+    keyring = getattr(request.app.state, "keyring", None)
+    scopes = request.scope.get("state", {}).get("gensight_scopes", ())
+    if alerts is None or (keyring and "read" not in scopes):
+        return []
+    try:
+        return [s for s in alerts.states() if s["state"] == "firing"]
+    except Exception:  # the badge never breaks a page
+        return []
+
+
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """A page from a template, with the security headers."""
     context.setdefault("refresh", None)
@@ -193,6 +218,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     context.setdefault("nav", None)
     context.setdefault("charts", None)
     context.setdefault("signed_in", bool(request.scope.get("state", {}).get("gensight_session")))
+    context.setdefault("firing", firing_rules(request))
     html = ENV.get_template(template).render(request=request, server=base_url(request), **context)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
