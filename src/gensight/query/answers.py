@@ -161,12 +161,21 @@ def correlations(store: Any, filters: CallFilters, target: str) -> dict[str, Any
 
 
 def dependencies(store: Any, filters: CallFilters) -> dict[str, Any]:
-    """Where request time goes: per LLM provider/model and per non-LLM downstream."""
+    """Where request time goes: per LLM provider/model and per non-LLM downstream.
+
+    ``share_of_trace_time`` is exclusive (self) time: a span's duration less its
+    children's, over the traces' time, so a parent never counts its children's time
+    again. Where spans run concurrently their self times can add up to more than the
+    wall time; the shares are then taken of that sum instead, so the column never
+    adds up to more than 100%."""
     items, roots = store.dependency_rows(filters)
     trace_ms = float(roots["trace_ms"] or 0.0)
+    all_self = float(roots.get("self_ms") or 0.0) + sum(float(it["self_ms"] or 0) for it in items)
+    base = max(trace_ms, all_self)
     for it in items:
         it["calls"] = int(it["calls"])
         it["traces"] = int(it["traces"])
-        it["share_of_trace_time"] = (it["total_ms"] / trace_ms) if trace_ms else None
-    items.sort(key=lambda r: (-(r["total_ms"] or 0), r["downstream"]))
+        it["self_ms"] = float(it["self_ms"] or 0.0)
+        it["share_of_trace_time"] = (it["self_ms"] / base) if trace_ms else None
+    items.sort(key=lambda r: (-(r["self_ms"] or 0), -(r["total_ms"] or 0), r["downstream"]))
     return {"trace_ms": trace_ms, "traces": int(roots["traces"]), "items": items}

@@ -208,7 +208,10 @@ class Dependency(BaseModel):
     p95_ms: float | None
     error_rate: float | None
     traces: int
-    share_of_trace_time: float | None
+    self_ms: float = Field(0.0, description="exclusive time: durations less their children's")
+    share_of_trace_time: float | None = Field(
+        description="self_ms over the traces' time (the column sums to at most 1)"
+    )
 
 
 class Dependencies(BaseModel):

@@ -331,20 +331,29 @@ def _downstream(d: Dialect) -> str:
     return f"coalesce({', '.join(options)}, concat(s.kind, ':', s.name))"
 
 
-def _dependency_measures(d: Dialect) -> str:
+def _dependency_measures(d: Dialect, a: str = "c") -> str:
     return (
-        "count(*) AS calls, sum(duration_ms) AS total_ms,"
-        f" {d.quantile('duration_ms', 0.95)} AS p95_ms,"
-        f" {d.countif(_ERRORS)} / count(*) AS error_rate,"
-        " count(DISTINCT trace_id) AS traces"
+        f"count(*) AS calls, sum({a}.duration_ms) AS total_ms,"
+        f" {d.quantile(f'{a}.duration_ms', 0.95)} AS p95_ms,"
+        f" {d.countif(f'{a}.{_ERRORS}')} / count(*) AS error_rate,"
+        f" count(DISTINCT {a}.trace_id) AS traces"
     )
 
 
 def dependencies_llm(d: Dialect, filters: CallFilters) -> Query:
+    """Per LLM provider/model: measures, and ``self_ms``, the time of the calls that lie
+    in a trace whose root span is stored (an LLM call has no children: all of its time
+    is its own)."""
     q = Query(d)
+    rw = where(d, q, CallFilters(since=filters.since, until=filters.until), alias="r")
+    roots = (
+        f"SELECT r.trace_id FROM {d.table('spans', 'r')} WHERE {rw} AND r.parent_span_id IS NULL"
+    )
     q.sql = (
-        "SELECT 'llm' AS type, concat(coalesce(provider, '?'), '/', coalesce("
-        f"{_MODEL}, '?')) AS downstream, {_dependency_measures(d)}"
+        "SELECT 'llm' AS type, concat(coalesce(c.provider, '?'), '/', coalesce("
+        f"{_MODEL}, '?')) AS downstream,"
+        f" sum(CASE WHEN c.trace_id IN ({roots}) THEN c.duration_ms ELSE 0 END) AS self_ms,"
+        f" {_dependency_measures(d)}"
         f" FROM {d.table('calls', 'c')} WHERE {where(d, q, filters)} GROUP BY downstream"
     )
     return q
@@ -354,13 +363,33 @@ def _span_filters(filters: CallFilters) -> CallFilters:
     return CallFilters(since=filters.since, until=filters.until, app=filters.app)
 
 
+def _with_self_time(d: Dialect, q: Query, filters: CallFilters) -> tuple[str, str]:
+    """``spans s`` joined with the summed time of each span's direct children, and the
+    span's exclusive (self) time: its duration less its children's, never below 0."""
+    # the children's placeholders come first in the text, so they are bound first
+    kw = where(d, q, CallFilters(since=filters.since, until=filters.until), alias="k")
+    children = (
+        f"(SELECT k.trace_id AS kt, k.parent_span_id AS kp, sum(k.duration_ms) AS child_ms"
+        f" FROM {d.table('spans', 'k')} WHERE {kw} AND k.parent_span_id IS NOT NULL"
+        " GROUP BY kt, kp)"
+    )
+    source = (
+        f"{d.table('spans', 's')} LEFT JOIN {children} AS ch"
+        " ON ch.kt = s.trace_id AND ch.kp = s.span_id"
+    )
+    return source, "greatest(s.duration_ms - coalesce(ch.child_ms, 0), 0)"
+
+
 def dependencies_spans(d: Dialect, filters: CallFilters) -> Query:
-    """Non-LLM, non-root spans grouped by what they call (db, http host, tool, …)."""
+    """Non-LLM, non-root spans grouped by what they call (db, http host, tool, …), with
+    their summed exclusive time ``self_ms``."""
     q = Query(d)
+    source, own = _with_self_time(d, q, filters)
     w = where(d, q, _span_filters(filters), alias="s")
     q.sql = (
-        f"SELECT 'span' AS type, {_downstream(d)} AS downstream, {_dependency_measures(d)}"
-        f" FROM {d.table('spans', 's')} WHERE {w}"
+        f"SELECT 'span' AS type, {_downstream(d)} AS downstream,"
+        f" {_dependency_measures(d, 's')}, sum({own}) AS self_ms"
+        f" FROM {source} WHERE {w}"
         " AND s.call_id IS NULL AND s.parent_span_id IS NOT NULL"
         " GROUP BY downstream"
     )
@@ -368,11 +397,15 @@ def dependencies_spans(d: Dialect, filters: CallFilters) -> Query:
 
 
 def dependencies_roots(d: Dialect, filters: CallFilters) -> Query:
+    """The root spans' summed duration (the traces' time), count, and exclusive time
+    (of the roots that are not LLM calls: an LLM root's time is its call's)."""
     q = Query(d)
+    source, own = _with_self_time(d, q, filters)
     w = where(d, q, _span_filters(filters), alias="s")
     q.sql = (
-        "SELECT coalesce(sum(duration_ms), 0) AS trace_ms, count(*) AS traces"
-        f" FROM {d.table('spans', 's')} WHERE {w} AND s.parent_span_id IS NULL"
+        "SELECT coalesce(sum(s.duration_ms), 0) AS trace_ms, count(*) AS traces,"
+        f" coalesce(sum(CASE WHEN s.call_id IS NULL THEN {own} ELSE 0 END), 0) AS self_ms"
+        f" FROM {source} WHERE {w} AND s.parent_span_id IS NULL"
     )
     return q
 
