@@ -219,6 +219,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     context.setdefault("charts", None)
     context.setdefault("signed_in", bool(request.scope.get("state", {}).get("gensight_session")))
     context.setdefault("firing", firing_rules(request))
+    context.setdefault("keyed", bool(getattr(request.app.state, "keyring", None)))
     html = ENV.get_template(template).render(request=request, server=base_url(request), **context)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
