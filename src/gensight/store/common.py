@@ -16,7 +16,7 @@ import orjson
 
 from gensight.model.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, SpanRecord
 from gensight.pipeline.merge import FAILED_WINDOW_S, failed_key
-from gensight.store import sql
+from gensight.store import people_sql, sql
 from gensight.store.base import CallFilters, Cursor
 
 
@@ -143,14 +143,25 @@ class SQLStore:
         return list(found.values())
 
     def list_calls(
-        self, filters: CallFilters, limit: int, cursor: Cursor | None, full: bool = False
+        self,
+        filters: CallFilters,
+        limit: int,
+        cursor: Cursor | None,
+        full: bool = False,
+        sort: str = "ts",
+        order: str = "desc",
     ) -> tuple[list[dict[str, Any]], Cursor | None]:
-        """A page of calls, newest first; messages and attributes only when ``full``."""
-        rows = self._rows(sql.list_calls(self.dialect, filters, limit, cursor, full))
+        """A page of calls in ``sort`` order (newest first by default); messages and
+        attributes only when ``full``."""
+        q = sql.list_calls(self.dialect, filters, limit, cursor, full, sort, order)
+        rows = self._rows(q)
         nxt = None
         if len(rows) > limit:
             last = rows[limit - 1]
-            nxt = Cursor(last["ts"].replace(tzinfo=UTC), last["id"])
+            value = None if sort == "ts" else last[sort]
+            if isinstance(value, float) and value != value:  # ClickHouse NaN for NULL
+                value = None
+            nxt = Cursor(last["ts"].replace(tzinfo=UTC), last["id"], sort, value, order)
         calls = [self._call_row(r) for r in rows[:limit]]
         if full and calls:
             events = self._rows(sql.content_events_of(self.dialect, [c["span_id"] for c in calls]))
@@ -162,6 +173,30 @@ class SQLStore:
                 if (c["trace_id"], c["span_id"]) in by_call:
                     merge_content_events(c, by_call[(c["trace_id"], c["span_id"])])
         return calls, nxt
+
+    def known_values(self, name: str, filters: CallFilters, limit: int = 50) -> list[str]:
+        """The commonest values of ``app``, ``model``, ``user`` or ``session``."""
+        return [r["v"] for r in self._rows(sql.known_values(self.dialect, name, filters, limit))]
+
+    def time_bounds(self, filters: CallFilters) -> tuple[datetime | None, datetime | None]:
+        """The first and last start time of the matching calls (None when none match)."""
+        (row,) = self._rows(sql.time_bounds(self.dialect, filters))
+        if not row["n"]:
+            return None, None
+        return (row["first"].replace(tzinfo=UTC), row["last"].replace(tzinfo=UTC))
+
+    def people_rows(self, filters: CallFilters, column: str, limit: int) -> list[dict[str, Any]]:
+        """Per ``session`` or ``user``: measure rows with ``first_ts``/``last_ts`` (ISO),
+        ``app`` and ``who``; the most recently active first, ``limit`` + 1 rows at most."""
+        rows = self._rows(people_sql.people_rows(self.dialect, filters, column, limit))
+        for r in rows:
+            r["first_ts"], r["last_ts"] = iso(r["first_ts"]), iso(r["last_ts"])
+        return rows
+
+    def count_calls(self, filters: CallFilters) -> int:
+        """How many calls match the filters."""
+        (row,) = self._rows(sql.count_calls(self.dialect, filters))
+        return int(row["n"])
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:
         """One call with its messages, merging content that arrived as log events."""

@@ -18,6 +18,7 @@ from gensight.query.params import (
     call_filters,
     parse_cursor,
     parse_interval,
+    parse_sort,
     with_range,
 )
 from gensight.store.base import CallFilters
@@ -112,10 +113,17 @@ def list_calls(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Text = None,
     full: Annotated[bool, Query(description="include messages and attributes")] = False,
+    sort: Annotated[
+        Literal[vocab.CALL_SORT_KEYS] | None,  # type: ignore[valid-type]
+        Query(description="order by this; calls without a value come last"),
+    ] = None,
+    order: Annotated[Literal[vocab.SORT_ORDERS] | None, Query()] = None,  # type: ignore[valid-type]
 ) -> dict[str, Any]:
-    """``{"items": [CallRecord…], "next": cursor|null}``; messages only with ``full``."""
-    items, nxt = _store(request).list_calls(filters, limit, parse_cursor(cursor), full)
-    return {"items": items, "next": nxt.encode() if nxt else None}
+    """``{"items": [CallRecord…], "next": cursor|null, "total"}``; messages only with
+    ``full``. A cursor pages the ``sort``/``order`` it was handed out for."""
+    key, direction = parse_sort(sort, order)
+    page = parse_cursor(cursor, key, direction)
+    return answers.call_page(_store(request), filters, limit, page, full, key, direction)
 
 
 @router.get("/calls/{call_id}", summary="One call with its messages", response_model=schemas.Call)

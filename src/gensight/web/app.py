@@ -32,6 +32,7 @@ from gensight.receive.otlp.grpc import GrpcReceiver
 from gensight.receive.otlp.http import otlp_routes
 from gensight.store import open_store
 from gensight.web.api import router as api_router
+from gensight.web.api_people import router as people_api_router
 from gensight.web.ui import mount_ui
 
 log = logging.getLogger("gensight.web.app")
@@ -172,6 +173,7 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
         )
 
     app.include_router(api_router)
+    app.include_router(people_api_router)
     app.router.routes.append(metrics_route(metrics))
     mount_ui(app)
     for route in otlp_routes(pipeline.submit, settings.max_body, app.state.counters):
