@@ -23,6 +23,7 @@ from gensight.conventions import messages as msg
 from gensight.conventions.errors import classify
 from gensight.enrich import tokens
 from gensight.model.records import CallRecord
+from gensight.receive.gateway.errors import content_free
 from gensight.receive.gateway.messages import (
     assistant_message,
     chat_messages,
@@ -405,7 +406,9 @@ class Capture:
         if self.error_type is not None and call.status == "ok":
             call.status = "error"
             call.error_class = classify(None, self.error_type, self.error_message)
-            call.error_message = self.error_message
+            call.error_message = (
+                self.error_message if capture_content else content_free(self.error_message)
+            )
 
     def needs_estimate(self, call: CallRecord) -> bool:
         """Whether the upstream left token counts out that can be estimated."""
