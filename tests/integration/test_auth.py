@@ -301,6 +301,7 @@ def test_admin_session_can_add_rules_from_the_page(app_url: tuple[str, Any]) -> 
             "/alerts",
             data={"name": "from-ui", "measure": "calls", "window": "5m", "op": ">",
                   "threshold": "1000000", "action": "notify", "format": "json"},
+            headers={"Origin": url},  # as a browser sends it with a form post
         )  # fmt: skip
         assert r.status_code == 303
         names = [s["name"] for s in browser.get("/api/alerts").json()]

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -70,3 +71,95 @@ def test_capture_metadata_drops_upstream_error_bodies(tmp_path: Path) -> None:
     finally:
         srv.stop()
         up.stop()
+
+
+# -- item 2: no cross-site writes ---------------------------------------------------------
+
+ADMIN_KEY = "admin-key-0123456789abcdef"
+RULE = {"name": "csrf", "measure": "cost_usd", "window": "5m", "op": ">", "threshold": 1,
+        "action": "block", "filters": {"app": "victim"}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("csrf"), api_keys=f"admin:{ADMIN_KEY}",
+                        flush_interval=0.02)  # fmt: skip
+    app, srv = _serve(settings)
+    yield app, srv
+    srv.stop()
+
+
+def _session(url: str) -> httpx.Client:
+    r = httpx.post(url + "/login", data={"key": ADMIN_KEY, "next": "/"}, headers={"Origin": url})
+    assert r.status_code == 303
+    return httpx.Client(base_url=url, cookies=r.cookies)
+
+
+def test_cross_site_writes_are_refused(keyed: Any) -> None:
+    app, srv = keyed
+    url = srv.url
+    evil = "http://127.0.0.1:1"  # another port of the same host: another origin
+    browser = _session(url)
+    before = len(app.state.alerts.rules())
+    attempts = [
+        # a plain HTML form posting to the API
+        dict(data={"name": "x"}, headers={"Origin": evil, "Sec-Fetch-Site": "same-site"}),
+        # fetch(url, {mode: "no-cors", method: "POST", body: JSON.stringify(rule)})
+        dict(content=orjson.dumps(RULE), headers={"Content-Type": "text/plain", "Origin": evil}),
+        # JSON with a foreign origin
+        dict(json=RULE, headers={"Origin": evil}),
+        dict(json=RULE, headers={"Origin": "null"}),
+        # no Origin, but the browser says another site sent it
+        dict(json=RULE, headers={"Sec-Fetch-Site": "cross-site"}),
+        # cookie alone, no proof of coming from this server's pages
+        dict(json=RULE),
+        # same origin but not JSON (a form on our own origin cannot write the API either)
+        dict(content=orjson.dumps(RULE), headers={"Content-Type": "text/plain", "Origin": url}),
+    ]
+    for kw in attempts:
+        r = browser.post("/api/alert-rules", **kw)
+        assert r.status_code == 403, (kw, r.status_code, r.text)
+        assert "detail" in r.json()
+    r = browser.post("/api/import", content=b"[]", headers={"Origin": evil})
+    assert r.status_code == 403
+    assert len(app.state.alerts.rules()) == before  # nothing was created
+    # this server's own page (same Origin, JSON) and scripts with a key header still work
+    ok = browser.post("/api/alert-rules", json=RULE | {"name": "own"}, headers={"Origin": url})
+    assert ok.status_code == 201, ok.text
+    ok = browser.post("/api/alert-rules", json=RULE | {"name": "own2"},
+                      headers={"Sec-Fetch-Site": "same-origin"})  # fmt: skip
+    assert ok.status_code == 201, ok.text
+    script = httpx.post(url + "/api/alert-rules", json=RULE | {"name": "script"},
+                        headers={"X-Gensight-Key": ADMIN_KEY})  # fmt: skip
+    assert script.status_code == 201
+    # the UI's own form post (urlencoded, same origin) still works; another origin's is refused
+    form = {"name": "ui", "measure": "calls", "window": "5m", "op": ">", "threshold": "9",
+            "action": "notify", "format": "json"}  # fmt: skip
+    assert browser.post("/alerts", data=form, headers={"Origin": url}).status_code == 303
+    assert browser.post("/alerts", data=form, headers={"Origin": evil}).status_code == 403
+
+
+def test_cross_site_writes_refused_without_keys_too(tmp_path: Path) -> None:
+    app, srv = _serve(Settings(data_dir=tmp_path, flush_interval=0.02))
+    try:
+        form_like = {"Content-Type": "text/plain", "Origin": "http://127.0.0.1:1"}
+        r = httpx.post(srv.url + "/api/alert-rules", content=orjson.dumps(RULE), headers=form_like)
+        assert r.status_code == 403
+        assert app.state.alerts.rules() == []
+        assert httpx.post(srv.url + "/api/alert-rules", json=RULE).status_code == 201  # a script
+    finally:
+        srv.stop()
+
+
+def test_trusted_proxy_origin(tmp_path: Path) -> None:
+    proxied = {"Origin": "https://gensight.example", "X-Forwarded-Host": "gensight.example",
+               "X-Forwarded-Proto": "https"}  # fmt: skip
+    for trusted, status in ((False, 403), (True, 201)):
+        app, srv = _serve(
+            Settings(data_dir=tmp_path / str(trusted), trusted_proxy=trusted, flush_interval=0.02)
+        )
+        try:
+            r = httpx.post(srv.url + "/api/alert-rules", json=RULE, headers=proxied)
+            assert r.status_code == status, r.text
+        finally:
+            srv.stop()

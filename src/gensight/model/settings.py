@@ -246,6 +246,15 @@ class Settings(BaseModel):
         metavar="KEYS",
     )
     insecure: bool = setting(False, "Allow a non-loopback --host without any key.")
+    trusted_proxy: bool = setting(
+        False,
+        "Behind a reverse proxy: trust its X-Forwarded-Host/Proto for the same-origin check "
+        "of browser writes.",
+    )
+    allow_private_webhooks: bool = setting(
+        False,
+        "Let alert webhooks reach loopback, private, link-local and CGNAT addresses.",
+    )
     retention: Annotated[timedelta | None, BeforeValidator(parse_retention)] = setting(
         "forever",
         "Delete calls older than this (30d): a TTL on ClickHouse, an hourly delete on DuckDB.",

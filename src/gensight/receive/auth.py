@@ -205,7 +205,7 @@ def bind_refusal(host: str, keyring: Keyring, insecure: bool) -> str | None:
 # -- the ASGI check in front of everything ------------------------------------------------
 
 _PUBLIC_EXACT = frozenset({"/login", "/logout", "/api/health", "/favicon.ico"})
-_GATEWAY_PREFIXES = ("/openai/", "/p/")
+GATEWAY_PREFIXES = ("/openai/", "/p/")
 _NOT_PAGES = ("/api/", "/v1/", "/openai/", "/p/")
 
 
@@ -213,7 +213,7 @@ def required_scope(method: str, path: str) -> str | None:
     """The scope a request needs (None: open to everyone)."""
     if path in _PUBLIC_EXACT or path.startswith("/static/"):
         return None
-    if path.startswith(_GATEWAY_PREFIXES) or path.startswith("/v1/"):
+    if path.startswith(GATEWAY_PREFIXES) or path.startswith("/v1/"):
         return "ingest"
     if method in ("GET", "HEAD"):
         return "read"
@@ -261,7 +261,7 @@ class AuthMiddleware:
             return
         path: str = scope.get("path", "")
         method: str = scope.get("method", "GET")
-        gateway = path.startswith(_GATEWAY_PREFIXES)
+        gateway = path.startswith(GATEWAY_PREFIXES)
         offered: bytes | None = None
         cookie: bytes | None = None
         for name, value in scope.get("headers") or ():

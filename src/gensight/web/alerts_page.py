@@ -10,13 +10,14 @@ Forms post URL-encoded bodies (no JavaScript needed); a post from another site's
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from gensight.alerts import FILTER_KEYS, RuleError, parse_rule
 from gensight.model import vocab
+from gensight.receive.origin import cross_site_refusal
 from gensight.web.render import error_page, render
 
 router = APIRouter(include_in_schema=False)
@@ -26,10 +27,11 @@ FORM_FILTERS = ("app", "user", "model", "provider", "error_class", "environment"
 
 
 def _same_origin(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    if not origin or origin == "null":
-        return origin is None
-    return urlsplit(origin).netloc == request.headers.get("host")
+    """Whether a form post comes from this server's own page (``OriginGuard`` refuses the
+    rest before this; kept as a second check where the page changes something)."""
+    headers = {k.lower(): v for k, v in request.scope.get("headers") or ()}
+    trusted = bool(getattr(request.app.state.settings, "trusted_proxy", False))
+    return cross_site_refusal(headers, request.url.scheme, trusted, session=False) is None
 
 
 def _page(request: Request, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -27,6 +27,7 @@ from gensight.query.params import ParamError
 from gensight.receive.auth import AuthMiddleware, Keyring
 from gensight.receive.gateway import GatewayMiddleware
 from gensight.receive.gateway import from_settings as gateway_from_settings
+from gensight.receive.origin import OriginGuard
 from gensight.receive.otlp.decode import LOGS, TRACES, replay_logs, replay_traces
 from gensight.receive.otlp.grpc import GrpcReceiver
 from gensight.receive.otlp.http import otlp_routes
@@ -177,6 +178,7 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     for route in otlp_routes(pipeline.submit, settings.max_body, app.state.counters):
         app.router.routes.append(route)
     app.add_middleware(GatewayMiddleware, gateway=gateway)
+    app.add_middleware(OriginGuard, trusted_proxy=settings.trusted_proxy)
     if keyring:
         app.add_middleware(AuthMiddleware, keyring=keyring)
     return app
