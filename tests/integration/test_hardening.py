@@ -163,3 +163,86 @@ def test_trusted_proxy_origin(tmp_path: Path) -> None:
             assert r.status_code == status, r.text
         finally:
             srv.stop()
+
+
+# -- item 3: webhooks cannot be turned into a scanner --------------------------------------
+
+
+async def _hook(request: Request) -> Any:
+    from starlette.responses import PlainTextResponse, RedirectResponse
+
+    path = request.url.path
+    if path == "/redirect":
+        return RedirectResponse("http://169.254.169.254/latest/meta-data/", status_code=302)
+    if path == "/secret-reply":
+        return PlainTextResponse("internal-service-banner-7f3a", status_code=403)
+    HOOK_BODIES.append(await request.body())
+    return PlainTextResponse("ok")
+
+
+HOOK_BODIES: list[bytes] = []
+
+
+def _deliver(notifier: Any, url: str) -> dict[str, Any]:
+    notifier.send("r1", url, b'{"text": "x"}', "firing")
+    deadline = time.monotonic() + 10
+    while notifier.deliveries["r1"].status in ("pending", "retrying"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return notifier.deliveries["r1"].to_dict()
+
+
+def test_webhook_delivery_is_checked_at_send_time() -> None:
+    from gensight.alerts.notify import Notifier
+
+    sink = ServerThread(
+        Starlette(routes=[Route("/{p:path}", _hook, methods=["POST"])])
+    ).start()  # fmt: skip
+    strict, allowed = Notifier(attempts=1), Notifier(attempts=1, allow_private=True)
+    strict.start()
+    allowed.start()
+    try:
+        HOOK_BODIES.clear()
+        d = _deliver(strict, sink.url + "/hook")
+        assert d["status"] == "failed" and "loopback" in d["last_error"]
+        assert HOOK_BODIES == []  # nothing was sent
+        assert _deliver(allowed, sink.url + "/hook")["status"] == "delivered"
+        assert len(HOOK_BODIES) == 1
+        d = _deliver(allowed, sink.url + "/secret-reply")
+        assert d["status"] == "failed" and d["last_error"] == "HTTP 403 Forbidden"
+        d = _deliver(allowed, sink.url + "/redirect")  # never followed, whatever the target
+        assert d["status"] == "failed" and "redirects are not followed" in d["last_error"]
+    finally:
+        strict.stop()
+        allowed.stop()
+        sink.stop()
+
+
+def test_webhook_urls_refused_at_creation_and_masked_for_readers(tmp_path: Path) -> None:
+    read_key = "read-key-0123456789abcdef"
+    keys = f"admin:{ADMIN_KEY},read:{read_key}"
+    admin = {"X-Gensight-Key": ADMIN_KEY}
+    slack = "https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX"
+    for allow in (False, True):
+        app, srv = _serve(Settings(data_dir=tmp_path / str(allow), api_keys=keys,
+                                   allow_private_webhooks=allow, flush_interval=0.02))  # fmt: skip
+        try:
+            rule = RULE | {"action": "notify", "filters": {}, "webhook": "http://10.0.0.1:22/"}
+            r = httpx.post(srv.url + "/api/alert-rules", json=rule, headers=admin)
+            if not allow:
+                assert r.status_code == 400 and r.json()["param"] == "webhook"
+                assert "private" in r.json()["detail"]
+                continue
+            assert r.status_code == 201
+            r = httpx.post(srv.url + "/api/alert-rules", json=rule | {"webhook": slack},
+                           headers=admin)  # fmt: skip
+            rid = r.json()["id"]
+            as_admin = httpx.get(f"{srv.url}/api/alert-rules/{rid}", headers=admin).json()
+            assert as_admin["webhook"] == slack
+            reader = {"X-Gensight-Key": read_key}
+            one = httpx.get(f"{srv.url}/api/alert-rules/{rid}", headers=reader).json()
+            every = httpx.get(srv.url + "/api/alert-rules", headers=reader).json()
+            assert one["webhook"] == "https://hooks.slack.com/…"
+            assert "XXXXsecretXXXX" not in str(every)
+        finally:
+            srv.stop()

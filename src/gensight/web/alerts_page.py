@@ -90,7 +90,10 @@ async def add_rule(request: Request) -> Response:
         rule = parse_rule(rule_from_form(form), source="api")
     except RuleError as e:
         return _page(request, 400, form=form, error=str(e), bad_field=e.field)
-    request.app.state.alerts.create(rule)
+    try:
+        request.app.state.alerts.create(rule)
+    except RuleError as e:
+        return _page(request, 400, form=form, error=str(e), bad_field=e.field)
     return RedirectResponse(f"/alerts#rule-{rule.id}", status_code=303)
 
 

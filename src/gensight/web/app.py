@@ -72,7 +72,12 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     counters: dict[str, int] = {}
     gateway = gateway_from_settings(settings, pipeline.submit, counters)
     file_rules = load_rules_file(settings.alert_rules) if settings.alert_rules else []
-    alerts = AlertEngine(store, interval=settings.alert_interval, file_rules=file_rules)
+    alerts = AlertEngine(
+        store,
+        interval=settings.alert_interval,
+        file_rules=file_rules,
+        allow_private_webhooks=settings.allow_private_webhooks,
+    )
     gateway.budget = alerts.budget
     forwarder = (
         Forwarder(settings.forward_otlp, settings.forward_headers)
