@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gensight.demo import ServerThread
+from gensight.demo.serve import free_port
 from gensight.model.settings import Settings
 from gensight.web.app import create_app
 
@@ -246,3 +251,133 @@ def test_webhook_urls_refused_at_creation_and_masked_for_readers(tmp_path: Path)
             assert "XXXXsecretXXXX" not in str(every)
         finally:
             srv.stop()
+
+
+# -- item 4: every body and connection is bounded ------------------------------------------
+
+
+def _raw(url: str, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes on a fresh connection; everything answered until it closes."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return out
+
+
+def test_bodies_over_their_route_limit_get_413_unread(tmp_path: Path) -> None:
+    app, srv = _serve(Settings(data_dir=tmp_path, api_keys=f"admin:{ADMIN_KEY}",
+                               max_body=64 * 1024, flush_interval=0.02))  # fmt: skip
+    try:
+        # announces 256 MB: refused before a byte of the body is read
+        head = (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form"
+                b"-urlencoded\r\nContent-Length: 268435456\r\n\r\nkey=")  # fmt: skip
+        t = time.monotonic()
+        answer = _raw(srv.url, head)
+        assert answer.startswith(b"HTTP/1.1 413") and b"8192 bytes for /login" in answer
+        assert time.monotonic() - t < 3
+
+        # chunked (no Content-Length): cut off once the limit is passed
+        def chunks() -> Any:
+            for _ in range(64):
+                yield b"k" * 1024
+
+        r = httpx.post(srv.url + "/login", content=chunks())
+        assert r.status_code == 413
+        admin = {"X-Gensight-Key": ADMIN_KEY}
+        big_rule = RULE | {"name": "x" * 40_000}
+        r = httpx.post(srv.url + "/api/alert-rules", json=big_rule, headers=admin)
+        assert r.status_code == 413 and "/api/alert-rules" in r.json()["detail"]
+        r = httpx.post(srv.url + "/api/import", content=b"[" + b" " * 70_000 + b"]", headers=admin)
+        assert r.status_code == 413
+        r = httpx.post(srv.url + "/alerts", content=b"name=" + b"x" * 20_000, headers=admin)
+        assert r.status_code == 413
+        # within the limits, all still works
+        assert httpx.post(srv.url + "/api/alert-rules", json=RULE, headers=admin).status_code == 201
+        assert app.state.alerts.rules()
+    finally:
+        srv.stop()
+
+
+def test_login_is_rate_limited_per_client(tmp_path: Path) -> None:
+    _, srv = _serve(Settings(data_dir=tmp_path, api_keys=f"admin:{ADMIN_KEY}"))
+    try:
+        for _ in range(10):
+            r = httpx.post(srv.url + "/login", data={"key": "wrong-key-0123456789"})
+            assert r.status_code == 401
+        r = httpx.post(srv.url + "/login", data={"key": ADMIN_KEY})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+        assert "Too many failed sign-ins" in r.text
+    finally:
+        srv.stop()
+
+
+def test_short_keys_are_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="shorter than 16"):
+        create_app(Settings(data_dir=tmp_path, api_key="short-key"))
+    with pytest.raises(ValueError, match="api-keys entry 2 is shorter than 16"):
+        create_app(Settings(data_dir=tmp_path, api_keys=f"admin:{ADMIN_KEY},read:tiny"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "gensight.cli", "serve", "--data-dir", str(tmp_path / "cli"),
+         "--port", str(free_port()), "--api-key", "abc"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "shorter than 16 characters" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_slow_clients_are_disconnected(tmp_path: Path) -> None:
+    """Slowloris: trickled headers, a trickled body and idle keep-alive connections are all
+    closed (the server runs with the options `gensight serve` uses, short timeouts)."""
+    from gensight.receive.limits import server_options
+
+    app = create_app(Settings(data_dir=tmp_path, body_timeout=1.0))
+    srv = ServerThread(app, server_header=False, **server_options(1.0, 1.0)).start()
+    host, port = "127.0.0.1", srv.port
+    try:
+        socks = []
+        for _ in range(20):
+            s = socket.create_connection((host, port), timeout=10)
+            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")  # headers never end
+            socks.append(s)
+        body = socket.create_connection((host, port), timeout=10)
+        body.sendall(b"POST /api/alert-rules HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: 100\r\n\r\n{\"na")  # fmt: skip
+        idle = socket.create_connection((host, port), timeout=10)
+        idle.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        t = time.monotonic()
+        for s in socks[:5]:  # keep trickling one header byte at a time
+            s.sendall(b"X")
+        time.sleep(0.5)
+        for s in socks[:5]:
+            with contextlib.suppress(OSError):
+                s.sendall(b"-")
+        closed = 0
+        for s in socks:
+            try:
+                rest = s.recv(1024)
+                while rest:
+                    rest = s.recv(1024)
+                closed += 1
+            except ConnectionResetError:
+                closed += 1
+            except TimeoutError:
+                pass
+            s.close()
+        assert closed == 20 and time.monotonic() - t < 8
+        answer = b""
+        while chunk := body.recv(4096):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408")
+        got = b""
+        while chunk := idle.recv(4096):  # its answer, then closed once idle
+            got += chunk
+        assert got.startswith(b"HTTP/1.1 200") and time.monotonic() - t < 8
+        assert httpx.get(srv.url + "/api/health").status_code == 200  # the server is fine
+    finally:
+        srv.stop()

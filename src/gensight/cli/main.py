@@ -46,6 +46,7 @@ def serve(settings: Settings) -> None:
 
     from gensight.pipeline.lock import DataDirLocked
     from gensight.receive.auth import Keyring, bind_refusal
+    from gensight.receive.limits import server_options
     from gensight.web.app import create_app
 
     logging.basicConfig(
@@ -79,6 +80,7 @@ def serve(settings: Settings) -> None:
         access_log=False,
         server_header=False,  # gateway answers carry the upstream's own Server header
         timeout_graceful_shutdown=10,
+        **server_options(settings.header_timeout, settings.keep_alive_timeout),
     )
 
 

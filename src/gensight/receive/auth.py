@@ -98,6 +98,18 @@ def parse_api_keys(text: str | None) -> list[tuple[str, frozenset[str]]]:
     return out
 
 
+#: Shorter keys can be guessed (and are refused at start).
+MIN_KEY_LENGTH = 16
+
+
+def _check_length(key: str, label: str) -> None:
+    if len(key) < MIN_KEY_LENGTH:
+        raise KeyConfigError(
+            f"{label} is shorter than {MIN_KEY_LENGTH} characters: use a long random key "
+            "(e.g. the output of `openssl rand -hex 16`)"
+        )
+
+
 def _digest(key: bytes | str) -> bytes:
     return hashlib.sha256(key.encode() if isinstance(key, str) else key).digest()
 
@@ -108,8 +120,10 @@ class Keyring:
     def __init__(self, api_key: str | None = None, api_keys: str | None = None) -> None:
         entries: list[KeyEntry] = []
         if api_key:
+            _check_length(api_key, "--api-key")
             entries.append(KeyEntry(_digest(api_key), frozenset(SCOPES), "api-key"))
         for i, (key, scopes) in enumerate(parse_api_keys(api_keys)):
+            _check_length(key, f"--api-keys entry {i + 1}")
             entries.append(KeyEntry(_digest(key), scopes, f"api-keys[{i + 1}]"))
         self.entries = tuple(entries)
         self._revoked: OrderedDict[str, float] = OrderedDict()

@@ -27,6 +27,7 @@ from gensight.query.params import ParamError
 from gensight.receive.auth import AuthMiddleware, Keyring
 from gensight.receive.gateway import GatewayMiddleware
 from gensight.receive.gateway import from_settings as gateway_from_settings
+from gensight.receive.limits import BodyLimit
 from gensight.receive.origin import OriginGuard
 from gensight.receive.otlp.decode import LOGS, TRACES, replay_logs, replay_traces
 from gensight.receive.otlp.grpc import GrpcReceiver
@@ -186,6 +187,7 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     app.add_middleware(OriginGuard, trusted_proxy=settings.trusted_proxy)
     if keyring:
         app.add_middleware(AuthMiddleware, keyring=keyring)
+    app.add_middleware(BodyLimit, max_body=settings.max_body, body_timeout=settings.body_timeout)
     return app
 
 
