@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ import httpx
 import openai
 import orjson
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -381,3 +385,115 @@ def test_slow_clients_are_disconnected(tmp_path: Path) -> None:
         assert httpx.get(srv.url + "/api/health").status_code == 200  # the server is fine
     finally:
         srv.stop()
+
+
+# -- item 5: no 500 from input ---------------------------------------------------------------
+
+FUZZ = hyp_settings(
+    max_examples=60, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)  # fmt: skip
+TIME_ROUTES = ["/api/calls", "/api/stats/overview", "/api/analysis/latency-vs-tokens",
+               "/api/analysis/correlations", "/api/analysis/dependencies", "/", "/calls",
+               "/analysis"]  # fmt: skip
+COOKIE_ROUTES = ["/api/calls", "/calls", "/", "/logout", "/login", "/api/health"]
+_units = st.sampled_from(["s", "m", "h", "d", "w"])
+times = st.one_of(
+    st.tuples(st.integers(0, 10**30), _units).map(lambda t: f"{t[0]}{t[1]}"),
+    st.tuples(st.floats(0, 1e300), _units).map(lambda t: f"{t[0]:f}{t[1]}"),
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)).map(
+        lambda d: d.isoformat()
+    ),
+    st.sampled_from(["0001-01-01", "9999-12-31T23:59:59", "10000-01-01", "now", "-1h", "nan"]),
+    st.text(max_size=30),
+)
+latin1 = st.characters(min_codepoint=0x21, max_codepoint=0xFF, exclude_characters=";,\x7f")
+cookies = st.one_of(
+    st.text(latin1, max_size=80),
+    st.tuples(st.integers(0, 10**40), st.text(latin1, max_size=20), st.text(latin1, max_size=70))
+    .map(lambda t: f"{t[0]}.{t[1]}.{t[2]}"),
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from fastapi.testclient import TestClient
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("fuzz17"), api_keys=f"admin:{ADMIN_KEY}",
+                        alert_interval=3600)  # fmt: skip
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+def test_named_bad_inputs_are_400_naming_the_parameter(fuzz_client: Any) -> None:
+    key = {"X-Gensight-Key": ADMIN_KEY}
+    cases = [("since", "200000w"), ("until", "0001-01-01"), ("since", "0001-01-01"),
+             ("interval", "999999999999w"), ("since", "99999999999999999999w"),
+             ("until", "10000-01-01")]  # fmt: skip
+    for path in TIME_ROUTES:
+        for param, value in cases:
+            if param == "interval" and path not in ("/api/stats/overview", "/"):
+                continue
+            r = fuzz_client.get(path, params={param: value}, headers=key)
+            assert r.status_code == 400, (path, param, value, r.status_code, r.text[:200])
+            assert param in r.text
+    for cookie in ("9" * 5000 + ".a.b", "１２３.a.b", "..", "9999999999999999999.x.y"):
+        raw = {"Cookie": f"gensight_session={cookie}".encode()}  # as sent: UTF-8 bytes
+        r = fuzz_client.get("/api/calls", headers=raw)
+        assert r.status_code == 401
+        r = fuzz_client.get("/calls", headers=raw, follow_redirects=False)
+        assert r.status_code == 303
+
+
+def test_time_parameters_never_5xx(fuzz_client: Any) -> None:
+    key = {"X-Gensight-Key": ADMIN_KEY}
+
+    @FUZZ
+    @given(path=st.sampled_from(TIME_ROUTES), since=times, until=times, interval=times)
+    def run(path: str, since: str, until: str, interval: str) -> None:
+        params = {"since": since, "until": until, "interval": interval}
+        r = fuzz_client.get(path, params=params, headers=key)
+        assert r.status_code < 500, (path, params, r.text[:300])
+        if r.status_code == 400 and path.startswith("/api/"):
+            assert r.json()["param"] in ("since", "until", "interval", "request")
+
+    run()
+
+
+def test_session_cookies_never_5xx(fuzz_client: Any) -> None:
+    @FUZZ
+    @given(path=st.sampled_from(COOKIE_ROUTES), cookie=cookies)
+    def run(path: str, cookie: str) -> None:
+        raw = {"Cookie": f"gensight_session={cookie}".encode("latin-1")}
+        r = fuzz_client.get(path, headers=raw, follow_redirects=False)
+        assert r.status_code in (200, 303, 401), (path, cookie, r.status_code)
+
+    run()
+
+
+def test_deeply_nested_gateway_content_is_recorded_with_a_placeholder(
+    tmp_path: Path, upstream: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gensight.conventions.messages import TOO_DEEP
+
+    app, srv = _serve(Settings(data_dir=tmp_path, upstreams={"openai": upstream.state.url},
+                               flush_interval=0.02))  # fmt: skip
+    deep: Any = "bottom"
+    for _ in range(900):
+        deep = [deep]
+    try:
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": deep}]}
+        r = httpx.post(srv.url + "/openai/v1/chat/completions", json=body, timeout=30)
+        assert r.status_code == 200
+        deadline = time.monotonic() + 10
+        items: list[dict[str, Any]] = []
+        while not items and time.monotonic() < deadline:
+            app.state.pipeline.flush()
+            items = httpx.get(srv.url + "/api/calls").json()["items"]
+        (call,) = items
+        detail = httpx.get(f"{srv.url}/api/calls/{call['id']}").json()
+        assert TOO_DEEP in orjson.dumps(detail["input_messages"]).decode()
+        assert detail["output_messages"]  # the rest of the call is all there
+    finally:
+        srv.stop()
+    assert not [r for r in caplog.records if r.exc_info], "no traceback logged"

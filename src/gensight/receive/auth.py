@@ -156,7 +156,7 @@ class Keyring:
         if not token or not self.entries:
             return None
         parts = token.split(".")
-        if len(parts) != 3 or not parts[0].isdigit():
+        if len(parts) != 3 or not (parts[0].isascii() and parts[0].isdigit()) or len(parts[0]) > 12:
             return None
         expiry, nonce, mac = int(parts[0]), parts[1], parts[2]
         if expiry < (now if now is not None else time.time()):

@@ -162,6 +162,15 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
         message = f"invalid parameter {param!r}: {first.get('msg', 'invalid value')}"
         return JSONResponse({"detail": message, "param": param}, status_code=400)
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # numbers from a request beyond what a date or an integer column can hold
+        log.info("out-of-range input on %s: %s", request.url.path, exc)
+        return JSONResponse(
+            {"detail": f"a value in the request is out of range ({exc})", "param": "request"},
+            status_code=400,
+        )
+
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)

@@ -131,13 +131,15 @@ class Capture:
     )
 
     def __init__(self, method: str, path: str, body: bytes) -> None:
-        self.request: dict[str, Any] | None = None
+        self.request: dict[str, Any] | None = None  # as recorded (clipped to MAX_DEPTH)
+        sent: dict[str, Any] | None = None  # as the client sent it
         if body[:1] == b"{" or body.lstrip()[:1] == b"{":
             try:
                 parsed = orjson.loads(body)
-                self.request = parsed if isinstance(parsed, dict) else None
             except orjson.JSONDecodeError:
-                pass
+                parsed = None
+            if isinstance(parsed, dict):
+                sent, self.request = parsed, msg.clip_depth(parsed)
         req = self.request or {}
         op = operation_for(method, path)
         if op is None and method == "POST" and isinstance(req.get("model"), str):
@@ -152,8 +154,11 @@ class Capture:
                 # Ask for usage; the extra chunk is removed before the client sees it.
                 options = dict(options) if isinstance(options, dict) else {}
                 options["include_usage"] = True
-                self.upstream_body = orjson.dumps(dict(req, stream_options=options))
-                self.injected_usage = True
+                try:
+                    self.upstream_body = orjson.dumps(dict(sent or {}, stream_options=options))
+                    self.injected_usage = True
+                except orjson.JSONEncodeError:  # nested past orjson's limit: sent as it came
+                    pass
         self.response_id: str | None = None
         self.response_model: str | None = None
         self.response_attrs: dict[str, Any] = {}
@@ -175,7 +180,7 @@ class Capture:
     def on_body(self, body: bytes) -> None:
         """A whole non-streamed 2xx JSON body."""
         try:
-            data = orjson.loads(body)
+            data = msg.clip_depth(orjson.loads(body))
         except orjson.JSONDecodeError:
             return
         if not isinstance(data, dict):
@@ -209,7 +214,7 @@ class Capture:
         if data == b"[DONE]":
             return False
         try:
-            d = orjson.loads(data)
+            d = msg.clip_depth(orjson.loads(data))
         except orjson.JSONDecodeError:
             return False
         if not isinstance(d, dict):
