@@ -497,3 +497,59 @@ def test_deeply_nested_gateway_content_is_recorded_with_a_placeholder(
     finally:
         srv.stop()
     assert not [r for r in caplog.records if r.exc_info], "no traceback logged"
+
+
+# -- item 6: files only for their owner ------------------------------------------------------
+
+
+def _modes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in root.rglob("*")} | {
+        ".": root.stat().st_mode & 0o777
+    }
+
+
+def test_data_dir_and_files_are_owner_only_in_process(tmp_path: Path) -> None:
+    from gensight.pipeline.journal import Journal
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    (data / "old-export.jsonl").write_text("{}")
+    (data / "old-export.jsonl").chmod(0o644)  # left by an earlier release: fixed at start
+    app = create_app(Settings(data_dir=data))
+    try:
+        modes = _modes(data)
+        assert modes["."] == 0o700 and modes["journal"] == 0o700
+        assert modes["gensight.duckdb"] == 0o600 and modes["old-export.jsonl"] == 0o600
+        assert modes[".lock"] == 0o600
+    finally:
+        app.state.store.close()
+        app.state.data_dir_lock.release()
+    j = Journal(tmp_path / "j", 10**9)
+    first = j.append("records", b"payload before redaction")
+    j.append("records", b"another")
+    j.commit(first.seq)
+    (seg,) = (tmp_path / "j").glob("seg-*.log")
+    assert seg.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "j" / "committed").stat().st_mode & 0o777 == 0o600
+    j.close()
+
+
+def test_gensight_serve_creates_owner_only_files(tmp_path: Path) -> None:
+    """The real server (umask 077): DuckDB's WAL, the journal and the store are 0600."""
+    from tests.support.server import Server
+
+    srv = Server(tmp_path / "data", "--flush-interval", "0.05")
+    try:
+        call = {"id": "perm-1", "trace_id": "a" * 32, "span_id": "b" * 16, "duration_ms": 1,
+                "ts": "2026-01-01T00:00:00Z", "source": "gateway"}  # fmt: skip
+        line = orjson.dumps(call)
+        r = srv.client.post("/api/import", content=line + b"\n")
+        assert r.status_code == 202, r.text
+        srv.wait_calls(1, since="2025-12-31T00:00:00Z")
+        modes = _modes(srv.data_dir)
+    finally:
+        srv.stop()
+    assert any(name.endswith(".wal") for name in modes) or "gensight.duckdb" in modes
+    for name, mode in modes.items():
+        want = 0o700 if (srv.data_dir / name).is_dir() else 0o600
+        assert mode == want, (name, oct(mode))

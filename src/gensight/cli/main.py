@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +53,7 @@ def serve(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    os.umask(0o077)  # every file the server (and its store) creates is its owner's only
     try:
         refusal = bind_refusal(
             settings.host, Keyring(settings.api_key, settings.api_keys), settings.insecure

@@ -249,7 +249,7 @@ def openinference_messages(attrs: dict[str, Any], prefix: str) -> list[Message] 
                 for c in indexed_groups(g, "message.contents")
                 if c.get("message_content.text") is not None
             ]
-            content = "\n".join(texts) if texts else None
+            content = "\n".join(t if isinstance(t, str) else str(t) for t in texts) or None
         m: Message = {"role": g.get("message.role"), "content": _text(content)}
         tcs = _nested_tool_calls(g, "message.tool_calls", "tool_call.")
         if tcs:

@@ -157,6 +157,7 @@ class Pipeline(Worker):
         self._inflight = 0
         self.accepted = 0
         self.written = 0
+        self._written_now = 0  # of the batch being written: counted once it is committed
         self.dropped = 0
         self.write_errors = 0
         self.last_error: str | None = None
@@ -322,10 +323,16 @@ class Pipeline(Worker):
                         return
                     continue
                 batch, last_seq = self._take()
-            if not self._write_batch(batch):
-                return  # store down at shutdown: the journal keeps the rest
-            if last_seq is not None and self.journal is not None:
+            ok = self._write_batch(batch)
+            if ok and last_seq is not None and self.journal is not None:
+                # commit (and delete the segments it empties: they hold payloads before
+                # redaction) before the records count as written, so a reader that sees
+                # them written sees the journal without them
                 self.journal.commit(last_seq)
+            self.written += self._written_now
+            self._written_now = 0
+            if not ok:
+                return  # store down at shutdown: the journal keeps the rest
             with self._cond:
                 self._inflight = 0
 
@@ -442,7 +449,7 @@ class Pipeline(Worker):
                         log.debug("pricing failed for %s: %s", call.request_model, e)
         self.redactor.apply(calls, spans, events)  # after pricing, before anything keeps it
         self.store.write(calls, spans, events)
-        self.written += n
+        self._written_now += n
         self.last_write_at = time.time()
         self._merger.told(counted)
         for observe in self._observers:

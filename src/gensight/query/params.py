@@ -51,7 +51,7 @@ def parse_time(param: str, text: str | None, now: datetime | None = None) -> dat
 
 #: Times a query may name: calls are from this era, and ranges around them stay computable.
 MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
-MAX_TIME = datetime(9000, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def _in_range(param: str, ts: datetime) -> datetime:

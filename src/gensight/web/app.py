@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -19,6 +20,7 @@ from gensight.enrich.redaction import Redactor
 from gensight.export.otlp import Forwarder
 from gensight.export.prometheus import Metrics, metrics_route, server_collector
 from gensight.model.settings import Settings
+from gensight.pipeline.files import private_file, private_tree
 from gensight.pipeline.journal import Journal
 from gensight.pipeline.lock import DataDirLock
 from gensight.pipeline.setaside import SetAside
@@ -55,6 +57,11 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
 def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> FastAPI:
     keyring = Keyring(settings.api_key, settings.api_keys)  # ValueError when malformed
     store = store if store is not None else open_store(settings.store_url(), settings.retention)
+    private_tree(settings.data_dir)  # prompts and unredacted payloads: owner only
+    url = settings.store_url()
+    if url.startswith("duckdb://"):  # a store file kept elsewhere
+        for suffix in ("", ".wal"):
+            private_file(Path(url.removeprefix("duckdb://") + suffix))
     pricer = Pricer(settings.prices, settings.priced_hosts)
     journal = (
         Journal(settings.data_dir / "journal", settings.spill_max) if settings.journal else None
