@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import subprocess
 import sys
@@ -553,3 +554,99 @@ def test_gensight_serve_creates_owner_only_files(tmp_path: Path) -> None:
     for name, mode in modes.items():
         want = 0o700 if (srv.data_dir / name).is_dir() else 0o600
         assert mode == want, (name, oct(mode))
+
+
+# -- item 7: health tells the truth --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error, named",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "disk full"),
+        (OSError(errno.EROFS, "Read-only file system"), "read-only file system"),
+        (RuntimeError('IO Error: Could not write file "x.wal": No space left on device'),
+         "disk full"),
+        (ConnectionRefusedError(111, "Connection refused"), "store unreachable"),
+    ],
+)  # fmt: skip
+def test_causes_are_named(error: BaseException, named: str) -> None:
+    from gensight.pipeline.health import cause
+    from gensight.pipeline.journal import JournalFull
+
+    assert cause(error, outage=isinstance(error, ConnectionError)) == named
+    assert cause(JournalFull("journal holds 9 bytes")) == "journal full"
+
+
+def _otlp_body(n: int) -> bytes:
+    from opentelemetry import trace
+
+    from tests.support.otlp_payloads import record_spans, traces_protobuf
+
+    def build(tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span(f"chat {n}") as sp:
+            sp.set_attribute("gen_ai.operation.name", "chat")
+            sp.set_attribute("gen_ai.request.model", "gpt-4o-mini")
+            sp.set_attribute("gen_ai.usage.input_tokens", 3)
+
+    return traces_protobuf(record_spans(build, service="health-app"))
+
+
+def test_health_is_degraded_with_the_cause_and_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gensight.pipeline import writer
+
+    down = tmp_path / "store-down"
+    down.touch()
+    monkeypatch.setattr(writer, "_FAULT_FILE", str(down))  # the writer's outage hook
+    app, srv = _serve(Settings(data_dir=tmp_path / "data", spill_max=6000, flush_interval=0.02))
+    url = srv.url
+    pb = {"content-type": "application/x-protobuf"}
+    try:
+        assert httpx.get(url + "/api/health").json()["status"] == "ok"
+        refused = None
+        for i in range(200):
+            r = httpx.post(url + "/v1/traces", content=_otlp_body(i), headers=pb)
+            if r.status_code == 503:
+                refused = r
+                break
+            assert r.status_code == 200
+        assert refused is not None, "the journal never filled"
+        assert b"journal full" in refused.content  # the 503 names the cause
+        health = httpx.get(url + "/api/health").json()
+        assert health["status"] == "degraded"
+        assert "writer: store unreachable" in health["reason"]
+        assert "ingest: journal full" in health["reason"]
+        time.sleep(0.5)  # many retries meanwhile, one log line per change
+        lines = [r.getMessage() for r in caplog.records if "degraded:" in r.getMessage()]
+        assert sum("writer degraded" in m for m in lines) == 1, lines
+        down.unlink()  # the store is back
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            health = httpx.get(url + "/api/health").json()
+            if health["status"] == "ok" and health["queue"]["spilled_batches"] == 0:
+                break
+            r = httpx.post(url + "/v1/traces", content=_otlp_body(999), headers=pb)
+            time.sleep(0.1)
+        assert health["status"] == "ok" and "reason" not in health, health
+        assert health["queue"]["last_error"] is None
+        assert app.state.pipeline.flush(10)
+        stats = app.state.pipeline.stats()
+        assert stats["written"] == stats["accepted"]  # nothing acknowledged was lost
+        assert any("recovered" in r.getMessage() for r in caplog.records)
+    finally:
+        srv.stop()
+
+
+def test_startup_failures_print_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gensight.cli", "serve", "--data-dir", str(blocker / "data"),
+         "--port", str(free_port())],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert line.startswith("Error: cannot use") and "Not a directory" in line

@@ -43,6 +43,7 @@ def _root() -> None:
 @settings_command
 def serve(settings: Settings) -> None:
     """Run the server: OTLP ingest, gateway, API and UI on one port."""
+    import duckdb
     import uvicorn
 
     from gensight.pipeline.lock import DataDirLocked
@@ -67,6 +68,11 @@ def serve(settings: Settings) -> None:
         asgi = create_app(settings)
     except DataDirLocked as e:  # another server runs on this dir: one line, no traceback
         raise SystemExit(f"Error: {e}") from None
+    except (OSError, duckdb.Error) as e:  # read-only or full disk, unreadable store file
+        where = getattr(e, "filename", None) or settings.data_dir
+        raise SystemExit(
+            f"Error: cannot use {where}: {getattr(e, 'strerror', None) or e}"
+        ) from None
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     typer.echo(

@@ -37,6 +37,7 @@ from gensight.enrich.redaction import Redactor
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from gensight.pipeline import legacy
 from gensight.pipeline.codec import RECORDS, DecodeResult, decode_batch, encode_batch
+from gensight.pipeline.health import Conditions, cause
 from gensight.pipeline.journal import Entry, Journal, JournalDamaged, JournalFull
 from gensight.pipeline.merge import CallMerger
 from gensight.pipeline.setaside import SetAside
@@ -157,6 +158,7 @@ class Pipeline(Worker):
         self._inflight = 0
         self.accepted = 0
         self.written = 0
+        self.conditions = Conditions()  # what is unwell now, for /api/health
         self._written_now = 0  # of the batch being written: counted once it is committed
         self.dropped = 0
         self.write_errors = 0
@@ -195,7 +197,10 @@ class Pipeline(Worker):
                 with self._cond:
                     self.dropped += n
                     self.last_error = f"journal: {e}"
+                self.conditions.set("ingest", cause(e), str(e))
                 return False
+            if self.conditions.clear("ingest") and self.conditions.reason() is None:
+                self.last_error = None  # recovered: what failed before is no longer news
         with self._cond:
             if self._stopping and entry is None:
                 self.dropped += n
@@ -356,7 +361,8 @@ class Pipeline(Worker):
                 self.write_errors += 1
                 self.last_error = f"{type(e).__name__}: {e}"
                 if is_outage(e) or self._store_says_outage(e):
-                    log.warning("store unavailable (%s); retrying in %.1fs", e, backoff)
+                    self.conditions.set("writer", cause(e, outage=True), str(e))
+                    log.info("store unavailable (%s); retrying in %.1fs", e, backoff)
                     time.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     if self._stopping and backoff >= 5.0:
@@ -384,6 +390,8 @@ class Pipeline(Worker):
             parts.pop()
             tries = 0
             backoff = 0.1
+            if self.conditions.clear("writer") and self.conditions.reason() is None:
+                self.last_error = None
         return True
 
     def _store_says_outage(self, e: Exception) -> bool:

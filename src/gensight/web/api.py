@@ -76,22 +76,32 @@ def _store(request: Request) -> Any:
     response_model_exclude_none=True,
 )
 def health(request: Request) -> dict[str, Any]:
-    """``{"status", "store", "queue", "dropped"}``; status is ``degraded`` when writes fail.
+    """``{"status", "reason"?, "store", "queue", "dropped"}``: always HTTP 200; ``status``
+    is ``degraded``, with ``reason`` naming the cause (disk full, read-only file system,
+    store unreachable, journal full), while the writer fails or ingest is refused.
 
-    Open to everyone; when keys are configured, only ``{"status"}`` without a read key."""
+    Open to everyone; when keys are configured, only ``{"status", "reason"?}`` without a
+    read key."""
     pipeline = request.app.state.pipeline
     queue = pipeline.stats()
     try:
         store = _store(request).health()
     except Exception as e:  # the store being down is a health answer, not an error
         store = {"backend": getattr(_store(request), "name", "?"), "ok": False, "error": str(e)}
-    ok = store.get("ok") and not (queue["write_errors"] and pipeline.last_write_at is None)
+    reason = pipeline.conditions.reason()
+    if not store.get("ok"):
+        reason = "; ".join(filter(None, ["store unreachable", reason]))
+    elif queue["write_errors"] and pipeline.last_write_at is None and not reason:
+        reason = "writer: no write has succeeded yet"
+    brief: dict[str, Any] = {"status": "degraded" if reason else "ok"}
+    if reason:
+        brief["reason"] = reason
     if getattr(request.app.state, "keyring", None) and "read" not in getattr(
         request.state, "gensight_scopes", ()
-    ):  # anonymous probes (load balancers) learn the status, nothing more
-        return {"status": "ok" if ok else "degraded"}
+    ):  # anonymous probes (load balancers) learn the status and its reason, nothing more
+        return brief
     answer = {
-        "status": "ok" if ok else "degraded",
+        **brief,
         "store": store,
         "queue": queue,
         "dropped": queue["dropped"],

@@ -197,7 +197,10 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     app.include_router(api_router)
     app.router.routes.append(metrics_route(metrics))
     mount_ui(app)
-    for route in otlp_routes(pipeline.submit, settings.max_body, app.state.counters):
+    routes = otlp_routes(
+        pipeline.submit, settings.max_body, app.state.counters, pipeline.conditions.reason
+    )
+    for route in routes:
         app.router.routes.append(route)
     app.add_middleware(GatewayMiddleware, gateway=gateway)
     app.add_middleware(OriginGuard, trusted_proxy=settings.trusted_proxy)
