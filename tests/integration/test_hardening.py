@@ -650,3 +650,30 @@ def test_startup_failures_print_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     (line,) = [x for x in proc.stderr.splitlines() if x.strip()]
     assert line.startswith("Error: cannot use") and "Not a directory" in line
+
+
+# -- item 8: nothing fetched from elsewhere -------------------------------------------------
+
+
+def test_no_page_references_another_origin(tmp_path: Path) -> None:
+    import re
+
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
+        assert client.get("/docs").status_code == 404
+        assert client.get("/redoc").status_code == 404
+        assert client.get("/openapi.json").status_code == 200
+        pages = ["/", "/calls", "/analysis", "/alerts", "/login", "/sessions", "/users",
+                 "/templates"]  # fmt: skip
+        seen = 0
+        for path in pages:
+            r = client.get(path)
+            if r.status_code == 404:  # a page this build does not have
+                continue
+            seen += 1
+            assert r.status_code == 200, path
+            assert "default-src 'self'" in r.headers["content-security-policy"]
+            external = re.findall(r'(?:src|href|action)="((?:https?:)?//[^"]*)"', r.text)
+            assert external == [], (path, external)
+        assert seen >= 4

@@ -142,6 +142,10 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
         version="0.1.0",
         description="Observability for applications that call LLM APIs.",
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN: the server stays
+        # offline and under its own CSP, so they are off (the schema is /openapi.json)
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store
