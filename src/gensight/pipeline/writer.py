@@ -168,7 +168,8 @@ class Pipeline(Worker):
         self._observers: list[Observer] = []
         self._next_maintenance = time.monotonic() + 5.0
         self.expired = 0
-        self._merger = CallMerger()  # one record per call, however often it arrives
+        # one record per call, however often it arrives; self-hosted by the pricer's rule
+        self._merger = CallMerger(getattr(pricer, "self_hosted", None))
 
     # -- request path -------------------------------------------------------
     def submit(

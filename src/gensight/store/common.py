@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from gensight.model.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, SpanRecord
+from gensight.pipeline.merge import FAILED_WINDOW_S, failed_key
 from gensight.store import sql
 from gensight.store.base import CallFilters, Cursor
 
@@ -128,9 +129,18 @@ class SQLStore:
             requests = [c.upstream_request_id for c in chunk if c.upstream_request_id]
             since = min(c.ts for c in chunk) - timedelta(hours=1)
             until = max(c.ts for c in chunk) + timedelta(hours=1)
+            failed = [c for c in chunk if failed_key(c) is not None]
+            window = None
+            if failed:
+                near = timedelta(seconds=FAILED_WINDOW_S)
+                window = (min(c.ts for c in failed) - near, max(c.ts for c in failed) + near)
+            # a call's own id, its parent's (span ids are OTLP records' ids) and children
+            ids = [c.id for c in chunk] + [c.parent_span_id for c in chunk if c.parent_span_id]
             q = sql.stored_calls(
-                self.dialect, [c.id for c in chunk], responses, requests, since, until
-            )
+                self.dialect, ids, responses, requests, since, until,
+                [c.request_model or "" for c in failed], window,
+                parents=[c.span_id for c in chunk if c.source != "gateway"],
+            )  # fmt: skip
             for row in self._rows(q):
                 found[row["id"]] = call_record(row)
         return list(found.values())

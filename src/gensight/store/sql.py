@@ -98,9 +98,15 @@ def stored_calls(
     request_ids: list[str],
     since: datetime,
     until: datetime,
+    failed_models: list[str] | None = None,
+    failed_window: tuple[datetime, datetime] | None = None,
+    parents: list[str] | None = None,
 ) -> Query:
     """Stored calls a batch may repeat: by id (a resent or replayed record), or by the
-    provider's response or request id (the same call from another producer). Bounded by
+    provider's response or request id (the same call from another producer), or failed
+    calls without a response id near ``failed_window`` (a 429 two producers report), or
+    calls inside the spans ``parents`` (a second instrumentation of the same call).
+    Bounded by
     the batch's time, so both engines read only a few blocks; the merge decides which
     candidates are the same call."""
     q = Query(d)
@@ -110,10 +116,18 @@ def stored_calls(
         ("id", ids),
         ("response_id", response_ids),
         ("upstream_request_id", request_ids),
+        ("parent_span_id", parents or []),
     ):
         if values:
             listed = ", ".join(d.param(q, v) for v in sorted(set(values)))
             alternatives.append(f"c.{column} IN ({listed})")
+    if failed_models and failed_window:  # failed calls without ids, close in time
+        listed = ", ".join(d.param(q, m) for m in sorted(set(failed_models)))
+        lo, hi = (d.param_ts(q, t) for t in failed_window)
+        alternatives.append(
+            f"(c.status = 'error' AND c.response_id IS NULL AND c.request_model IN ({listed})"
+            f" AND c.ts >= {lo} AND c.ts < {hi})"
+        )
     q.sql = (
         f"SELECT {_cols(CALL_FIELD_NAMES, 'c')} FROM {d.table('calls', 'c')}"
         f" WHERE {w} AND ({' OR '.join(alternatives) or '1 = 0'})"
