@@ -26,6 +26,7 @@ from gensight.model.settings import Settings
 from gensight.web.app import create_app
 
 KEY = "sk-test-" + "S3cr3tK3y" * 4
+GW_KEY = "gk-1-0123456789abcdef"
 
 
 class Gateway:
@@ -854,12 +855,16 @@ def test_queue_full_drops_are_counted_and_calls_succeed(upstream: Any, tmp_path:
 
 def test_gateway_key_is_required_and_not_forwarded(upstream: Any, tmp_path: Path) -> None:
     g = Gateway(
-        Settings(data_dir=tmp_path, upstreams={"openai": upstream.state.url}, api_key="gk-1")
+        Settings(
+            data_dir=tmp_path,
+            upstreams={"openai": upstream.state.url},
+            api_key=GW_KEY,
+        )
     )
     try:
         with pytest.raises(openai.AuthenticationError):
             g.openai().models.list()
-        ok = g.openai(default_headers={"X-Gensight-Key": "gk-1"}).models.list()
+        ok = g.openai(default_headers={"X-Gensight-Key": GW_KEY}).models.list()
         assert ok.data
         ex = upstream.state.log.last("/v1/models")
         assert "x-gensight-key" not in ex.headers

@@ -186,6 +186,15 @@ class Settings(BaseModel):
     max_body: Size = setting(
         "16MiB", "Largest accepted request body, also after gunzip.", metavar="SIZE"
     )
+    header_timeout: Annotated[float, BeforeValidator(parse_seconds), Field(gt=0)] = setting(
+        "10s", "Time a client has to send a request's headers.", metavar="DURATION"
+    )
+    body_timeout: Annotated[float, BeforeValidator(parse_seconds), Field(gt=0)] = setting(
+        "60s", "Time a client has to send a request's whole body.", metavar="DURATION"
+    )
+    keep_alive_timeout: Annotated[float, BeforeValidator(parse_seconds), Field(gt=0)] = setting(
+        "5s", "Idle time after which a keep-alive connection is closed.", metavar="DURATION"
+    )
     upstreams: Annotated[dict[str, str], BeforeValidator(parse_upstreams)] = setting(
         "openai=https://api.openai.com/v1",
         "NAME=URL of an upstream the gateway may reach (repeatable, or comma-separated).",
@@ -246,6 +255,15 @@ class Settings(BaseModel):
         metavar="KEYS",
     )
     insecure: bool = setting(False, "Allow a non-loopback --host without any key.")
+    trusted_proxy: bool = setting(
+        False,
+        "Behind a reverse proxy: trust its X-Forwarded-Host/Proto for the same-origin check "
+        "of browser writes.",
+    )
+    allow_private_webhooks: bool = setting(
+        False,
+        "Let alert webhooks reach loopback, private, link-local and CGNAT addresses.",
+    )
     retention: Annotated[timedelta | None, BeforeValidator(parse_retention)] = setting(
         "forever",
         "Delete calls older than this (30d): a TTL on ClickHouse, an hourly delete on DuckDB.",

@@ -34,7 +34,10 @@ def parse_time(param: str, text: str | None, now: datetime | None = None) -> dat
         return None
     now = now or datetime.now(UTC)
     if is_duration(text):
-        return now - parse_duration(text)
+        try:
+            return _in_range(param, now - parse_duration(text))
+        except (ValueError, OverflowError):
+            raise ParamError(param, f"{text!r} reaches back before {MIN_TIME.year}") from None
     if text == "now":
         return now
     t = text.strip()
@@ -48,7 +51,21 @@ def parse_time(param: str, text: str | None, now: datetime | None = None) -> dat
         ) from None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC)
+    try:
+        return _in_range(param, ts.astimezone(UTC))
+    except OverflowError:
+        raise ParamError(param, f"{text!r} is out of range") from None
+
+
+#: Times a query may name: calls are from this era, and ranges around them stay computable.
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _in_range(param: str, ts: datetime) -> datetime:
+    if not MIN_TIME <= ts <= MAX_TIME:
+        raise ParamError(param, f"{ts.isoformat()} is outside {MIN_TIME.year}..{MAX_TIME.year}")
+    return ts
 
 
 def call_filters(**params: str | None) -> CallFilters:

@@ -226,6 +226,7 @@ class Health(BaseModel):
     """Server health; without a read key (when keys are set) only ``status``."""
 
     status: Literal["ok", "degraded"]
+    reason: str | None = None
     store: dict[str, Any] | None = None
     queue: dict[str, Any] | None = None
     dropped: int | None = None

@@ -98,6 +98,18 @@ def parse_api_keys(text: str | None) -> list[tuple[str, frozenset[str]]]:
     return out
 
 
+#: Shorter keys can be guessed (and are refused at start).
+MIN_KEY_LENGTH = 16
+
+
+def _check_length(key: str, label: str) -> None:
+    if len(key) < MIN_KEY_LENGTH:
+        raise KeyConfigError(
+            f"{label} is shorter than {MIN_KEY_LENGTH} characters: use a long random key "
+            "(e.g. the output of `openssl rand -hex 16`)"
+        )
+
+
 def _digest(key: bytes | str) -> bytes:
     return hashlib.sha256(key.encode() if isinstance(key, str) else key).digest()
 
@@ -108,8 +120,10 @@ class Keyring:
     def __init__(self, api_key: str | None = None, api_keys: str | None = None) -> None:
         entries: list[KeyEntry] = []
         if api_key:
+            _check_length(api_key, "--api-key")
             entries.append(KeyEntry(_digest(api_key), frozenset(SCOPES), "api-key"))
         for i, (key, scopes) in enumerate(parse_api_keys(api_keys)):
+            _check_length(key, f"--api-keys entry {i + 1}")
             entries.append(KeyEntry(_digest(key), scopes, f"api-keys[{i + 1}]"))
         self.entries = tuple(entries)
         self._revoked: OrderedDict[str, float] = OrderedDict()
@@ -142,7 +156,7 @@ class Keyring:
         if not token or not self.entries:
             return None
         parts = token.split(".")
-        if len(parts) != 3 or not parts[0].isdigit():
+        if len(parts) != 3 or not (parts[0].isascii() and parts[0].isdigit()) or len(parts[0]) > 12:
             return None
         expiry, nonce, mac = int(parts[0]), parts[1], parts[2]
         if expiry < (now if now is not None else time.time()):
@@ -205,7 +219,7 @@ def bind_refusal(host: str, keyring: Keyring, insecure: bool) -> str | None:
 # -- the ASGI check in front of everything ------------------------------------------------
 
 _PUBLIC_EXACT = frozenset({"/login", "/logout", "/api/health", "/favicon.ico"})
-_GATEWAY_PREFIXES = ("/openai/", "/p/")
+GATEWAY_PREFIXES = ("/openai/", "/p/")
 _NOT_PAGES = ("/api/", "/v1/", "/openai/", "/p/")
 
 
@@ -213,7 +227,7 @@ def required_scope(method: str, path: str) -> str | None:
     """The scope a request needs (None: open to everyone)."""
     if path in _PUBLIC_EXACT or path.startswith("/static/"):
         return None
-    if path.startswith(_GATEWAY_PREFIXES) or path.startswith("/v1/"):
+    if path.startswith(GATEWAY_PREFIXES) or path.startswith("/v1/"):
         return "ingest"
     if method in ("GET", "HEAD"):
         return "read"
@@ -261,7 +275,7 @@ class AuthMiddleware:
             return
         path: str = scope.get("path", "")
         method: str = scope.get("method", "GET")
-        gateway = path.startswith(_GATEWAY_PREFIXES)
+        gateway = path.startswith(GATEWAY_PREFIXES)
         offered: bytes | None = None
         cookie: bytes | None = None
         for name, value in scope.get("headers") or ():

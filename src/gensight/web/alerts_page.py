@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from gensight.alerts import FILTER_KEYS, RuleError, parse_rule
 from gensight.model import vocab
+from gensight.receive.origin import cross_site_refusal
 from gensight.web.render import error_page, query_string, render
 
 router = APIRouter(include_in_schema=False)
@@ -27,10 +28,11 @@ FORM_FILTERS = ("app", "user", "model", "provider", "error_class", "environment"
 
 
 def _same_origin(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    if not origin or origin == "null":
-        return origin is None
-    return urlsplit(origin).netloc == request.headers.get("host")
+    """Whether a form post comes from this server's own page (``OriginGuard`` refuses the
+    rest before this; kept as a second check where the page changes something)."""
+    headers = {k.lower(): v for k, v in request.scope.get("headers") or ()}
+    trusted = bool(getattr(request.app.state.settings, "trusted_proxy", False))
+    return cross_site_refusal(headers, request.url.scheme, trusted, session=False) is None
 
 
 def _calls_url(engine: Any, state: dict[str, Any], now: datetime) -> str:
@@ -137,7 +139,12 @@ async def add_rule(request: Request) -> Response:
         return _page(
             request, 400, form=form, error=str(e), bad_field=e.field, editing=form.get("id")
         )
-    request.app.state.alerts.create(rule)
+    try:
+        request.app.state.alerts.create(rule)
+    except RuleError as e:  # a webhook address refused after DNS, …
+        return _page(
+            request, 400, form=form, error=str(e), bad_field=e.field, editing=form.get("id")
+        )
     return RedirectResponse(f"/alerts#rule-{rule.id}", status_code=303)
 
 

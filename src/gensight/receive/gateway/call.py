@@ -31,6 +31,7 @@ class Call:
         "start",
         "target",
         "ts",
+        "upstream_error",
     )
 
     def __init__(
@@ -58,6 +59,7 @@ class Call:
         self.disconnected = False
         self.error_class: str | None = None
         self.error_message: str | None = None
+        self.upstream_error = False  # error_message is the upstream's body (may quote the prompt)
         self.budget_rule: str | None = None
 
     def elapsed_ms(self, since: float | None = None) -> float:

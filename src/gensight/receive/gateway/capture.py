@@ -23,6 +23,7 @@ from gensight.conventions import messages as msg
 from gensight.conventions.errors import classify
 from gensight.enrich import tokens
 from gensight.model.records import CallRecord
+from gensight.receive.gateway.errors import content_free
 from gensight.receive.gateway.messages import (
     assistant_message,
     chat_messages,
@@ -130,13 +131,15 @@ class Capture:
     )
 
     def __init__(self, method: str, path: str, body: bytes) -> None:
-        self.request: dict[str, Any] | None = None
+        self.request: dict[str, Any] | None = None  # as recorded (clipped to MAX_DEPTH)
+        sent: dict[str, Any] | None = None  # as the client sent it
         if body[:1] == b"{" or body.lstrip()[:1] == b"{":
             try:
                 parsed = orjson.loads(body)
-                self.request = parsed if isinstance(parsed, dict) else None
             except orjson.JSONDecodeError:
-                pass
+                parsed = None
+            if isinstance(parsed, dict):
+                sent, self.request = parsed, msg.clip_depth(parsed)
         req = self.request or {}
         op = operation_for(method, path)
         if op is None and method == "POST" and isinstance(req.get("model"), str):
@@ -151,8 +154,11 @@ class Capture:
                 # Ask for usage; the extra chunk is removed before the client sees it.
                 options = dict(options) if isinstance(options, dict) else {}
                 options["include_usage"] = True
-                self.upstream_body = orjson.dumps(dict(req, stream_options=options))
-                self.injected_usage = True
+                try:
+                    self.upstream_body = orjson.dumps(dict(sent or {}, stream_options=options))
+                    self.injected_usage = True
+                except orjson.JSONEncodeError:  # nested past orjson's limit: sent as it came
+                    pass
         self.response_id: str | None = None
         self.response_model: str | None = None
         self.response_attrs: dict[str, Any] = {}
@@ -174,7 +180,7 @@ class Capture:
     def on_body(self, body: bytes) -> None:
         """A whole non-streamed 2xx JSON body."""
         try:
-            data = orjson.loads(body)
+            data = msg.clip_depth(orjson.loads(body))
         except orjson.JSONDecodeError:
             return
         if not isinstance(data, dict):
@@ -208,7 +214,7 @@ class Capture:
         if data == b"[DONE]":
             return False
         try:
-            d = orjson.loads(data)
+            d = msg.clip_depth(orjson.loads(data))
         except orjson.JSONDecodeError:
             return False
         if not isinstance(d, dict):
@@ -405,7 +411,9 @@ class Capture:
         if self.error_type is not None and call.status == "ok":
             call.status = "error"
             call.error_class = classify(None, self.error_type, self.error_message)
-            call.error_message = self.error_message
+            call.error_message = (
+                self.error_message if capture_content else content_free(self.error_message)
+            )
 
     def needs_estimate(self, call: CallRecord) -> bool:
         """Whether the upstream left token counts out that can be estimated."""

@@ -25,6 +25,28 @@ class Failure(Exception):
         self.retryable = retryable
 
 
+def content_free(text: str | None) -> str | None:
+    """An upstream error body reduced to what names the error (its type, code, status).
+
+    Providers' error messages often quote the request ("… 'messages[0].content' …"), so
+    with ``--capture metadata`` their bodies are not stored, only this summary."""
+    if not text:
+        return text
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        data = None
+    err = data.get("error") if isinstance(data, dict) else None
+    parts = []
+    if isinstance(err, dict):
+        for k in ("type", "code", "status"):
+            v = err.get(k)
+            if isinstance(v, (str, int)) and not isinstance(v, bool) and len(str(v)) <= 64:
+                parts.append(f"{k}={v}")
+    named = f" ({', '.join(parts)})" if parts else ""
+    return f"upstream error{named}; body not stored (--capture metadata)"
+
+
 def openai_error(message: str, type_: str, code: str | None = None) -> bytes:
     """An error body in the OpenAI API's shape, which every OpenAI client understands."""
     return orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})

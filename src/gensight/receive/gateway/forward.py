@@ -153,6 +153,7 @@ async def send_read(
     """Forward an error answer whose body was already read for the retry decision."""
     call.http_status = resp.status
     call.error_message = text
+    call.upstream_error = True
     call.done = True
     await send(
         {
@@ -288,5 +289,6 @@ async def _forward_body(
         return
     if status >= 400:
         call.error_message = raw[:MAX_ERROR_MESSAGE].decode("utf-8", "replace")
+        call.upstream_error = True
     elif call.capture.is_call:
         call.capture.on_body(raw)

@@ -17,7 +17,7 @@ from gensight.conventions.errors import classify
 from gensight.enrich import tokens
 from gensight.model.records import CallRecord, SpanRecord
 from gensight.receive.gateway.call import Call
-from gensight.receive.gateway.errors import MAX_ERROR_MESSAGE
+from gensight.receive.gateway.errors import MAX_ERROR_MESSAGE, content_free
 from gensight.receive.gateway.upstreams import Upstream
 
 
@@ -118,6 +118,12 @@ async def build(call: Call, capture_content: bool) -> tuple[list[CallRecord], li
         status = "error"
     else:
         call.error_message = None
+    if not capture_content:  # upstream bodies may echo the prompt: keep only what names them
+        if call.upstream_error:
+            call.error_message = content_free(call.error_message)
+        for s in call.attempts:
+            if s.status_message and "http.response.status_code" in s.attributes:
+                s.status_message = content_free(s.status_message)
     attrs: dict[str, Any] = {"http.request.method": call.method, "url.path": call.route}
     if up is not None:
         attrs["gensight.upstream"] = up.name
