@@ -704,7 +704,7 @@ def test_fallback_after_the_last_retry(upstream: Any, tmp_path: Path) -> None:
         Settings(
             data_dir=tmp_path,
             upstreams={"openai": _dead_url(), "backup": upstream.state.url},
-            fallback="backup",
+            fallback={"openai": "backup"},
             retries=1,
             retry_backoff=0.01,
         )
@@ -731,7 +731,7 @@ def test_fallback_after_the_last_retry(upstream: Any, tmp_path: Path) -> None:
 
 def test_unknown_fallback_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a configured upstream"):
-        create_app(Settings(data_dir=tmp_path, fallback="nope"))
+        create_app(Settings(data_dir=tmp_path, fallback={"openai": "nope"}))
 
 
 def test_client_disconnect_cancels_upstream_and_keeps_partial_output(

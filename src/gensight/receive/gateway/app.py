@@ -28,7 +28,7 @@ from gensight.receive.gateway import forward, policy, record
 from gensight.receive.gateway.call import Call
 from gensight.receive.gateway.capture import Capture
 from gensight.receive.gateway.errors import Failure, openai_error, send_json
-from gensight.receive.gateway.upstreams import Upstream
+from gensight.receive.gateway.upstreams import CREDENTIAL_HEADERS, Upstream, configure, read_file
 
 log = logging.getLogger("gensight.receive.gateway")
 
@@ -56,7 +56,8 @@ class Gateway:
         counters: dict[str, int],
         *,
         retries: int = 2,
-        fallback: str | None = None,
+        fallback: dict[str, str] | None = None,
+        upstream_keys: dict[str, str] | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 600.0,
         retry_backoff: float = 0.5,
@@ -64,16 +65,10 @@ class Gateway:
         max_body: int = 16 * 1024 * 1024,
         capture_content: bool = True,
     ) -> None:
-        self.upstreams = {name: Upstream.from_config(name, url) for name, url in upstreams.items()}
-        if fallback is not None and fallback not in self.upstreams:
-            raise ValueError(
-                f"--fallback {fallback!r} is not a configured upstream "
-                f"(configured: {', '.join(sorted(self.upstreams))})"
-            )
+        self.upstreams, self.fallbacks = configure(upstreams, upstream_keys or {}, fallback or {})
         self.submit = submit
         self.counters = counters
         self.retries = max(0, retries)
-        self.fallback = self.upstreams[fallback] if fallback else None
         self.timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_read=read_timeout
         )
@@ -235,18 +230,19 @@ class Gateway:
         send: Send,
     ) -> None:
         """Try the upstream (then the fallback) until an answer can be forwarded."""
-        targets = policy.targets(upstream, self.fallback)
+        targets = policy.targets(upstream, self.fallbacks)
         data = call.capture.upstream_body or None
         failure: Failure | None = None
         for ti, up in enumerate(targets):
             final_target = ti == len(targets) - 1
             url = URL(up.url + target.decode("latin-1"), encoded=True)
+            sent = policy.credentials(headers, upstream, up, CREDENTIAL_HEADERS)
             for n in range(self.retries + 1):
                 call.target = up
                 span = record.attempt_span(call, up, method)
                 attempt_start = time.perf_counter()
                 try:
-                    resp = await forward.request(self.session(), method, url, headers, data)
+                    resp = await forward.request(self.session(), method, url, sent, data)
                 except Failure as f:
                     failure = f
                     record.end_attempt(span, attempt_start, None, f.error_class, f.message)
@@ -364,13 +360,18 @@ class GatewayMiddleware:
 
 
 def from_settings(settings: Settings, submit: Submit, counters: dict[str, int]) -> Gateway:
-    """A gateway configured from the server's ``Settings``."""
+    """A gateway configured from the server's ``Settings`` (and its upstreams file)."""
+    urls, keys, fallbacks = dict(settings.upstreams), {}, {}
+    if settings.upstreams_file is not None:
+        urls, keys, fallbacks = read_file(settings.upstreams_file)
+        urls = {**settings.upstreams, **urls}
     return Gateway(
-        dict(settings.upstreams),
+        urls,
         submit,
         counters,
         retries=settings.retries,
-        fallback=settings.fallback,
+        fallback={**fallbacks, **settings.fallback},
+        upstream_keys={**keys, **settings.upstream_keys},
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.upstream_timeout,
         retry_backoff=settings.retry_backoff,

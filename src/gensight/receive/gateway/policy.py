@@ -3,7 +3,8 @@
 Upstream 429s, 5xx and connection failures are retried with exponential backoff and
 jitter, honouring ``Retry-After`` / ``retry-after-ms`` up to ``--retry-max-wait`` (a
 longer wait is the client's to decide, so that answer is passed on), and then the
-``--fallback`` upstream gets the same tries. The loop that applies this is
+addressed upstream's own fallback (``--fallback NAME=OTHER``), if it has one, gets the
+same tries. The loop that applies this is
 ``Gateway._exchange``; these are its decisions.
 """
 
@@ -18,11 +19,30 @@ from typing import Any
 from gensight.receive.gateway.upstreams import Upstream
 
 
-def targets(upstream: Upstream, fallback: Upstream | None) -> list[Upstream]:
-    """The upstreams to try in order: the one addressed, then the fallback if another."""
+def targets(upstream: Upstream, fallbacks: dict[str, Upstream]) -> list[Upstream]:
+    """The upstreams to try in order: the one addressed, then its own fallback, if any.
+
+    Only a configured pair falls back: a self-hosted upstream's prompts never go to a
+    remote provider unless that pair was configured.
+    """
+    fallback = fallbacks.get(upstream.name)
     if fallback is not None and fallback is not upstream:
         return [upstream, fallback]
     return [upstream]
+
+
+def credentials(headers: Any, addressed: Upstream, target: Upstream, names: tuple[str, ...]) -> Any:
+    """The headers for an attempt on ``target``: its own key in place of the client's;
+    the client's key only when ``target`` is the upstream the client addressed."""
+    own = target.auth_header()
+    if own is None and target is addressed:
+        return headers
+    out = headers.copy()
+    for name in names:
+        out.popall(name, None)
+    if own is not None:
+        out[own[0]] = own[1]
+    return out
 
 
 def retryable_status(status: int) -> bool:
