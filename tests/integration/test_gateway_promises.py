@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -159,3 +160,76 @@ def test_upstreams_file(make_upstream: Any, make_gateway: Any, tmp_path: Path,
     r = g.openai().chat.completions.create(model="gpt-4o-mini", messages=HI)
     assert r.choices[0].message.content
     assert backup.state.log.last().headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+
+
+# ---------------------------------------------------------------- 2. stream_options
+
+
+def test_upstream_rejecting_stream_options_is_asked_again_without_and_remembered(
+    make_upstream: Any, make_gateway: Any
+) -> None:
+    azure = make_upstream(reject_stream_options=True)
+    g = make_gateway(upstreams={"azure": azure.state.url})
+    for _ in range(2):
+        s = _session()
+        stream = g.openai("azure", default_headers=_meta(s)).chat.completions.create(
+            model="gpt-4o-mini", messages=HI, stream=True
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+        assert text
+        c = g.call(s)
+        assert c["status"] == "ok" and c["tokens_estimated"] is True
+        assert c["input_tokens"] > 0 and c["output_tokens"] > 0
+    bodies = [ex.body for ex in azure.state.log if ex.path == "/v1/chat/completions"]
+    # first call: rejected, then asked as the client did; second: asked plainly at once
+    assert ["stream_options" in b for b in bodies] == [True, False, False]
+
+
+def test_gzipped_stream_loses_the_usage_chunk_the_client_did_not_ask_for(
+    make_upstream: Any, make_gateway: Any
+) -> None:
+    up = make_upstream(gzip_sse=True)
+    g = make_gateway(upstreams={"openai": up.state.url})
+    s = _session()
+    stream = g.openai(default_headers=_meta(s)).chat.completions.create(
+        model="gpt-4o-mini", messages=HI, stream=True
+    )
+    # the usual loop: a `choices: []` chunk would raise IndexError here
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    ex = up.state.log.last("/v1/chat/completions")
+    assert ex.headers["accept-encoding"] and "gzip" in ex.headers["accept-encoding"]
+    assert text == "".join(e["choices"][0]["delta"].get("content") or ""
+                           for e in ex.events() if e["choices"])  # fmt: skip
+    c = g.call(s)
+    assert c["tokens_estimated"] is False
+    assert c["output_tokens"] == ex.usage["completion_tokens"]
+
+
+@pytest.mark.parametrize("path", ["chat/completions", "completions"])
+def test_stream_without_include_usage_reaches_the_client_as_direct(
+    upstream: Any, make_gateway: Any, path: str
+) -> None:
+    g = make_gateway(upstreams={"openai": upstream.state.url})
+    body: dict[str, Any] = {"model": "gpt-4o-mini", "stream": True}
+    if path == "completions":
+        body = {**body, "model": "gpt-3.5-turbo-instruct", "prompt": "Say hi"}
+    else:
+        body["messages"] = HI
+
+    def events(base: str) -> list[dict[str, Any]]:
+        with httpx.stream(
+            "POST", f"{base}/{path}", json=body, headers={"x-gensight-session": s}
+        ) as r:
+            raw = r.read()
+        return [json.loads(p[6:]) for p in raw.decode().split("\n\n") if p.startswith("data: {")]
+
+    s = _session()
+    direct = events(upstream.state.url)
+    via = events(f"{g.url}/openai/v1")
+    assert [sorted(e) for e in via] == [sorted(e) for e in direct]
+    assert all("usage" not in e for e in via)
+    # the gateway still asked for usage, and recorded it
+    assert upstream.state.log.last().body["stream_options"] == {"include_usage": True}
+    c = g.call(s)
+    assert c["tokens_estimated"] is False
+    assert c["output_tokens"] == upstream.state.log.last().usage["completion_tokens"]

@@ -76,6 +76,8 @@ class Gateway:
         self.retry_max_wait = retry_max_wait
         self.max_body = max_body
         self.capture_content = capture_content
+        #: Upstreams that answered 400 to the injected ``stream_options``: asked without it.
+        self.plain_streams: set[str] = set()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Budgets (``gensight.alerts.budget``): consulted per call, before any upstream is.
@@ -231,13 +233,16 @@ class Gateway:
     ) -> None:
         """Try the upstream (then the fallback) until an answer can be forwarded."""
         targets = policy.targets(upstream, self.fallbacks)
-        data = call.capture.upstream_body or None
+        cap = call.capture
         failure: Failure | None = None
         for ti, up in enumerate(targets):
             final_target = ti == len(targets) - 1
             url = URL(up.url + target.decode("latin-1"), encoded=True)
             sent = policy.credentials(headers, upstream, up, CREDENTIAL_HEADERS)
-            for n in range(self.retries + 1):
+            n = -1
+            while n < self.retries:
+                n += 1
+                data = cap.body_for(up.name not in self.plain_streams) or None
                 call.target = up
                 span = record.attempt_span(call, up, method)
                 attempt_start = time.perf_counter()
@@ -253,6 +258,17 @@ class Gateway:
                         await asyncio.sleep(policy.backoff(n, None, self.retry_backoff))
                     continue
                 status = resp.status
+                if status == 400 and cap.injected_usage:
+                    raw, err = await forward.read_error(resp)
+                    record.end_attempt(span, attempt_start, status, "invalid_request", err)
+                    if "stream_options" in err:
+                        # Azure OpenAI before 2024-09-01-preview, some self-hosted servers:
+                        # ask again as the client did (not a retry), and remember.
+                        self.plain_streams.add(up.name)
+                        n -= 1
+                        continue
+                    await forward.send_read(resp, raw, err, call, send)
+                    return
                 if not policy.retryable_status(status) or (final_target and n == self.retries):
                     try:
                         await forward.forward(resp, call, send, span, attempt_start)

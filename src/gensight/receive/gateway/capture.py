@@ -121,6 +121,7 @@ class Capture:
         "injected_usage",
         "operation",
         "request",
+        "request_body",
         "response_attrs",
         "response_id",
         "response_model",
@@ -143,9 +144,10 @@ class Capture:
             op = ".".join(s for s in path.strip("/").split("/") if s) or None
         self.operation = op
         self.stream = req.get("stream") is True
+        self.request_body = body
         self.upstream_body = body
         self.injected_usage = False
-        if op == "chat" and self.stream:
+        if op in ("chat", "text_completion") and self.stream:
             options = req.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage")):
                 # Ask for usage; the extra chunk is removed before the client sees it.
@@ -164,6 +166,15 @@ class Capture:
         self._items: dict[int, dict[str, Any]] = {}  # Responses API: finished output items
         self._item_text: dict[str, list[str]] = {}  # Responses API: deltas by item id
         self._outputs: list[dict[str, Any]] | None = None
+
+    def body_for(self, inject: bool) -> bytes:
+        """The body of the next attempt: with the usage request (when one was added) or
+        as the client sent it, for an upstream that rejects ``stream_options``."""
+        if not inject and self.upstream_body is not self.request_body:
+            self.injected_usage = False
+            return self.request_body
+        self.injected_usage = self.upstream_body is not self.request_body
+        return self.upstream_body
 
     @property
     def is_call(self) -> bool:

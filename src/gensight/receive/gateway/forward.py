@@ -10,11 +10,13 @@ it. A copy is read on the way for the record (decoded where the gateway can).
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterable
 
 import aiohttp
+import orjson
 from multidict import CIMultiDict
 from starlette.types import Send
 from yarl import URL
@@ -179,14 +181,13 @@ async def forward(
     ctype = resp.headers.get("content-type", "")
     sse = ctype.startswith("text/event-stream")
     decode = _decoder(resp.headers.get("content-encoding"))
-    strip = sse and cap.injected_usage and decode is None
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": _response_headers(resp, strip),
-        }
-    )
+    strip = sse and cap.injected_usage and status < 400
+    headers = _response_headers(resp, strip)
+    if strip and decode is not None:
+        # A compressed stream is decoded to take out what the client did not ask for,
+        # and reaches it uncompressed (a client that accepts gzip accepts identity).
+        headers = [(k, v) for k, v in headers if k != b"content-encoding"]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     call.response_started = True
     reader = resp.content
     error: Failure | None = None
@@ -232,10 +233,13 @@ async def _forward_sse(
             call.first_byte = time.perf_counter()
         if strip:
             kept = []
-            for raw in splitter.feed(chunk):
+            for raw in splitter.feed(decode(chunk) if decode else chunk):
                 event, data = parse_event(raw)
-                if data is not None and cap.on_event(event, data):
-                    continue  # the usage chunk the client did not ask for
+                if data is not None:
+                    if cap.on_event(event, data):
+                        continue  # the usage chunk the client did not ask for
+                    if b'"usage"' in data:
+                        raw = without_null_usage(raw, data)
                 kept.append(raw)
             if kept:
                 await send(
@@ -250,12 +254,32 @@ async def _forward_sse(
     tail = splitter.tail()
     if tail:
         event, data = parse_event(tail)
-        if data is not None:
-            cap.on_event(event, data)
-        if strip:
+        hidden = data is not None and cap.on_event(event, data)
+        if strip and not hidden:
             await send({"type": "http.response.body", "body": tail, "more_body": True})
     call.done = True
     await send({"type": "http.response.body", "body": b""})
+
+
+# ``"usage": null``, the member an upstream adds to every chunk once usage is asked for.
+# JSON strings cannot hold a bare quote, so this only matches a member, never text.
+_NULL_USAGE = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,')
+
+
+def without_null_usage(raw: bytes, data: bytes) -> bytes:
+    """An event without the top-level ``"usage": null`` the injected request added,
+    so a client that did not ask for usage gets chunks exactly as the upstream sends them
+    to it directly."""
+    found = _NULL_USAGE.findall(raw)
+    if len(found) != 1:
+        return raw
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return raw
+    if not isinstance(parsed, dict) or "usage" not in parsed or parsed["usage"] is not None:
+        return raw
+    return _NULL_USAGE.sub(b"", raw, count=1)
 
 
 async def _forward_body(
