@@ -39,7 +39,8 @@ class Gateway:
 
     def openai(self, upstream: str = "openai", **kw: Any) -> openai.OpenAI:
         base = f"{self.url}/openai/v1" if upstream == "openai" else f"{self.url}/p/{upstream}/v1"
-        return openai.OpenAI(base_url=base, api_key=KEY, max_retries=0, **kw)
+        kw.setdefault("max_retries", 0)
+        return openai.OpenAI(base_url=base, api_key=KEY, **kw)
 
     def calls(self, session: str, n: int = 1) -> list[dict[str, Any]]:
         """The calls recorded with ``X-Gensight-Session: session``, oldest first, in full."""

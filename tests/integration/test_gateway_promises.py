@@ -8,6 +8,7 @@ Each test would fail on the gateway before issue 14.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,21 @@ def make_gateway(tmp_path: Path) -> Iterator[Any]:
     yield make
     for g in made:
         g.stop()
+
+
+@pytest.fixture(scope="module")
+def gw14(upstream: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway shared by the tests that need nothing special of it."""
+    g = Gateway(
+        Settings(
+            data_dir=tmp_path_factory.mktemp("gw14"),
+            upstreams={"openai": upstream.state.url},
+            retry_backoff=0.01,
+            flush_interval=0.02,
+        )
+    )
+    yield g
+    g.stop()
 
 
 def _dead_url() -> str:
@@ -233,3 +249,141 @@ def test_stream_without_include_usage_reaches_the_client_as_direct(
     c = g.call(s)
     assert c["tokens_estimated"] is False
     assert c["output_tokens"] == upstream.state.log.last().usage["completion_tokens"]
+
+
+# ---------------------------------------------------------------- 3. TTFT
+
+
+@pytest.mark.parametrize("kind", ["chat", "chat-tools", "responses"])
+def test_ttft_is_the_first_token_not_the_first_byte(gw14: Gateway, kind: str) -> None:
+    s = _session()
+    client = gw14.openai(default_headers={**_meta(s), "x-fake-first-token-ms": "600"})
+    started = time.perf_counter()
+    if kind == "responses":
+        stream: Any = client.responses.create(model="gpt-4o-mini", input="hi", stream=True)
+        first_text = next(e for e in stream if e.type == "response.output_text.delta")
+    else:
+        tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}}}}]  # fmt: skip
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[
+                {"role": "user", "content": "weather in Paris?" if "tools" in kind else "hi"}
+            ],
+            stream=True,
+            **({"tools": tools} if "tools" in kind else {}),
+        )
+        first_text = next(
+            ch for ch in stream
+            if ch.choices and (ch.choices[0].delta.content
+                               or (ch.choices[0].delta.tool_calls or [None])[0]
+                               and ch.choices[0].delta.tool_calls[0].function.arguments)
+        )  # fmt: skip
+    seen_ms = (time.perf_counter() - started) * 1000
+    assert first_text
+    for _ in stream:
+        pass
+    c = gw14.call(s)
+    # the early role chunk / response.created came at once; the first token after 600 ms
+    assert 600 <= c["ttft_ms"] <= seen_ms
+
+
+# ---------------------------------------------------------------- 4. error classes
+
+
+def test_validation_error_sent_as_500_is_invalid_request_and_not_retried(
+    gw14: Gateway, upstream: Any
+) -> None:
+    s = _session()
+    before = len(upstream.state.log)
+    client = gw14.openai(default_headers=_meta(s), max_retries=2)  # the SDK's default
+    with pytest.raises(openai.InternalServerError) as e:
+        client.chat.completions.create(model="fake-500-validation", messages=HI)
+    assert e.value.response.headers["x-should-retry"] == "false"
+    assert len(upstream.state.log) == before + 1  # neither the gateway nor the SDK retried
+    c = gw14.call(s)
+    assert (c["error_class"], c["http_status"], c["attempts"]) == ("invalid_request", 500, 1)
+
+
+@pytest.mark.parametrize(
+    ("model", "error_class", "code"),
+    [
+        ("fake-400-context", "invalid_request", "context_length_exceeded"),
+        ("fake-400-filter", "invalid_request", "content_filter"),
+        ("fake-429-quota", "rate_limit", "insufficient_quota"),
+    ],
+)
+def test_provider_error_codes_are_kept(
+    gw14: Gateway, model: str, error_class: str, code: str
+) -> None:
+    s = _session()
+    with pytest.raises(openai.APIStatusError):
+        gw14.openai(default_headers=_meta(s)).chat.completions.create(model=model, messages=HI)
+    c = gw14.call(s)
+    assert (c["error_class"], c["attributes"]["gensight.error_code"]) == (error_class, code)
+
+
+def test_upstream_dying_mid_stream_reaches_the_client_as_it_would_directly(
+    gw14: Gateway, upstream: Any
+) -> None:
+    def fail(base_url: str) -> BaseException:
+        client = openai.OpenAI(base_url=base_url, api_key=KEY, max_retries=0)
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini", messages=HI, stream=True,
+            extra_headers={**_meta(s), "x-fake-disconnect-after": "3"},
+        )  # fmt: skip
+        with pytest.raises(Exception) as e:
+            for _ in stream:
+                pass
+        return e.value
+
+    s = _session()
+    direct = fail(upstream.state.url)
+    via = fail(f"{gw14.url}/openai/v1")
+    assert type(via) is type(direct)
+    assert not isinstance(via, openai.APIStatusError)
+    c = gw14.call(s)
+    assert c["error_class"] == "connection"
+    assert "aiohttp" not in c["error_message"] and "Error:" not in c["error_message"]
+
+
+def test_connection_refused_names_the_upstream_without_client_internals(make_gateway: Any) -> None:
+    g = make_gateway(upstreams={"openai": _dead_url()}, retries=0)
+    with pytest.raises(openai.APIError) as e:
+        g.openai().chat.completions.create(model="gpt-4o-mini", messages=HI)
+    assert "could not connect to 127.0.0.1:" in str(e.value)
+    assert not any(w in str(e.value) for w in ("aiohttp", "ClientConnectorError", "ssl:"))
+
+
+# ---------------------------------------------------------------- 5. retries
+
+
+def test_persistent_429_makes_three_upstream_requests_not_nine(
+    gw14: Gateway, upstream: Any
+) -> None:
+    s = _session()
+    client = gw14.openai(max_retries=2)  # the SDK's default
+    with pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=HI, extra_headers={**_meta(s), "x-fake-status": "429"}
+        )
+    assert e.value.response.headers["x-should-retry"] == "false"
+    c = gw14.call(s)  # one record: the SDK did not come back for more
+    assert (c["error_class"], c["attempts"]) == ("rate_limit", 3)
+
+
+def test_long_retry_after_goes_to_the_client_at_once(gw14: Gateway) -> None:
+    s = _session()
+    client = gw14.openai(max_retries=0, timeout=5)
+    started = time.perf_counter()
+    with pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=HI,
+            extra_headers={**_meta(s), "x-fake-status": "429", "x-fake-retry-after": "20"},
+        )
+    assert time.perf_counter() - started < 3
+    assert e.value.response.headers["retry-after"] == "20"
+    # nothing retried yet: the client's SDK may honour Retry-After itself
+    assert "x-should-retry" not in e.value.response.headers
+    assert gw14.call(s)["attempts"] == 1

@@ -263,8 +263,9 @@ class Settings(BaseModel):
         "0.5s", "First retry delay (it doubles each retry, with jitter).", metavar="DURATION"
     )
     retry_max_wait: Seconds = setting(
-        "30s",
-        "Longest Retry-After the gateway waits through; a longer one goes to the client.",
+        "10s",
+        "Most time one gateway call spends waiting between retries (Retry-After or backoff);"
+        " an answer asking for longer goes to the client as it came.",
         metavar="DURATION",
     )
     capture_content: Annotated[bool, BeforeValidator(parse_capture)] = setting(

@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 from starlette.types import ASGIApp, Receive, Scope, Send
 from yarl import URL
 
-from gensight.conventions.errors import classify
+from gensight.conventions.errors import classify_answer
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from gensight.model.settings import Settings
 from gensight.receive.gateway import forward, policy, record
@@ -235,6 +235,7 @@ class Gateway:
         targets = policy.targets(upstream, self.fallbacks)
         cap = call.capture
         failure: Failure | None = None
+        waited = 0.0  # seconds slept between tries, within --retry-max-wait
         for ti, up in enumerate(targets):
             final_target = ti == len(targets) - 1
             url = URL(up.url + target.decode("latin-1"), encoded=True)
@@ -255,7 +256,9 @@ class Gateway:
                         await self._fail(f, call, send)
                         return
                     if n < self.retries:
-                        await asyncio.sleep(policy.backoff(n, None, self.retry_backoff))
+                        wait = policy.backoff(n, None, self.retry_backoff)
+                        waited += wait
+                        await asyncio.sleep(wait)
                     continue
                 status = resp.status
                 if status == 400 and cap.injected_usage:
@@ -270,21 +273,34 @@ class Gateway:
                     await forward.send_read(resp, raw, err, call, send)
                     return
                 if not policy.retryable_status(status) or (final_target and n == self.retries):
+                    final = status >= 400 and len(call.attempts) > 1
                     try:
-                        await forward.forward(resp, call, send, span, attempt_start)
+                        await forward.forward(resp, call, send, span, attempt_start, final)
                     finally:
                         resp.close()
                     return
                 # A failed attempt: keep its error for the trace, then retry or move on.
                 raw, err = await forward.read_error(resp)
-                record.end_attempt(span, attempt_start, status, classify(status), err)
-                delay = policy.retry_after(resp.headers)
-                if policy.give_up(n, self.retries, resp.headers, err, delay, self.retry_max_wait):
+                error_class, _code = classify_answer(status, err)
+                record.end_attempt(span, attempt_start, status, error_class, err)
+                if error_class not in policy.RETRYABLE_CLASSES:
+                    # e.g. a validation error sent as 500 (llama.cpp, vLLM): asking again
+                    # gets the same answer, and so would the client's own retries
+                    await forward.send_read(resp, raw, err, call, send, final=True)
+                    return
+                wait = policy.backoff(n, policy.retry_after(resp.headers), self.retry_backoff)
+                left = self.retry_max_wait - waited
+                if policy.give_up(n, self.retries, resp.headers, err, wait, left):
                     if final_target:  # nowhere else to go: this is the answer
-                        await forward.send_read(resp, raw, err, call, send)
+                        # Retried already, or retrying cannot help: the client's SDK is
+                        # told not to try again (its 2 retries would triple ours). A long
+                        # Retry-After on a first answer is passed on as it came.
+                        final = len(call.attempts) > 1 or "insufficient_quota" in err
+                        await forward.send_read(resp, raw, err, call, send, final=final)
                         return
                     break  # on to the fallback
-                await asyncio.sleep(policy.backoff(n, delay, self.retry_backoff))
+                waited += wait
+                await asyncio.sleep(wait)
         assert failure is not None
         await self._fail(failure, call, send)
 
@@ -299,7 +315,9 @@ class Gateway:
         call.http_status = status
         call.done = True
         code = "upstream_timeout" if status == 504 else "upstream_connection_error"
-        await send_json(send, status, openai_error(message, "upstream_error", code))
+        # after the gateway's own retries, the client's SDK should not add its own
+        retried = len(call.attempts) > 1
+        await send_json(send, status, openai_error(message, "upstream_error", code), retried)
         call.response_started = True
 
     async def _refuse(self, refusal: Refusal, upstream: Upstream, call: Call, send: Send) -> None:

@@ -45,6 +45,11 @@ def credentials(headers: Any, addressed: Upstream, target: Upstream, names: tupl
     return out
 
 
+#: Error classes of answers worth asking again (by status and body: a 500 whose body is
+#: a validation error is ``invalid_request`` and is not retried).
+RETRYABLE_CLASSES = frozenset({"rate_limit", "upstream_error", "timeout"})
+
+
 def retryable_status(status: int) -> bool:
     """Whether an answer with this status may be retried (429 and 5xx)."""
     return status == 429 or status >= 500
@@ -70,19 +75,20 @@ def retry_after(headers: Any) -> float | None:
 
 
 def give_up(
-    attempt: int, retries: int, headers: Any, error: str, delay: float | None, max_wait: float
+    attempt: int, retries: int, headers: Any, error: str, wait: float, budget_left: float
 ) -> bool:
     """Whether a failed answer ends the tries on this upstream.
 
     So it does when the tries are used up, when the upstream says retrying cannot help
-    (``x-should-retry: false``, an exhausted quota), or when it asks for a longer wait
-    than the gateway sleeps through.
+    (``x-should-retry: false``, an exhausted quota), or when the next wait (its
+    Retry-After, or the backoff) is longer than what is left of the call's retry budget
+    (``--retry-max-wait``): sleeping past the client's own timeout helps no one.
     """
     return (
         attempt == retries
         or headers.get("x-should-retry") == "false"
         or "insufficient_quota" in error
-        or (delay is not None and delay > max_wait)
+        or wait > budget_left
     )
 
 
