@@ -387,3 +387,27 @@ def test_long_retry_after_goes_to_the_client_at_once(gw14: Gateway) -> None:
     # nothing retried yet: the client's SDK may honour Retry-After itself
     assert "x-should-retry" not in e.value.response.headers
     assert gw14.call(s)["attempts"] == 1
+
+
+# ---------------------------------------------------------------- 6. abandoned calls
+
+
+def test_client_timing_out_on_a_non_streamed_call_cancels_it(gw14: Gateway, upstream: Any) -> None:
+    s = _session()
+    client = gw14.openai(max_retries=0, timeout=1.0)
+    started = time.perf_counter()
+    with pytest.raises(openai.APITimeoutError):
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=HI,
+            extra_headers={**_meta(s), "x-fake-latency-ms": "4000"},
+        )
+    c = gw14.call(s)
+    assert (c["status"], c["error_class"]) == ("error", "cancelled")
+    assert c["duration_ms"] < 2500  # not the 4 s the upstream would have taken
+    ex = upstream.state.log.last("/v1/chat/completions")
+    deadline = time.monotonic() + 3
+    while not ex.abandoned and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ex.abandoned  # the gateway hung up on the upstream too
+    assert time.perf_counter() - started < 4

@@ -55,6 +55,8 @@ class Plan:
     ignore_include_usage: bool = False
     first_token_ms: float = 0.0
     gzip: bool = False
+    request: Request | None = None
+    exchange: Exchange | None = None
 
 
 _FAKE_MODEL_RE = re.compile(r"^fake-(\d{3})(?:-([a-z]+))?$")
@@ -280,9 +282,16 @@ class UpstreamBase:
         )
 
     async def _delay_non_streamed(self, plan: Plan, n_tokens: int) -> None:
+        """Take as long as the model would; a client that hangs up meanwhile is noted
+        (``Exchange.abandoned``), as a provider stops generating for it."""
         delay = plan.ttft_ms + plan.extra_latency_ms + plan.token_gap_ms * max(n_tokens - 1, 0)
-        if delay > 0:
-            await asyncio.sleep(delay / 1000)
+        end = time.monotonic() + delay / 1000
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.05))
+            if plan.request is not None and await plan.request.is_disconnected():
+                if plan.exchange is not None:
+                    plan.exchange.abandoned = True
+                return
 
     async def _accept(
         self, request: Request
@@ -297,6 +306,7 @@ class UpstreamBase:
             return bad
         model = str(body["model"])
         plan = self._plan(model, request.headers)
+        plan.request, plan.exchange = request, ex
         if plan.status is not None:
             return self._error(ex, started, plan, model)
         return ex, started, body, model, plan

@@ -187,13 +187,9 @@ class Gateway:
                 return
 
         task = asyncio.current_task()
-        # A client leaving a stream cancels it upstream. Non-streamed answers are not
-        # watched: a task per request costs more than the rare early hang-up saves.
-        watcher = (
-            asyncio.create_task(self._watch_disconnect(receive, call, task))
-            if call.capture.stream
-            else None
-        )
+        # A client leaving cancels its request upstream (a stream, or a long non-streamed
+        # answer it stopped waiting for) and the call is recorded as cancelled.
+        watcher = asyncio.create_task(self._watch_disconnect(receive, call, task))
         try:
             await self._exchange(upstream, method, target, CIMultiDict(headers), call, send)
         except asyncio.CancelledError:
@@ -203,8 +199,7 @@ class Gateway:
             call.error_class = "cancelled"
             call.error_message = "the client disconnected before the answer was complete"
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            watcher.cancel()
             try:
                 await self._record(call)
             except Exception:  # fail-open: recording never breaks a call
