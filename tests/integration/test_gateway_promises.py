@@ -411,3 +411,94 @@ def test_client_timing_out_on_a_non_streamed_call_cancels_it(gw14: Gateway, upst
         time.sleep(0.05)
     assert ex.abandoned  # the gateway hung up on the upstream too
     assert time.perf_counter() - started < 4
+
+
+# ---------------------------------------------------------------- 7. budgets see who calls
+
+
+def _block(g: Gateway, **filters: str) -> str:
+    rule = {"name": "cap", "measure": "cost_usd", "window": "1h", "filters": filters,
+            "op": ">", "threshold": 0.0000001, "action": "block"}  # fmt: skip
+    r = g.api.post("/api/alert-rules", json=rule)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def _wait_firing(g: Gateway, rule_id: str) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        g.app.state.pipeline.flush()
+        (st,) = [a for a in g.api.get("/api/alerts").json() if a["rule_id"] == rule_id]
+        if st["state"] == "firing":
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"rule {rule_id} never fired")
+
+
+def test_per_user_budget_sees_the_openai_user_field(upstream: Any, make_gateway: Any) -> None:
+    g = make_gateway(upstreams={"openai": upstream.state.url}, alert_interval=0.2)
+    rule_id = _block(g, user="intern")
+    client = g.openai()
+    client.chat.completions.create(model="gpt-4o-mini", messages=HI, user="intern")
+    _wait_firing(g, rule_id)
+    with pytest.raises(openai.RateLimitError, match="Budget exceeded"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=HI, user="intern")
+    with pytest.raises(openai.RateLimitError, match="Budget exceeded"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=HI, safety_identifier="intern")
+    client.chat.completions.create(model="gpt-4o-mini", messages=HI, user="someone-else")
+
+
+def test_a_key_bound_to_an_app_cannot_rename_itself_out_of_its_budget(
+    upstream: Any, make_gateway: Any
+) -> None:
+    bound, other = "ingest-checkout-" + "k" * 20, "ingest-free-" + "f" * 20
+    g = make_gateway(
+        upstreams={"openai": upstream.state.url},
+        alert_interval=0.2,
+        api_keys=f"ingest@checkout:{bound},ingest:{other},admin:admin-key-{'a' * 20}",
+    )
+    g.api.headers["X-Gensight-Key"] = f"admin-key-{'a' * 20}"
+    rule_id = _block(g, app="checkout")
+
+    def client(key: str, app: str) -> openai.OpenAI:
+        return g.openai(default_headers={"X-Gensight-Key": key, "X-Gensight-App": app})
+
+    s = _session()
+    client(bound, "renamed").chat.completions.create(
+        model="gpt-4o-mini", messages=HI, extra_headers={"X-Gensight-Session": s}
+    )
+    assert g.call(s)["app"] == "checkout"  # whatever the header said
+    _wait_firing(g, rule_id)
+    with pytest.raises(openai.RateLimitError, match="Budget exceeded"):
+        client(bound, "something-else").chat.completions.create(model="gpt-4o-mini", messages=HI)
+    # an unbound key's calls are the app its header names
+    client(other, "shop").chat.completions.create(model="gpt-4o-mini", messages=HI)
+
+
+def test_otlp_sent_with_a_bound_key_is_that_apps(make_gateway: Any) -> None:
+    from tests.support.otlp_payloads import hex_trace_id, record_spans, traces_protobuf
+
+    def build(tracer: Any) -> None:
+        with tracer.start_as_current_span("chat gpt-4o-mini") as span:
+            span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                                 "gen_ai.request.model": "gpt-4o-mini",
+                                 "gen_ai.usage.input_tokens": 10,
+                                 "gen_ai.usage.output_tokens": 5})  # fmt: skip
+
+    key = "ingest-checkout-" + "k" * 20
+    g = make_gateway(api_keys=f"ingest@checkout:{key},read:read-key-{'r' * 20}")
+    spans = record_spans(build, service="other-app")
+    body, trace_id = traces_protobuf(spans), hex_trace_id(spans[0])
+    r = g.api.post(
+        "/v1/traces",
+        content=body,
+        headers={"X-Gensight-Key": key, "content-type": "application/x-protobuf"},
+    )
+    assert r.status_code == 200, r.text
+    g.api.headers["X-Gensight-Key"] = f"read-key-{'r' * 20}"
+    deadline = time.monotonic() + 10
+    while not (t := g.api.get(f"/api/traces/{trace_id}")).is_success:
+        assert time.monotonic() < deadline
+        g.app.state.pipeline.flush()
+        time.sleep(0.05)
+    assert {c["app"] for c in t.json()["calls"]} == {"checkout"}

@@ -172,6 +172,9 @@ class Gateway:
 
         method: str = scope["method"]
         headers, meta = forward.request_headers(scope["headers"])
+        bound = (scope.get("state") or {}).get("gensight_app")
+        if bound:  # a key bound to an app (ingest@APP:KEY): its calls are that app's
+            meta[b"x-gensight-app"] = bound.encode()
         path = rest.decode("latin-1")
         call = Call(start, ts, method, path, Capture(method, path, bytes(body)), meta)
         call.route = scope["path"]
@@ -179,8 +182,7 @@ class Gateway:
         target = rest + (b"?" + query if query else b"")
         if self.budget is not None and call.capture.is_call:
             refusal = self.budget(
-                record.header_text(meta.get(b"x-gensight-app")),
-                record.header_text(meta.get(b"x-gensight-user")),
+                record.header_text(meta.get(b"x-gensight-app")), record.user_of(call)
             )
             if refusal is not None:
                 await self._refuse(refusal, upstream, call, send)

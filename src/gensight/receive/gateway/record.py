@@ -54,6 +54,17 @@ def header_text(value: bytes | None) -> str | None:
     return value.decode("utf-8", "replace").strip() or None
 
 
+def user_of(call: Call) -> str | None:
+    """The call's end user: ``X-Gensight-User``, else the OpenAI body's ``user`` or
+    ``safety_identifier`` (what budgets per user and the record's ``user`` see)."""
+    user = header_text(call.meta.get(b"x-gensight-user"))
+    if user is None:
+        req = call.capture.request or {}
+        body = req.get("user") or req.get("safety_identifier")
+        user = body.strip() or None if isinstance(body, str) else None
+    return user
+
+
 def _tags(value: bytes | None) -> list[str]:
     text = header_text(value)
     if not text:
@@ -151,7 +162,7 @@ async def build(call: Call, capture_content: bool) -> tuple[list[CallRecord], li
             app=app,
             provider=up.provider if up else None,
             server_address=up.host if up else None,
-            user=header_text(meta.get(b"x-gensight-user")),
+            user=user_of(call),
             session=header_text(meta.get(b"x-gensight-session")),
             tags=_tags(meta.get(b"x-gensight-tags")),
             http_status=call.http_status,

@@ -124,6 +124,12 @@ def otlp_routes(submit: Submit, max_body: int, counters: dict[str, int]) -> list
             if rejected:
                 resp.partial_success.error_message = err
                 counters["rejected"] = counters.get("rejected", 0) + rejected
+            bound = (request.scope.get("state") or {}).get("gensight_app")
+            if bound:  # a key bound to an app: what it sends is that app's
+                for record in (*calls, *spans):
+                    record.app = bound
+                if raw is not None:  # the journal keeps the records as decoded
+                    raw = None
             if (calls or spans or events) and not submit(calls, spans, events, raw):
                 raise BadRequest(503, "cannot keep more data now (store down, spill full)")
         except BadRequest as e:
