@@ -3,7 +3,10 @@
 Keys come from ``--api-key KEY`` (full access) and ``--api-keys`` /
 ``GENSIGHT_API_KEYS``: a comma-separated list of ``SCOPE:KEY`` (``ingest:k1,read:k2,
 admin:k3``; several scopes joined with ``+``: ``read+ingest:k4``). ``admin`` implies
-``read`` and ``ingest``.
+``read`` and ``ingest``. An ingest key may be bound to an app, ``ingest@checkout:k5``:
+gateway calls and OTLP sent with it are app ``checkout``'s whatever their headers or
+resources say, so an app blocked by a budget cannot unblock itself by renaming, nor make
+another app's budget fire.
 
 Surfaces and the scope each needs:
 
@@ -69,11 +72,18 @@ class KeyEntry:
     digest: bytes
     scopes: frozenset[str]
     label: str  # "api-key" or "api-keys[2]": for messages, never the key itself
+    #: ``ingest@checkout:K``: what this key sends is app ``checkout``'s, whatever it says.
+    app: str | None = None
 
 
 def parse_api_keys(text: str | None) -> list[tuple[str, frozenset[str]]]:
     """``"ingest:k1,read+ingest:k2"`` as ``[(key, scopes)]`` (``admin`` expanded)."""
-    out: list[tuple[str, frozenset[str]]] = []
+    return [(key, scopes) for key, scopes, _app in parse_bound_keys(text)]
+
+
+def parse_bound_keys(text: str | None) -> list[tuple[str, frozenset[str], str | None]]:
+    """``"ingest@checkout:k1,read:k2"`` as ``[(key, scopes, bound app or None)]``."""
+    out: list[tuple[str, frozenset[str], str | None]] = []
     if not text:
         return out
     for i, item in enumerate(text.replace("\n", ",").split(",")):
@@ -86,6 +96,12 @@ def parse_api_keys(text: str | None) -> list[tuple[str, frozenset[str]]]:
             raise KeyConfigError(
                 f"api-keys entry {i + 1} is not SCOPE:KEY (scopes: ingest, read, admin)"
             )
+        names, at, app = names.partition("@")
+        app = app.strip()
+        if at and (not app or names.strip().lower() != "ingest"):
+            raise KeyConfigError(
+                f"api-keys entry {i + 1}: only an ingest key binds to an app (ingest@APP:KEY)"
+            )
         scopes: set[str] = set()
         for name in names.split("+"):
             name = name.strip().lower()
@@ -94,7 +110,7 @@ def parse_api_keys(text: str | None) -> list[tuple[str, frozenset[str]]]:
                     f"api-keys entry {i + 1}: unknown scope {name!r} (ingest, read, admin)"
                 )
             scopes |= _IMPLIES[name]
-        out.append((key, frozenset(scopes)))
+        out.append((key, frozenset(scopes), app or None))
     return out
 
 
@@ -122,9 +138,9 @@ class Keyring:
         if api_key:
             _check_length(api_key, "--api-key")
             entries.append(KeyEntry(_digest(api_key), frozenset(SCOPES), "api-key"))
-        for i, (key, scopes) in enumerate(parse_api_keys(api_keys)):
+        for i, (key, scopes, app) in enumerate(parse_bound_keys(api_keys)):
             _check_length(key, f"--api-keys entry {i + 1}")
-            entries.append(KeyEntry(_digest(key), scopes, f"api-keys[{i + 1}]"))
+            entries.append(KeyEntry(_digest(key), scopes, f"api-keys[{i + 1}]", app))
         self.entries = tuple(entries)
         self._revoked: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
@@ -295,6 +311,7 @@ class AuthMiddleware:
             session = entry is not None
         state = scope.setdefault("state", {})
         state["gensight_scopes"] = entry.scopes if entry is not None else frozenset()
+        state["gensight_app"] = entry.app if entry is not None else None
         state["gensight_session"] = session
         need = required_scope(method, path)
         if need is None or (entry is not None and need in entry.scopes):

@@ -22,6 +22,7 @@ class Call:
         "error_class",
         "error_message",
         "first_byte",
+        "first_token",
         "http_status",
         "meta",
         "method",
@@ -54,6 +55,8 @@ class Call:
         self.target: Upstream | None = None
         self.http_status: int | None = None
         self.first_byte: float | None = None
+        #: When the first chunk carrying output arrived (a stream's TTFT).
+        self.first_token: float | None = None
         self.response_started = False
         self.done = False
         self.disconnected = False

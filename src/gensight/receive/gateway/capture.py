@@ -119,9 +119,11 @@ class Capture:
         "_outputs",
         "error_message",
         "error_type",
+        "has_output",
         "injected_usage",
         "operation",
         "request",
+        "request_body",
         "response_attrs",
         "response_id",
         "response_model",
@@ -146,9 +148,10 @@ class Capture:
             op = ".".join(s for s in path.strip("/").split("/") if s) or None
         self.operation = op
         self.stream = req.get("stream") is True
+        self.request_body = body
         self.upstream_body = body
         self.injected_usage = False
-        if op == "chat" and self.stream:
+        if op in ("chat", "text_completion") and self.stream:
             options = req.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage")):
                 # Ask for usage; the extra chunk is removed before the client sees it.
@@ -165,11 +168,23 @@ class Capture:
         self.usage: dict[str, Any] | None = None
         self.error_type: str | None = None
         self.error_message: str | None = None
+        #: Whether a streamed event carried output yet (text, tool-call arguments,
+        #: reasoning): the first one is the first token, what TTFT measures.
+        self.has_output = False
         self._choices: dict[int, _Choice] = {}
         self._final: dict[str, Any] | None = None  # Responses API: the final response object
         self._items: dict[int, dict[str, Any]] = {}  # Responses API: finished output items
         self._item_text: dict[str, list[str]] = {}  # Responses API: deltas by item id
         self._outputs: list[dict[str, Any]] | None = None
+
+    def body_for(self, inject: bool) -> bytes:
+        """The body of the next attempt: with the usage request (when one was added) or
+        as the client sent it, for an upstream that rejects ``stream_options``."""
+        if not inject and self.upstream_body is not self.request_body:
+            self.injected_usage = False
+            return self.request_body
+        self.injected_usage = self.upstream_body is not self.request_body
+        return self.upstream_body
 
     @property
     def is_call(self) -> bool:
@@ -220,7 +235,10 @@ class Capture:
         if not isinstance(d, dict):
             return False
         if self.operation == "responses":
-            self._responses_event(event or d.get("type"), d)
+            kind = event or d.get("type")
+            if not self.has_output and isinstance(kind, str) and kind.endswith(".delta"):
+                self.has_output = bool(d.get("delta"))
+            self._responses_event(kind, d)
             return False
         if "error" in d and d["error"]:
             self._stream_error(d["error"])
@@ -247,6 +265,8 @@ class Capture:
                     ch.content.append(delta["content"])
                 if isinstance(delta.get("refusal"), str):
                     ch.refusal.append(delta["refusal"])
+                if not self.has_output:
+                    self.has_output = _carries_output(delta)
                 for tc in delta.get("tool_calls") or ():
                     if not isinstance(tc, dict):
                         continue
@@ -258,6 +278,7 @@ class Capture:
                         slot[2].append(fn["arguments"])
             elif isinstance(c.get("text"), str):  # legacy completions
                 ch.content.append(c["text"])
+                self.has_output = self.has_output or bool(c["text"])
             if c.get("finish_reason"):
                 ch.finish = c["finish_reason"]
         return False
@@ -456,6 +477,20 @@ class Capture:
                         texts.extend((tc.get("name"), tc.get("arguments")))
                 call.output_tokens = tokens.count_texts(texts, model)
             call.tokens_estimated = True
+
+
+def _carries_output(delta: dict[str, Any]) -> bool:
+    """Whether a chat delta carries output: text, a refusal, reasoning (``reasoning_content``
+    of DeepSeek and vLLM, ``reasoning`` of OpenRouter and Ollama) or tool-call arguments;
+    not a role-only or empty first chunk."""
+    for key in ("content", "refusal", "reasoning_content", "reasoning"):
+        if isinstance(delta.get(key), str) and delta[key]:
+            return True
+    for tc in delta.get("tool_calls") or ():
+        fn = tc.get("function") if isinstance(tc, dict) else None
+        if isinstance(fn, dict) and isinstance(fn.get("arguments"), str) and fn["arguments"]:
+            return True
+    return False
 
 
 def _json(value: Any) -> str:

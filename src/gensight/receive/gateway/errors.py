@@ -52,16 +52,14 @@ def openai_error(message: str, type_: str, code: str | None = None) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
 
 
-async def send_json(send: Send, status: int, body: bytes) -> None:
-    """Send a whole JSON answer (the gateway's own errors) on an ASGI ``send``."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+async def send_json(send: Send, status: int, body: bytes, no_retry: bool = False) -> None:
+    """Send a whole JSON answer (the gateway's own errors) on an ASGI ``send``;
+    ``no_retry`` adds ``x-should-retry: false`` (OpenAI's SDKs then do not retry)."""
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if no_retry:
+        headers.append((b"x-should-retry", b"false"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -130,6 +130,12 @@ def otlp_routes(
             if rejected:
                 resp.partial_success.error_message = err
                 counters["rejected"] = counters.get("rejected", 0) + rejected
+            bound = (request.scope.get("state") or {}).get("gensight_app")
+            if bound:  # a key bound to an app: what it sends is that app's
+                for record in (*calls, *spans):
+                    record.app = bound
+                if raw is not None:  # the journal keeps the records as decoded
+                    raw = None
             if (calls or spans or events) and not submit(calls, spans, events, raw):
                 why = refusal() if refusal is not None else None
                 raise BadRequest(503, f"cannot keep more data now: {why or 'queue full'}")
