@@ -320,8 +320,8 @@ def test_fallback_never_crosses_wire_formats() -> None:
     claude = Upstream.from_config("claude", "anthropic:https://api.anthropic.com")
     other = Upstream.from_config("claude2", "anthropic:https://proxy.example")
     oai = Upstream.from_config("openai", "https://api.openai.com/v1")
-    assert policy.targets(claude, oai) == [claude]
-    assert policy.targets(claude, other) == [claude, other]
+    assert policy.targets(claude, {"claude": oai}) == [claude]
+    assert policy.targets(claude, {"claude": other}) == [claude, other]
     assert claude.wire == "anthropic" and claude.provider == "anthropic"
 
 

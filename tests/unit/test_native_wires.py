@@ -42,9 +42,9 @@ def test_anthropic_message_delta_usage_is_cumulative_and_input_adds_the_cache() 
         "output_tokens": 1}}  # fmt: skip
     _event(cap, "message_start", {"message": start})
     _event(cap, "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
-    assert cap.first_token is None  # message_start is not a token
+    assert not cap.has_output  # message_start is not a token
     _event(cap, "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "Hi"}})
-    assert cap.first_token is not None
+    assert cap.has_output
     _event(
         cap, "message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 6}}
     )

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import signal
@@ -95,13 +96,20 @@ class Tally:
 
     sent: int = 0
     ok: int = 0
+    cut: int = 0  # calls still in flight when the demo stopped
     by_path: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
 
 
+#: Completion lengths stop here, so a slow model's long answer still comes back well
+#: within the demo gateway's timeout: the timeouts the dashboard shows are the ones the
+#: demo means to show, not a latency p95 pinned at the timeout.
+MAX_COMPLETION_TOKENS = 500
+
+
 def _completion_tokens(rng: random.Random, app: str) -> int:
     median = {"batch-summarizer": 320, "copilot": 220, "support-bot": 120, "search": 40}[app]
-    return max(3, int(rng.lognormvariate(0, 0.6) * median))
+    return min(MAX_COMPLETION_TOKENS, max(3, int(rng.lognormvariate(0, 0.6) * median)))
 
 
 class Traffic:
@@ -118,6 +126,8 @@ class Traffic:
         self.tour = list(FAILURE_TOUR)
         self.tally = Tally()
         self.stop = asyncio.Event()
+        #: seconds the calls in flight get to finish once stopped (Ctrl-C: a moment)
+        self.grace = 10.0
 
     async def run(self) -> None:
         """Start calls at Poisson arrivals until ``stop`` is set; wait for those in flight."""
@@ -139,13 +149,17 @@ class Traffic:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), self.rng.expovariate(self.rate))
         if tasks:
-            await asyncio.wait(tasks, timeout=10)
+            await asyncio.wait(tasks, timeout=self.grace)
         for t in tasks:
             t.cancel()
+        # collect the cancelled calls, so none is reported as "never retrieved"
+        await asyncio.gather(*tasks, return_exceptions=True)
         for client in (self.gateway, self.deepseek, self.direct):
-            await client.close()
+            with contextlib.suppress(Exception):
+                await client.close()
         if self.native is not None:
-            await self.native.close()
+            with contextlib.suppress(Exception):
+                await self.native.close()
 
     async def _one(self) -> None:
         r = self.rng.random()
@@ -164,6 +178,9 @@ class Traffic:
                 await self._gateway_call()
                 self.tally.by_path["gateway"] += 1
             self.tally.ok += 1
+        except asyncio.CancelledError:  # stopped mid-call: not a failure of the show
+            self.tally.cut += 1
+            raise
         except Exception as e:  # every failure is part of the show; count it
             self.tally.failures[_failure_name(e)] += 1
 
@@ -379,12 +396,16 @@ def run(
             "gemini": "gemini:" + gemini.url,
         },
         retries=1,
-        upstream_timeout=8.0,
+        upstream_timeout=10.0,
     )
     asgi = create_server(settings)
-    server = ServerThread(asgi, host, port).start()
+    # at exit, requests still open get half a second, then are cut; the writer still drains
+    server = ServerThread(asgi, host, port, timeout_graceful_shutdown=0.5).start()
     url = f"http://{host}:{server.port}"
-    console.print(f"[bold cyan]Gensight[/] dashboard: [link={url}]{url}[/link]   data: {data}")
+    if quiet:  # scripts still need to know where the dashboard is
+        print(f"Gensight dashboard: {url}   data: {data}", flush=True)
+    else:
+        console.print(f"[bold cyan]Gensight[/] dashboard: [link={url}]{url}[/link]   data: {data}")
 
     import gensight
 
@@ -396,11 +417,11 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, lambda: (stopping.set(), traffic.stop.set()))
+                loop.add_signal_handler(sig, lambda: _interrupt(stopping, traffic))
         if duration:
             loop.call_later(duration, traffic.stop.set)
         if stopping.is_set():
-            traffic.stop.set()
+            _interrupt(stopping, traffic)
         gen = asyncio.create_task(traffic.run())
         stats: dict[str, Any] = {}
         async with httpx.AsyncClient(base_url=url, timeout=5) as api:
@@ -424,17 +445,51 @@ def run(
     except KeyboardInterrupt:
         pass
     finally:
+        if stopping.is_set():  # cut requests end in cancellations: nothing to report
+            for name in ("uvicorn.error", "asyncio"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
         gensight.shutdown()
-        server.stop()  # the writer drains its queue before the server exits
-        upstream.stop()
-        claude.stop()
-        gemini.stop()
+        server.stop(timeout=20)  # the writer drains its queue before the server exits
+        upstream.stop(timeout=0.4)  # the simulated providers: no need to wait
+        claude.stop(timeout=0.4)
+        gemini.stop(timeout=0.4)
     q = asgi.state.pipeline.stats()
+    calls = _calls_stored(settings)
+    t = traffic.tally
     # the summary is printed even with --quiet: scripts read it
     print(
-        f"demo finished: {traffic.tally.sent} requests sent; the server stored"
-        f" {q['written']} of {q['accepted']} records it accepted ({q['dropped']} dropped).",
+        f"demo finished: {t.sent} requests sent (gateway {t.by_path['gateway']}, SDK traces"
+        f" {t.by_path['sdk']}{f', {t.cut} cut off at exit' if t.cut else ''});"
+        f" {calls} LLM calls recorded.",
+        flush=True,
+    )
+    print(
+        f"The server stored {q['written']} of {q['accepted']} records it accepted"
+        f" ({q['dropped']} dropped): calls, spans and content events.",
         flush=True,
     )
     print(f"Keep exploring with: gensight serve --data-dir {data}", flush=True)
     return 0
+
+
+def _interrupt(stopping: threading.Event, traffic: Traffic) -> None:
+    """Ctrl-C: stop sending, give the calls in flight a moment, then cut them."""
+    stopping.set()
+    traffic.grace = 0.5
+    traffic.stop.set()
+
+
+def _calls_stored(settings: Settings) -> int | str:
+    """How many calls the demo's store holds (read after the server let it go)."""
+    from gensight.query import answers
+    from gensight.store import open_store
+    from gensight.store.base import CallFilters
+
+    try:
+        store = open_store(settings.store_url(), settings.retention)
+    except Exception:  # the summary never fails the demo
+        return "?"
+    try:
+        return answers.totals(store, CallFilters())["calls"]
+    finally:
+        store.close()

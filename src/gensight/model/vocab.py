@@ -116,6 +116,12 @@ ALERT_MEASURES = {
     "input_tokens": ("input_tokens",),
     "output_tokens": ("output_tokens",),
 }
+#: The unit of each measure's threshold, as forms and tables show it.
+MEASURE_UNITS = {
+    "cost_usd": "$", "calls": "calls", "errors": "calls", "error_rate": "ratio 0–1",
+    "latency_p95_ms": "ms", "ttft_p95_ms": "ms", "input_tokens": "tokens",
+    "output_tokens": "tokens",
+}  # fmt: skip
 ALERT_OPS = (">", ">=", "<", "<=")
 ALERT_ACTIONS = ("notify", "block")
 ALERT_FORMATS = ("json", "slack")

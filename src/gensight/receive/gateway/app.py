@@ -21,14 +21,14 @@ from multidict import CIMultiDict
 from starlette.types import ASGIApp, Receive, Scope, Send
 from yarl import URL
 
-from gensight.conventions.errors import classify
+from gensight.conventions.errors import classify_answer
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from gensight.model.settings import Settings
 from gensight.receive.gateway import forward, policy, record
 from gensight.receive.gateway.call import Call
 from gensight.receive.gateway.errors import Failure, openai_error, send_json, wire_error
 from gensight.receive.gateway.gemini import retry_delay
-from gensight.receive.gateway.upstreams import Upstream
+from gensight.receive.gateway.upstreams import CREDENTIAL_HEADERS, Upstream, configure, read_file
 from gensight.receive.gateway.wires import capture_for
 
 log = logging.getLogger("gensight.receive.gateway")
@@ -60,7 +60,8 @@ class Gateway:
         counters: dict[str, int],
         *,
         retries: int = 2,
-        fallback: str | None = None,
+        fallback: dict[str, str] | None = None,
+        upstream_keys: dict[str, str] | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 600.0,
         retry_backoff: float = 0.5,
@@ -68,16 +69,10 @@ class Gateway:
         max_body: int = 16 * 1024 * 1024,
         capture_content: bool = True,
     ) -> None:
-        self.upstreams = {name: Upstream.from_config(name, url) for name, url in upstreams.items()}
-        if fallback is not None and fallback not in self.upstreams:
-            raise ValueError(
-                f"--fallback {fallback!r} is not a configured upstream "
-                f"(configured: {', '.join(sorted(self.upstreams))})"
-            )
+        self.upstreams, self.fallbacks = configure(upstreams, upstream_keys or {}, fallback or {})
         self.submit = submit
         self.counters = counters
         self.retries = max(0, retries)
-        self.fallback = self.upstreams[fallback] if fallback else None
         self.timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_read=read_timeout
         )
@@ -85,6 +80,8 @@ class Gateway:
         self.retry_max_wait = retry_max_wait
         self.max_body = max_body
         self.capture_content = capture_content
+        #: Upstreams that answered 400 to the injected ``stream_options``: asked without it.
+        self.plain_streams: set[str] = set()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Budgets (``gensight.alerts.budget``): consulted per call, before any upstream is.
@@ -182,6 +179,9 @@ class Gateway:
 
         method: str = scope["method"]
         headers, meta = forward.request_headers(scope["headers"])
+        bound = (scope.get("state") or {}).get("gensight_app")
+        if bound:  # a key bound to an app (ingest@APP:KEY): its calls are that app's
+            meta[b"x-gensight-app"] = bound.encode()
         path = rest.decode("latin-1")
         call = Call(start, ts, method, path, capture_for(upstream, method, path, bytes(body)), meta)
         call.route = scope["path"]
@@ -189,21 +189,16 @@ class Gateway:
         target = rest + (b"?" + query if query else b"")
         if self.budget is not None and call.capture.is_call:
             refusal = self.budget(
-                record.header_text(meta.get(b"x-gensight-app")),
-                record.header_text(meta.get(b"x-gensight-user")),
+                record.header_text(meta.get(b"x-gensight-app")), record.user_of(call)
             )
             if refusal is not None:
                 await self._refuse(refusal, upstream, call, send)
                 return
 
         task = asyncio.current_task()
-        # A client leaving a stream cancels it upstream. Non-streamed answers are not
-        # watched: a task per request costs more than the rare early hang-up saves.
-        watcher = (
-            asyncio.create_task(self._watch_disconnect(receive, call, task))
-            if call.capture.stream
-            else None
-        )
+        # A client leaving cancels its request upstream (a stream, or a long non-streamed
+        # answer it stopped waiting for) and the call is recorded as cancelled.
+        watcher = asyncio.create_task(self._watch_disconnect(receive, call, task))
         try:
             await self._exchange(upstream, method, target, CIMultiDict(headers), call, send)
         except asyncio.CancelledError:
@@ -213,8 +208,7 @@ class Gateway:
             call.error_class = "cancelled"
             call.error_message = "the client disconnected before the answer was complete"
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            watcher.cancel()
             try:
                 await self._record(call)
             except Exception:  # fail-open: recording never breaks a call
@@ -242,18 +236,23 @@ class Gateway:
         send: Send,
     ) -> None:
         """Try the upstream (then the fallback) until an answer can be forwarded."""
-        targets = policy.targets(upstream, self.fallback)
-        data = call.capture.upstream_body or None
+        targets = policy.targets(upstream, self.fallbacks)
+        cap = call.capture
         failure: Failure | None = None
+        waited = 0.0  # seconds slept between tries, within --retry-max-wait
         for ti, up in enumerate(targets):
             final_target = ti == len(targets) - 1
             url = URL(up.url + target.decode("latin-1"), encoded=True)
-            for n in range(self.retries + 1):
+            sent = policy.credentials(headers, upstream, up, CREDENTIAL_HEADERS)
+            n = -1
+            while n < self.retries:
+                n += 1
+                data = cap.body_for(up.name not in self.plain_streams) or None
                 call.target = up
                 span = record.attempt_span(call, up, method)
                 attempt_start = time.perf_counter()
                 try:
-                    resp = await forward.request(self.session(), method, url, headers, data)
+                    resp = await forward.request(self.session(), method, url, sent, data)
                 except Failure as f:
                     failure = f
                     record.end_attempt(span, attempt_start, None, f.error_class, f.message)
@@ -261,27 +260,54 @@ class Gateway:
                         await self._fail(f, call, send)
                         return
                     if n < self.retries:
-                        await asyncio.sleep(policy.backoff(n, None, self.retry_backoff))
+                        wait = policy.backoff(n, None, self.retry_backoff)
+                        waited += wait
+                        await asyncio.sleep(wait)
                     continue
                 status = resp.status
+                if status == 400 and cap.injected_usage:
+                    raw, err = await forward.read_error(resp)
+                    record.end_attempt(span, attempt_start, status, "invalid_request", err)
+                    if "stream_options" in err:
+                        # Azure OpenAI before 2024-09-01-preview, some self-hosted servers:
+                        # ask again as the client did (not a retry), and remember.
+                        self.plain_streams.add(up.name)
+                        n -= 1
+                        continue
+                    await forward.send_read(resp, raw, err, call, send)
+                    return
                 if not policy.retryable_status(status) or (final_target and n == self.retries):
+                    final = status >= 400 and len(call.attempts) > 1
                     try:
-                        await forward.forward(resp, call, send, span, attempt_start)
+                        await forward.forward(resp, call, send, span, attempt_start, final)
                     finally:
                         resp.close()
                     return
                 # A failed attempt: keep its error for the trace, then retry or move on.
                 raw, err = await forward.read_error(resp)
-                record.end_attempt(span, attempt_start, status, classify(status), err)
+                error_class, _code = classify_answer(status, err)
+                record.end_attempt(span, attempt_start, status, error_class, err)
+                if error_class not in policy.RETRYABLE_CLASSES:
+                    # e.g. a validation error sent as 500 (llama.cpp, vLLM): asking again
+                    # gets the same answer, and so would the client's own retries
+                    await forward.send_read(resp, raw, err, call, send, final=True)
+                    return
                 delay = policy.retry_after(resp.headers)
-                if delay is None and up.wire == "gemini":
+                if delay is None and up.wire == "gemini":  # Google's RetryInfo.retryDelay
                     delay = retry_delay(err)
-                if policy.give_up(n, self.retries, resp.headers, err, delay, self.retry_max_wait):
+                wait = policy.backoff(n, delay, self.retry_backoff)
+                left = self.retry_max_wait - waited
+                if policy.give_up(n, self.retries, resp.headers, err, wait, left):
                     if final_target:  # nowhere else to go: this is the answer
-                        await forward.send_read(resp, raw, err, call, send)
+                        # Retried already, or retrying cannot help: the client's SDK is
+                        # told not to try again (its 2 retries would triple ours). A long
+                        # Retry-After on a first answer is passed on as it came.
+                        final = len(call.attempts) > 1 or "insufficient_quota" in err
+                        await forward.send_read(resp, raw, err, call, send, final=final)
                         return
                     break  # on to the fallback
-                await asyncio.sleep(policy.backoff(n, delay, self.retry_backoff))
+                waited += wait
+                await asyncio.sleep(wait)
         assert failure is not None
         await self._fail(failure, call, send)
 
@@ -296,8 +322,11 @@ class Gateway:
         call.http_status = status
         call.done = True
         code = "upstream_timeout" if status == 504 else "upstream_connection_error"
+        # after the gateway's own retries, the client's SDK should not add its own
+        retried = len(call.attempts) > 1
         wire = up.wire if up else None
-        await send_json(send, status, wire_error(wire, status, message, "upstream_error", code))
+        body = wire_error(wire, status, message, "upstream_error", code)
+        await send_json(send, status, body, retried)
         call.response_started = True
 
     async def _refuse(self, refusal: Refusal, upstream: Upstream, call: Call, send: Send) -> None:
@@ -380,13 +409,18 @@ class GatewayMiddleware:
 
 
 def from_settings(settings: Settings, submit: Submit, counters: dict[str, int]) -> Gateway:
-    """A gateway configured from the server's ``Settings``."""
+    """A gateway configured from the server's ``Settings`` (and its upstreams file)."""
+    urls, keys, fallbacks = dict(settings.upstreams), {}, {}
+    if settings.upstreams_file is not None:
+        urls, keys, fallbacks = read_file(settings.upstreams_file)
+        urls = {**settings.upstreams, **urls}
     return Gateway(
-        dict(settings.upstreams),
+        urls,
         submit,
         counters,
         retries=settings.retries,
-        fallback=settings.fallback,
+        fallback={**fallbacks, **settings.fallback},
+        upstream_keys={**keys, **settings.upstream_keys},
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.upstream_timeout,
         retry_backoff=settings.retry_backoff,

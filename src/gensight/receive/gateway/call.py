@@ -23,6 +23,7 @@ class Call:
         "error_class",
         "error_message",
         "first_byte",
+        "first_token",
         "http_status",
         "meta",
         "method",
@@ -32,6 +33,7 @@ class Call:
         "start",
         "target",
         "ts",
+        "upstream_error",
     )
 
     def __init__(
@@ -54,11 +56,14 @@ class Call:
         self.target: Upstream | None = None
         self.http_status: int | None = None
         self.first_byte: float | None = None
+        #: When the first chunk carrying output arrived (a stream's TTFT).
+        self.first_token: float | None = None
         self.response_started = False
         self.done = False
         self.disconnected = False
         self.error_class: str | None = None
         self.error_message: str | None = None
+        self.upstream_error = False  # error_message is the upstream's body (may quote the prompt)
         self.budget_rule: str | None = None
 
     def elapsed_ms(self, since: float | None = None) -> float:

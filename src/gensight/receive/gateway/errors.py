@@ -28,6 +28,28 @@ class Failure(Exception):
         self.retryable = retryable
 
 
+def content_free(text: str | None) -> str | None:
+    """An upstream error body reduced to what names the error (its type, code, status).
+
+    Providers' error messages often quote the request ("… 'messages[0].content' …"), so
+    with ``--capture metadata`` their bodies are not stored, only this summary."""
+    if not text:
+        return text
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        data = None
+    err = data.get("error") if isinstance(data, dict) else None
+    parts = []
+    if isinstance(err, dict):
+        for k in ("type", "code", "status"):
+            v = err.get(k)
+            if isinstance(v, (str, int)) and not isinstance(v, bool) and len(str(v)) <= 64:
+                parts.append(f"{k}={v}")
+    named = f" ({', '.join(parts)})" if parts else ""
+    return f"upstream error{named}; body not stored (--capture metadata)"
+
+
 def openai_error(message: str, type_: str, code: str | None = None) -> bytes:
     """An error body in the OpenAI API's shape, which every OpenAI client understands."""
     return orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
@@ -69,16 +91,14 @@ def stream_error_event(wire: str | None, status: int, message: str, code: str) -
     return b"data: " + body + b"\n\n"
 
 
-async def send_json(send: Send, status: int, body: bytes) -> None:
-    """Send a whole JSON answer (the gateway's own errors) on an ASGI ``send``."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+async def send_json(send: Send, status: int, body: bytes, no_retry: bool = False) -> None:
+    """Send a whole JSON answer (the gateway's own errors) on an ASGI ``send``;
+    ``no_retry`` adds ``x-should-retry: false`` (OpenAI's SDKs then do not retry)."""
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if no_retry:
+        headers.append((b"x-should-retry", b"false"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -3,9 +3,9 @@ OpenAI's.
 
 ``NativeCapture`` is the base of ``anthropic.AnthropicCapture`` and
 ``gemini.GeminiCapture``: it holds what every call has (operation, request, usage as
-the record counts it, finish reasons, messages, a stream error), the moment of the first
-token (``first_token``: the gateway's TTFT for these wires is the first content delta,
-not the first byte, which is a ``message_start`` or a header-only chunk), and fills the
+the record counts it, finish reasons, messages, a stream error), whether content was
+generated yet (``has_output``: the gateway's TTFT is the first content delta, not the
+first byte, which is a ``message_start`` or a header-only chunk), and fills the
 ``CallRecord`` the same way for both. Subclasses parse their wire into these fields.
 
 Usage is stored by the OTel GenAI rule whatever the wire spelled: input tokens include
@@ -14,7 +14,6 @@ cache reads and writes, output tokens include reasoning (thinking) tokens.
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -77,7 +76,9 @@ class NativeCapture(ABC):
         self.attrs: dict[str, Any] = {}
         self.error_type: str | None = None
         self.error_message: str | None = None
-        self.first_token: float | None = None
+        #: Whether a streamed event carried generated content yet: the gateway takes the
+        #: first such event's arrival as the first token (TTFT).
+        self.has_output = False
 
     @property
     def is_call(self) -> bool:
@@ -85,9 +86,12 @@ class NativeCapture(ABC):
         return self.operation is not None
 
     def token_seen(self) -> None:
-        """Note the first generated content (the call's time to first token)."""
-        if self.first_token is None:
-            self.first_token = time.perf_counter()
+        """Note generated content (the first is the call's first token)."""
+        self.has_output = True
+
+    def body_for(self, inject: bool) -> bytes:
+        """The body of an attempt: always as the client sent it (nothing is injected)."""
+        return self.upstream_body
 
     def stream_error(self, etype: str, err: Any) -> None:
         """An error the upstream reported inside a 2xx stream."""
