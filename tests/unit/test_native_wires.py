@@ -157,6 +157,13 @@ def test_upstream_wire_settings() -> None:
     assert Upstream.from_config("o", "https://api.openai.com/v1").wire == "openai"
     with pytest.raises(ValueError, match="anthropic"):
         parse_upstreams(["bad=anthropic:ftp://x"])
+    # an upstream's own key (--upstream-key) goes in its wire's header
+    keyed = {"claude": "anthropic:http://127.0.0.1:9", "g": "gemini:https://x"}
+    from gensight.receive.gateway.upstreams import configure
+
+    ups, _ = configure(keyed, {"claude": "K1", "g": "K2"}, {}, {"K1": "a", "K2": "b"})
+    assert ups["claude"].auth_header() == ("x-api-key", "a")
+    assert ups["g"].auth_header() == ("x-goog-api-key", "b")
 
 
 # -- the fake Gemini API ---------------------------------------------------------------

@@ -71,8 +71,10 @@ class Upstream:
             return None
         if self.provider == "azure.ai.openai":
             return "api-key", self.key
-        if self.provider == "anthropic":
+        if self.provider == "anthropic" or self.wire == "anthropic":
             return "x-api-key", self.key
+        if self.wire == "gemini":
+            return "x-goog-api-key", self.key
         return "authorization", f"Bearer {self.key}"
 
     @classmethod
