@@ -865,6 +865,12 @@ def test_docs_dashboard_screenshot(browser: Any, tmp_path: Path):
             tab.goto("/?group_by=app")
             (ROOT / "docs").mkdir(exist_ok=True)
             tab.page.screenshot(path=str(ROOT / "docs" / "dashboard.png"), full_page=True)
+            # the call log sorted by cost, and the dashboard on a phone
+            tab.goto("/calls?sort=cost_usd&limit=20")
+            tab.page.screenshot(path=str(ROOT / "docs" / "calls.png"), full_page=False)
+            tab.page.set_viewport_size({"width": 390, "height": 844})
+            tab.goto("/")
+            tab.page.screenshot(path=str(ROOT / "docs" / "dashboard-phone.png"), full_page=False)
             tab.assert_clean()
         finally:
             tab.close()

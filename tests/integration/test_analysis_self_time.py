@@ -3,8 +3,11 @@ children's time again, so the column sums to at most 100%, also with parallel sp
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from html import unescape
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -64,3 +67,20 @@ def test_shares_are_self_time_and_sum_to_at_most_one(client: TestClient):
     # self time (roots 100 + 0, tool 300, db 3,200, llm 100 = 3,700 ms)
     assert db["share_of_trace_time"] == pytest.approx(3200 / 3700)
     assert tool["share_of_trace_time"] == pytest.approx(300 / 3700)
+
+
+def test_dependency_rows_link_their_calls(client: TestClient):
+    r = client.get("/analysis", params=RANGE)
+    assert r.status_code == 200
+    link = re.search(
+        r'<a href="(/calls\?[^"]+)" title="these calls, slowest first">openai/', r.text
+    )
+    assert link, "the LLM dependency row links its calls"
+    query = dict(parse_qsl(urlsplit(unescape(link.group(1))).query))
+    assert (query["provider"], query["model"], query["sort"]) == (
+        "openai",
+        "gpt-4o-mini",
+        "duration_ms",
+    )
+    calls = client.get(unescape(link.group(1)))
+    assert calls.status_code == 200 and 'data-id="llm"' in calls.text

@@ -138,6 +138,9 @@ def test_sessions_list_and_one_session_in_order(client: TestClient):
     assert (
         text.index("turn 0 question") < text.index("turn 0 answer") < text.index("turn 2 question")
     )
+    call = client.get("/calls/c1").text  # a call links its session and its user
+    assert 'href="/sessions/conv-1" id="session-link"' in call
+    assert 'href="/users/alice" id="user-link"' in call
     assert client.get("/sessions/nope").status_code == 404
     assert client.get("/api/sessions/nope").status_code == 404
     r = client.get("/api/sessions", params={"user": "bob"}).json()

@@ -295,3 +295,66 @@ class AlertEvent(BaseModel):
 
 class AlertHistory(BaseModel):
     items: list[AlertEvent]
+
+
+# -- conversations and users (``gensight.query.people``) ---------------------------------
+class SessionRow(Totals):
+    """One conversation: the measures of its calls, when it began and last went on."""
+
+    session: str
+    first_ts: str
+    last_ts: str
+    app: str | None
+    user: str | None
+
+
+class SessionList(BaseModel):
+    """Conversations, most recently active first."""
+
+    items: list[SessionRow]
+    truncated: bool = Field(description="more sessions matched than are listed")
+
+
+class Session(SessionRow):
+    """One conversation and its turns (calls with messages), oldest first."""
+
+    turns: list[Call]
+    truncated: bool = Field(description="the session has more turns than are listed")
+
+
+class Budget(BaseModel):
+    """A budget rule (``action`` block) of a user or app, with its state."""
+
+    rule_id: str
+    name: str
+    state: AlertState
+    since: str | None
+    threshold: float | None
+    value: float | None
+    window: str | None
+
+
+class UserRow(Totals):
+    """One user: the measures of their calls, first and last seen, budget state."""
+
+    user: str
+    first_ts: str
+    last_ts: str
+    app: str | None
+    budget: Literal["blocked", "ok", "none"] = Field(
+        description="blocked while one of the user's budget rules fires; none without one"
+    )
+    budgets: list[Budget]
+
+
+class UserList(BaseModel):
+    """Users, most recently seen first."""
+
+    items: list[UserRow]
+    truncated: bool = Field(description="more users matched than are listed")
+
+
+class User(UserRow):
+    """One user and their sessions."""
+
+    sessions: list[SessionRow]

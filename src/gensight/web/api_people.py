@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
-from gensight.query import people
+from gensight.query import people, schemas
 from gensight.query.params import with_range
 from gensight.web.api import _ERRORS, Filters
 
@@ -25,14 +25,22 @@ def alert_states(request: Request) -> list[dict[str, Any]]:
     return alerts.states() if alerts is not None else []
 
 
-@router.get("/sessions", summary="Conversations, most recently active first")
+@router.get(
+    "/sessions",
+    summary="Conversations, most recently active first",
+    response_model=schemas.SessionList,
+)
 def list_sessions(request: Request, filters: Filters) -> dict[str, Any]:
     """``{"items": [{"session", "first_ts", "last_ts", "app", "user", calls, errors,
     cost_usd, …}], "truncated"}`` over the matching calls (default: the last 7 days)."""
     return people.sessions(request.app.state.store, with_range(filters, DEFAULT_RANGE))
 
 
-@router.get("/sessions/{session_id}", summary="One conversation and its turns")
+@router.get(
+    "/sessions/{session_id}",
+    summary="One conversation and its turns",
+    response_model=schemas.Session,
+)
 def get_session(request: Request, session_id: str) -> dict[str, Any]:
     """The session's row and ``turns``: its calls with messages, oldest first."""
     answer = people.session(request.app.state.store, session_id)
@@ -41,7 +49,7 @@ def get_session(request: Request, session_id: str) -> dict[str, Any]:
     return answer
 
 
-@router.get("/users", summary="Users, most recently seen first")
+@router.get("/users", summary="Users, most recently seen first", response_model=schemas.UserList)
 def list_users(request: Request, filters: Filters) -> dict[str, Any]:
     """``{"items": [{"user", "first_ts", "last_ts", calls, cost_usd, error_rate,
     latency_ms, …, "budget": "blocked"|"ok"|"none", "budgets"}]}`` (default: 7 days)."""
@@ -49,7 +57,9 @@ def list_users(request: Request, filters: Filters) -> dict[str, Any]:
     return people.users(request.app.state.store, f, alert_states(request))
 
 
-@router.get("/users/{user_id}", summary="One user, with their sessions")
+@router.get(
+    "/users/{user_id}", summary="One user, with their sessions", response_model=schemas.User
+)
 def get_user(request: Request, user_id: str, filters: Filters) -> dict[str, Any]:
     """The user's row of ``/api/users`` and ``sessions`` (default: the last 7 days)."""
     f = with_range(filters, DEFAULT_RANGE)
