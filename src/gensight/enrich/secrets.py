@@ -99,7 +99,8 @@ class _AllOf:
 
 _QUERY_HINT = _AllOf("?", "=")
 # A bare AWS secret access key (in text that mentions AWS): 40 characters of base64's
-# alphabet, mixed case with a digit, standing alone (a longer run is some other blob; hex digests have one case only).
+# alphabet, mixed case with a digit, standing alone (a longer run is some other blob; hex
+# digests have one case only).
 _AWS_SECRET = re.compile(
     r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]{0,39}[a-z])(?=[A-Za-z0-9/+]{0,39}[A-Z])"
     r"(?=[A-Za-z0-9/+]{0,39}\d)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
