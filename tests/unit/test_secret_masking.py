@@ -55,7 +55,8 @@ def test_query_parameters() -> None:
 
 def test_bare_aws_secret_key() -> None:
     secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-    assert secret not in scrub_text(f"creds: {secret} ok")
+    assert secret not in scrub_text(f"my AWS creds: {secret} ok")
+    assert secret not in scrub_text(f"AKIAIOSFODNN7EXAMPLE {secret}")
     sha = "3f786850e387550fdab836ed7e6dc881de23001b"  # hex digests are left alone
     assert scrub_text(f"commit {sha}") == f"commit {sha}"
 
