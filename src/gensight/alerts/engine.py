@@ -71,7 +71,10 @@ class AlertEngine:
         self.budget_delay = budget_delay
         self._rules: dict[str, Rule] = {}
         self._states: dict[str, RuleState] = {}
-        self._blocking: tuple[Rule, ...] = ()
+        #: the block rules of the last evaluation; which of them refuse is read from
+        #: ``_states`` at each call, so a rule refuses from the moment /api/alerts shows it
+        #: firing
+        self._budgets: tuple[Rule, ...] = ()
         self._wake = threading.Event()
         self._budget_wake = threading.Event()
         self._stopping = threading.Event()
@@ -165,7 +168,7 @@ class AlertEngine:
         self.store.delete_alert_rule(rule_id)
         self.file_rules = [r for r in self.file_rules if r.id != rule_id]
         self._states.pop(rule_id, None)
-        self._blocking = tuple(r for r in self._blocking if r.id != rule_id)
+        self._budgets = tuple(r for r in self._budgets if r.id != rule_id)
         self.wake()
         return True
 
@@ -192,15 +195,11 @@ class AlertEngine:
             except Exception as e:
                 self._note_error(f"could not renew the alerts lease: {e}")
                 self.leader = False
+            self._budgets = tuple(r for r in rules.values() if r.action == "block")
             for rule in rules.values():
                 if only_blocking and rule.action != "block":
                     continue
                 self._evaluate_rule(rule, latest.get(rule.id), now)
-            self._blocking = tuple(
-                r
-                for r in rules.values()
-                if r.action == "block" and self._states.get(r.id, RuleState()).state == "firing"
-            )
             self.evaluations += 1
 
     def _evaluate_rule(self, rule: Rule, last: dict[str, Any] | None, now: datetime) -> None:
@@ -306,7 +305,12 @@ class AlertEngine:
     # -- budgets -----------------------------------------------------------------------
     def budget(self, app: str | None, user: str | None) -> Refusal | None:
         """The gateway's question for each call: is a budget of this app/user exceeded?"""
-        return refusal(self._blocking, self._value, app, user)
+        firing = (r for r in self._budgets if self._state_of(r.id) == "firing")
+        return refusal(firing, self._value, app, user)
+
+    def _state_of(self, rule_id: str) -> str | None:
+        st = self._states.get(rule_id)
+        return st.state if st else None
 
     def _value(self, rule_id: str) -> float | None:
         st = self._states.get(rule_id)
