@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from gensight.query import analysis
+from gensight.query import analysis, quality
 from gensight.store.base import CallFilters
 from gensight.store.common import iso
 
@@ -36,10 +36,12 @@ def overview(
     order: list[str | None] | None = None
     if group_by:
         groups, kept = analysis.group_totals(store.group_rows(filters, group_by))
+        quality.attach_group_scores(store, filters, group_by, groups)
         order = [g["group"] for g in groups]
     rows = store.series_rows(filters, interval, group_by)
     return {
         "totals": totals(store, filters),
+        "scores": quality.score_totals(store, filters),
         "interval": interval,
         "since": iso(filters.since),
         "until": iso(filters.until),

@@ -10,7 +10,11 @@ Surfaces and the scope each needs:
 - ``ingest``: OTLP ``/v1/traces|logs|metrics`` (HTTP and gRPC) and the gateway
   (``/openai/v1/…``, ``/p/{name}/v1/…``).
 - ``read``: the UI pages, ``GET /api/*``, ``/metrics``, ``/openapi.json``.
-- ``admin``: every other method on the API and UI (alert rules, ``/api/import``).
+- ``annotate`` (#20): scores: ``POST /api/scores`` (an ``ingest`` key may send them too:
+  an app's thumbs-up travels with its telemetry key) and the call page's annotation
+  form, ``POST /calls/{id}/scores``.
+- ``admin``: every other method on the API and UI (alert rules, ``/api/import``), and
+  everything ``annotate`` may do.
 
 A key travels as ``Authorization: Bearer KEY`` or ``X-Gensight-Key: KEY`` (the gateway
 takes only the latter: its ``Authorization`` belongs to the upstream), or, for a
@@ -47,7 +51,7 @@ from urllib.parse import urlencode
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-SCOPES = ("ingest", "read", "admin")
+SCOPES = ("ingest", "read", "admin", "annotate")
 COOKIE = "gensight_session"
 SESSION_SECONDS = 7 * 24 * 3600
 
@@ -55,6 +59,7 @@ _IMPLIES = {
     "admin": frozenset(SCOPES),
     "read": frozenset({"read"}),
     "ingest": frozenset({"ingest"}),
+    "annotate": frozenset({"annotate"}),
 }
 
 
@@ -84,14 +89,14 @@ def parse_api_keys(text: str | None) -> list[tuple[str, frozenset[str]]]:
         key = key.strip()
         if not sep or not key:
             raise KeyConfigError(
-                f"api-keys entry {i + 1} is not SCOPE:KEY (scopes: ingest, read, admin)"
+                f"api-keys entry {i + 1} is not SCOPE:KEY (scopes: {', '.join(SCOPES)})"
             )
         scopes: set[str] = set()
         for name in names.split("+"):
             name = name.strip().lower()
             if name not in _IMPLIES:
                 raise KeyConfigError(
-                    f"api-keys entry {i + 1}: unknown scope {name!r} (ingest, read, admin)"
+                    f"api-keys entry {i + 1}: unknown scope {name!r} ({', '.join(SCOPES)})"
                 )
             scopes |= _IMPLIES[name]
         out.append((key, frozenset(scopes)))
@@ -217,7 +222,16 @@ def required_scope(method: str, path: str) -> str | None:
         return "ingest"
     if method in ("GET", "HEAD"):
         return "read"
+    if path == "/api/scores" or (path.startswith("/calls/") and path.endswith("/scores")):
+        return "annotate"
     return "admin"
+
+
+def allowed(need: str, path: str, scopes: frozenset[str]) -> bool:
+    """Whether ``scopes`` grant ``need`` on ``path`` (an ingest key may send scores)."""
+    if need in scopes:
+        return True
+    return need == "annotate" and path == "/api/scores" and "ingest" in scopes
 
 
 def _is_page(method: str, path: str) -> bool:
@@ -283,7 +297,7 @@ class AuthMiddleware:
         state["gensight_scopes"] = entry.scopes if entry is not None else frozenset()
         state["gensight_session"] = session
         need = required_scope(method, path)
-        if need is None or (entry is not None and need in entry.scopes):
+        if need is None or (entry is not None and allowed(need, path, entry.scopes)):
             await self.app(scope, receive, send)
             return
         if entry is None:

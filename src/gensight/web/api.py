@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from gensight.model import vocab
-from gensight.query import answers, schemas
+from gensight.query import answers, quality, schemas
 from gensight.query.params import (
     call_filters,
     parse_cursor,
@@ -191,6 +191,25 @@ def correlations(
 def dependencies(request: Request, filters: Filters) -> dict[str, Any]:
     """Per downstream (LLM provider/model, or span kind/service): calls, time, errors, share."""
     return answers.dependencies(_store(request), with_range(filters))
+
+
+@router.get(
+    "/analysis/cost-per-good-answer",
+    summary="Cost per good answer, per model, app, …",
+    response_model=schemas.CostPerGoodAnswer,
+)
+def cost_per_good_answer(
+    request: Request,
+    filters: Filters,
+    score: Annotated[str, Query(description="the score that says an answer is good")],
+    threshold: Annotated[float, Query(description="good: the call's mean score ≥ this")] = 0.5,
+    group_by: Annotated[schemas.GroupBy, Query()] = "model",
+) -> dict[str, Any]:
+    """Per group: cost per priced call ÷ share of scored calls at or above ``threshold``
+    (default 24h), cheapest good answer first (``gensight.query.quality``)."""
+    return quality.cost_per_good_answer(
+        _store(request), with_range(filters), group_by, score, threshold
+    )
 
 
 @router.post(

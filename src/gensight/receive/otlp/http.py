@@ -35,7 +35,9 @@ from gensight.receive.otlp.decode import (
     decode,
     encode,
     logs_to_events,
+    logs_to_scores,
     traces_to_records,
+    traces_to_scores,
 )
 
 
@@ -103,6 +105,7 @@ def otlp_routes(submit: Submit, max_body: int, counters: dict[str, int]) -> list
             if signal == "traces":
                 req = decode(body, kind, trace_service_pb2.ExportTraceServiceRequest())
                 calls, spans, rejected, err = traces_to_records(req)
+                scores = traces_to_scores(req)
                 raw = (TRACES, body if kind == "protobuf" else req.SerializeToString())
                 events: list[ContentEvent] = []
                 resp: Message = trace_service_pb2.ExportTraceServiceResponse()
@@ -112,6 +115,7 @@ def otlp_routes(submit: Submit, max_body: int, counters: dict[str, int]) -> list
                 req = decode(body, kind, logs_service_pb2.ExportLogsServiceRequest())
                 calls, spans = [], []
                 events, rejected, err = logs_to_events(req)
+                scores = logs_to_scores(req)
                 raw = (LOGS, body if kind == "protobuf" else req.SerializeToString())
                 resp = logs_service_pb2.ExportLogsServiceResponse()
                 if rejected:
@@ -120,11 +124,14 @@ def otlp_routes(submit: Submit, max_body: int, counters: dict[str, int]) -> list
                 req = decode(body, kind, metrics_service_pb2.ExportMetricsServiceRequest())
                 counters["metric_points"] = counters.get("metric_points", 0) + count_points(req)
                 calls, spans, events, rejected, err = [], [], [], 0, ""
+                scores = []
                 resp = metrics_service_pb2.ExportMetricsServiceResponse()
             if rejected:
                 resp.partial_success.error_message = err
                 counters["rejected"] = counters.get("rejected", 0) + rejected
-            if (calls or spans or events) and not submit(calls, spans, events, raw):
+            if (calls or spans or events or scores) and not submit(
+                calls, spans, events, raw, scores=scores
+            ):
                 raise BadRequest(503, "cannot keep more data now (store down, spill full)")
         except BadRequest as e:
             counters[f"http_{e.status}"] = counters.get(f"http_{e.status}", 0) + 1
