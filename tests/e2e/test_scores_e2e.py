@@ -146,3 +146,53 @@ def test_annotating_a_call_in_the_browser(browser: Any, fresh_server: Server, up
         headers={"origin": "http://evil.example"},
     )
     assert evil.status_code == 403
+
+
+def test_export_and_import_keep_the_scores(tmp_path: Path):
+    from tests.e2e.test_demo import _run
+
+    source = Server(tmp_path / "source")
+    targets: list[Server] = []
+    try:
+        call = {
+            "id": "c-export-1",
+            "trace_id": "ef" * 16,
+            "span_id": "01" * 8,
+            "ts": "2026-12-01T10:00:00+00:00",
+            "duration_ms": 10.0,
+            "source": "otlp",
+            "session": "conv-9",
+        }
+        r = source.client.post("/api/import", content=json.dumps(call) + "\n")
+        assert r.status_code == 202, r.text
+        sent = [
+            {"call_id": "c-export-1", "name": "helpful", "value": 0.75, "source": "human"},
+            {"trace_id": "ef" * 16, "name": "resolved", "label": "yes"},
+            {"session": "conv-9", "name": "csat", "value": 4, "source": "user"},
+        ]
+        ids = source.client.post("/api/scores", json=sent).json()["ids"]
+        want = _wait(
+            lambda: source.client.get("/api/calls/c-export-1").json().get("scores", []),
+            lambda s: len(s) == 1,
+        )
+        assert [s["id"] for s in want] == ids[:1]
+        for fmt in ("jsonl", "parquet"):
+            out = tmp_path / f"calls.{fmt}"
+            proc = _run("export", "--format", fmt, "-o", str(out), "--url", source.url)
+            assert proc.returncode == 0, proc.stderr
+            target = Server(tmp_path / f"target-{fmt}")
+            targets.append(target)
+            proc = _run("import", str(out), "--url", target.url)
+            assert proc.returncode == 0, proc.stderr
+            assert "1 calls and 3 scores" in proc.stderr
+            got = _wait(
+                lambda t=target: t.client.get("/api/scores").json()["items"],
+                lambda s: len(s) == 3,
+            )
+            assert sorted(s["id"] for s in got) == sorted(ids), fmt
+            found = target.client.get("/api/calls", params={"since": "30d", "score": "csat:>3"})
+            assert [c["id"] for c in found.json()["items"]] == ["c-export-1"], fmt
+    finally:
+        source.stop()
+        for t in targets:
+            t.stop()

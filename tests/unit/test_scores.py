@@ -202,3 +202,48 @@ def test_scopes_for_scores():
     assert allowed("annotate", "/calls/abc/scores", annotate)
     assert not allowed("read", "/api/calls", annotate)
     assert allowed("annotate", "/calls/abc/scores", admin)
+
+
+def _exported_row(scores: list[dict]) -> dict:
+    return {
+        "id": "c1",
+        "trace_id": TRACE,
+        "span_id": SPAN,
+        "ts": "2026-01-01T00:00:00+00:00",
+        "duration_ms": 5.0,
+        "source": "otlp",
+        "scores": scores,
+    }
+
+
+def test_exported_calls_carry_their_scores_through_jsonl_and_parquet(tmp_path):
+    import orjson
+
+    from gensight.export.files import ParquetSink, read_parquet, records_from_jsonl
+
+    own = Score(id="s1", ts=datetime(2026, 1, 1, tzinfo=UTC), target="call", target_id="c1",
+                name="helpful", value=0.5, comment="ok", source="human", author="ann")  # fmt: skip
+    of_trace = Score(id="s2", ts=datetime(2026, 1, 1, tzinfo=UTC), target="trace",
+                     target_id=TRACE, name="resolved", label="yes")  # fmt: skip
+    row = _exported_row([own.to_dict(), of_trace.to_dict()])
+    twice = orjson.dumps(row) + b"\n" + orjson.dumps({**row, "id": "c2"}) + b"\n"
+    calls, scores = records_from_jsonl(twice)
+    assert [c.id for c in calls] == ["c1", "c2"]
+    assert scores == [own, of_trace]  # the trace's score, on both calls, once
+    sink = ParquetSink(tmp_path / "x.parquet")
+    sink.write(row)
+    sink.write({**row, "id": "c2", "scores": []})
+    sink.close()
+    read = list(read_parquet(tmp_path / "x.parquet"))
+    assert [(c.id, s) for c, s in read] == [("c1", [own, of_trace]), ("c2", [])]
+
+
+def test_an_exported_score_that_is_not_one_names_the_line():
+    import orjson
+
+    from gensight.export.files import BadRecord, records_from_jsonl
+
+    bad = orjson.dumps(_exported_row([{"target": "call", "target_id": "c1", "value": 1}]))
+    with pytest.raises(BadRecord) as e:
+        records_from_jsonl(b"\n" + bad)
+    assert "line 2" in str(e.value) and "scores[0].name" in str(e.value)

@@ -155,7 +155,22 @@ class SQLStore:
             for c in calls:
                 if (c["trace_id"], c["span_id"]) in by_call:
                     merge_content_events(c, by_call[(c["trace_id"], c["span_id"])])
+            self._attach_scores(calls)
         return calls, nxt
+
+    def _attach_scores(self, calls: list[dict[str, Any]]) -> None:
+        """Each call's ``scores``: its own, its trace's and its session's (an export
+        repeats a trace's score on each of its calls; an import stores it once, by id)."""
+        traces = sorted({c["trace_id"] for c in calls})
+        sessions = sorted({c["session"] for c in calls if c.get("session")})
+        rows = self.scores_of([c["id"] for c in calls], traces)
+        if sessions:
+            for r in self._rows(score_sql.scores_of_sessions(self.dialect, sessions)):
+                r["ts"] = iso(r["ts"])
+                rows.append(r)
+        for c in calls:
+            mine = {("call", c["id"]), ("trace", c["trace_id"]), ("session", c.get("session"))}
+            c["scores"] = [r for r in rows if (r["target"], r["target_id"]) in mine]
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:
         """One call with its messages, merging content that arrived as log events."""

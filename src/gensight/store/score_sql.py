@@ -61,6 +61,17 @@ def scores_of(d: Dialect, call_ids: list[str], trace_ids: list[str]) -> Query:
     return q
 
 
+def scores_of_sessions(d: Dialect, sessions: list[str]) -> Query:
+    """The scores of these sessions."""
+    q = Query(d)
+    marks = ", ".join(d.param(q, i) for i in sessions)
+    q.sql = (
+        f"SELECT {_COLS} FROM {d.table('scores', 'sc')}"
+        f" WHERE sc.target = 'session' AND sc.target_id IN ({marks}) ORDER BY sc.ts, sc.id"
+    )
+    return q
+
+
 def list_scores(d: Dialect, filters: CallFilters, name: str | None, limit: int) -> Query:
     """Scores newest first, within the time filters (by the score's time), by name."""
     q = Query(d)

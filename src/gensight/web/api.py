@@ -219,8 +219,9 @@ def cost_per_good_answer(
     response_model=schemas.Accepted,
 )
 async def import_calls(request: Request) -> dict[str, Any]:
-    """Body: JSON lines of CallRecords (``application/x-ndjson``); answers how many were queued."""
-    from gensight.export.files import BadRecord, calls_from_jsonl
+    """Body: JSON lines of CallRecords (``application/x-ndjson``), each with its ``scores``
+    as ``gensight export`` writes them; answers how many calls were queued."""
+    from gensight.export.files import BadRecord, records_from_jsonl
 
     limit = request.app.state.settings.max_body
     body = bytearray()
@@ -229,10 +230,10 @@ async def import_calls(request: Request) -> dict[str, Any]:
         if len(body) > limit:
             raise HTTPException(413, f"import body exceeds {limit} bytes: send smaller chunks")
     try:
-        calls = calls_from_jsonl(bytes(body))
+        calls, scores = records_from_jsonl(bytes(body))
     except BadRecord as e:
         raise HTTPException(400, str(e)) from None
-    if calls and not request.app.state.pipeline.submit(calls):
+    if (calls or scores) and not request.app.state.pipeline.submit(calls, scores=scores):
         raise HTTPException(503, "writer queue is full; retry later")
     return {"accepted": len(calls)}
 
