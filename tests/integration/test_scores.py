@@ -232,3 +232,16 @@ def test_scores_list_and_the_call_page_show_them(client):
     assert [(s["target_id"], s["value"]) for s in items] == [("call010", 5.0)]
     page = client.get("/calls/call010").text
     assert 'id="scores"' in page and "tone" in page and "helpful" in page
+
+
+def test_the_analysis_page_ranks_cost_per_good_answer(client):
+    _seed(client)
+    page = client.get("/analysis", params={**RANGE, "quality_score": "helpful"}).text
+    table = page[page.index('id="good-answers-table"') :]
+    # model b's good answer is cheaper ($0.008 vs $0.015): listed first
+    assert table.index("model-b") < table.index("model-a")
+    assert "$0.008" in table and "$0.015" in table
+    r = client.get("/analysis", params={**RANGE, "threshold": "high"})
+    assert r.status_code == 400 and "threshold" in r.text
+    empty = client.get("/analysis", params={"since": "1m"}).text
+    assert "Cost per good answer" not in empty or "No scores" in empty
