@@ -245,3 +245,25 @@ def test_the_analysis_page_ranks_cost_per_good_answer(client):
     assert r.status_code == 400 and "threshold" in r.text
     empty = client.get("/analysis", params={"since": "1m"}).text
     assert "Cost per good answer" not in empty or "No scores" in empty
+
+
+def test_alert_on_a_score_mean_dropping_below_a_threshold(client):
+    _seed(client)
+    rule = {"name": "helpfulness", "measure": "score_mean", "score": "helpful",
+            "window": "1d", "op": "<", "threshold": 0.7}  # fmt: skip
+    r = client.post("/api/alert-rules", json=rule)
+    assert r.status_code == 201, r.text
+    assert r.json()["score"] == "helpful"
+    quiet = {**rule, "name": "tone", "score": "tone", "id": "tone-rule"}
+    assert client.post("/api/alert-rules", json=quiet).status_code == 201
+    missing = {**rule, "score": None}
+    bad = client.post("/api/alert-rules", json=missing)
+    assert bad.status_code == 400 and bad.json()["param"] == "score"
+    stray = {**rule, "measure": "calls", "threshold": 1}
+    assert client.post("/api/alert-rules", json=stray).json()["param"] == "score"
+    client.app.state.alerts.evaluate()
+    states = {s["name"]: s for s in client.get("/api/alerts").json()}
+    mean = sum(HELPFUL.values()) / len(HELPFUL)  # 0.5214…: below 0.7
+    assert states["helpfulness"]["state"] == "firing"
+    assert states["helpfulness"]["value"] == pytest.approx(mean)
+    assert states["tone"]["state"] == "ok" and states["tone"]["value"] == 5.0

@@ -129,6 +129,8 @@ ALERT_MEASURES = {
     "ttft_p95_ms": ("ttft_ms", "p95"),
     "input_tokens": ("input_tokens",),
     "output_tokens": ("output_tokens",),
+    #: the mean value of the rule's ``score`` (#20) over the window's calls
+    "score_mean": ("score_mean",),
 }
 ALERT_OPS = (">", ">=", "<", "<=")
 ALERT_ACTIONS = ("notify", "block")

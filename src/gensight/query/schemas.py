@@ -301,6 +301,7 @@ class AlertRule(BaseModel):
     action: Action
     webhook: str | None
     format: Format
+    score: str | None = Field(None, description="the score score_mean averages")
     source: Literal["api", "file"]
     created_at: str
 

@@ -266,6 +266,7 @@ _RULE_SCHEMA = {
         "action": {"type": "string", "enum": list(vocab.ALERT_ACTIONS), "default": "notify"},
         "webhook": {"type": ["string", "null"]},
         "format": {"type": "string", "enum": list(vocab.ALERT_FORMATS), "default": "json"},
+        "score": {"type": ["string", "null"], "description": "the score (name) of score_mean"},
     },
 }
 
