@@ -637,7 +637,17 @@ def test_browser_dashboard_draws_every_chart(browser: Any, seeded: Seeded):
         tab.page.wait_for_load_state("networkidle")
         assert "group_by=app" in tab.page.url
         labels = tab.page.evaluate("window.gensightCharts.calls.data.datasets.map(d => d.label)")
-        assert labels == ["support-bot", "shop-api", "gateway-app", "xss-app", "errors"]
+        assert labels == ["support-bot", "shop-api", "gateway-app", "xss-app", "error rate"]
+        # the group drives every time chart, each app in one colour on all of them
+        colours = tab.page.evaluate(
+            """Object.fromEntries(['calls', 'cost', 'tokens', 'latency'].map(n => [n,
+                Object.fromEntries(window.gensightCharts[n].data.datasets.map(
+                    d => [d.label.replace(/ p95$/, ''), d.borderColor]))]))"""
+        )
+        apps = labels[:-1]
+        assert len({colours["calls"][a] for a in apps}) == len(apps)  # distinct
+        for name in ("cost", "tokens", "latency"):
+            assert {a: colours[name][a] for a in apps} == {a: colours["calls"][a] for a in apps}
         tab.shot("dashboard-by-app")
 
         # auto-refresh is a plain link that adds a meta refresh

@@ -31,6 +31,7 @@ import orjson
 from gensight.alerts.budget import Refusal, refusal, touches
 from gensight.alerts.notify import Notifier, notification_body
 from gensight.alerts.rules import MEASURES, OPS, Rule, RuleError, fmt_value, rule_from_row
+from gensight.alerts.webhooks import WebhookError, check_url
 from gensight.model.records import CallRecord, SpanRecord
 from gensight.query import answers, quality
 
@@ -60,11 +61,13 @@ class AlertEngine:
         file_rules: Sequence[Rule] = (),
         notifier: Notifier | None = None,
         budget_delay: float = 1.0,
+        allow_private_webhooks: bool = False,
     ) -> None:
         self.store = store
         self.interval = interval
         self.file_rules = list(file_rules)
-        self.notifier = notifier or Notifier()
+        self.allow_private_webhooks = allow_private_webhooks
+        self.notifier = notifier or Notifier(allow_private=allow_private_webhooks)
         self.budget_delay = budget_delay
         self._rules: dict[str, Rule] = {}
         self._states: dict[str, RuleState] = {}
@@ -144,7 +147,13 @@ class AlertEngine:
         return self._load_rules().get(rule_id)
 
     def create(self, rule: Rule) -> Rule:
-        """Store a rule (replacing one with its id) and evaluate it at once."""
+        """Store a rule (replacing one with its id) and evaluate it at once; ``RuleError``
+        when its webhook points where webhooks may not go."""
+        if rule.webhook:
+            try:
+                check_url(rule.webhook, self.allow_private_webhooks)
+            except WebhookError as e:
+                raise RuleError("webhook", f"webhook {e}") from None
         self.store.save_alert_rule(rule.id, rule.definition(), rule.source, rule.created_at)
         self.wake()
         return rule

@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from gensight.alerts.webhooks import WebhookError, check_url
 from gensight.model import vocab
 from gensight.model.units import parse_duration
 from gensight.model.vocab import BUDGET_FILTERS, CALENDAR_WINDOWS, one_of
@@ -240,10 +241,13 @@ def parse_rule(data: Any, *, source: str = "api", rule_id: str | None = None) ->
                 )
 
     webhook = data.get("webhook")
-    if webhook is not None and (
-        not isinstance(webhook, str) or not re.match(r"^https?://[^/\s]+", webhook)
-    ):
-        raise RuleError("webhook", "must be an http(s) URL or null")
+    if webhook is not None:
+        if not isinstance(webhook, str) or len(webhook) > 2048:
+            raise RuleError("webhook", "must be an http(s) URL (at most 2048 characters) or null")
+        try:  # the form; the address class is checked by the engine, which knows the flag
+            check_url(webhook, allow_private=True)
+        except WebhookError as e:
+            raise RuleError("webhook", f"webhook {e}") from None
     fmt = data.get("format", "json")
     if fmt not in FORMATS:
         raise RuleError("format", one_of(FORMATS))

@@ -111,7 +111,7 @@ def export(
         raise typer.BadParameter("use jsonl or parquet", param_hint="--format")
     params = {"since": since} if since else {}
     with _client(url, api_key) as c:
-        r = c.get("/api/stats/overview", params={"since": since or "36500d"})
+        r = c.get("/api/stats/overview", params={"since": since or "1970-01-01T00:00:00Z"})
         _fail(r)
         total = r.json()["totals"]["calls"]
         out = output.open("wb") if output else sys.stdout.buffer

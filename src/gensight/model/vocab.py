@@ -132,6 +132,12 @@ ALERT_MEASURES = {
     #: the mean value of the rule's ``score`` (#20) over the window's calls
     "score_mean": ("score_mean",),
 }
+#: The unit of each measure's threshold, as forms and tables show it.
+MEASURE_UNITS = {
+    "cost_usd": "$", "calls": "calls", "errors": "calls", "error_rate": "ratio 0–1",
+    "latency_p95_ms": "ms", "ttft_p95_ms": "ms", "input_tokens": "tokens",
+    "output_tokens": "tokens",
+}  # fmt: skip
 ALERT_OPS = (">", ">=", "<", "<=")
 ALERT_ACTIONS = ("notify", "block")
 ALERT_FORMATS = ("json", "slack")

@@ -33,10 +33,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from gensight.enrich.estimate import estimate_missing
 from gensight.enrich.redaction import Redactor
 from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 from gensight.pipeline import legacy
 from gensight.pipeline.codec import RECORDS, DecodeResult, decode_batch, encode_batch
+from gensight.pipeline.health import Conditions, cause
 from gensight.pipeline.journal import Entry, Journal, JournalDamaged, JournalFull
 from gensight.pipeline.merge import CallMerger
 from gensight.pipeline.setaside import SetAside
@@ -170,6 +172,8 @@ class Pipeline(Worker):
         self._inflight = 0
         self.accepted = 0
         self.written = 0
+        self.conditions = Conditions()  # what is unwell now, for /api/health
+        self._written_now = 0  # of the batch being written: counted once it is committed
         self.dropped = 0
         self.write_errors = 0
         self.last_error: str | None = None
@@ -178,7 +182,8 @@ class Pipeline(Worker):
         self._observers: list[Observer] = []
         self._next_maintenance = time.monotonic() + 5.0
         self.expired = 0
-        self._merger = CallMerger()  # one record per call, however often it arrives
+        # one record per call, however often it arrives; self-hosted by the pricer's rule
+        self._merger = CallMerger(getattr(pricer, "self_hosted", None))
 
     # -- request path -------------------------------------------------------
     def submit(
@@ -208,7 +213,10 @@ class Pipeline(Worker):
                 with self._cond:
                     self.dropped += n
                     self.last_error = f"journal: {e}"
+                self.conditions.set("ingest", cause(e), str(e))
                 return False
+            if self.conditions.clear("ingest") and self.conditions.reason() is None:
+                self.last_error = None  # recovered: what failed before is no longer news
         with self._cond:
             if self._stopping and entry is None:
                 self.dropped += n
@@ -338,10 +346,16 @@ class Pipeline(Worker):
                         return
                     continue
                 batch, last_seq = self._take()
-            if not self._write_batch(batch):
-                return  # store down at shutdown: the journal keeps the rest
-            if last_seq is not None and self.journal is not None:
+            ok = self._write_batch(batch)
+            if ok and last_seq is not None and self.journal is not None:
+                # commit (and delete the segments it empties: they hold payloads before
+                # redaction) before the records count as written, so a reader that sees
+                # them written sees the journal without them
                 self.journal.commit(last_seq)
+            self.written += self._written_now
+            self._written_now = 0
+            if not ok:
+                return  # store down at shutdown: the journal keeps the rest
             with self._cond:
                 self._inflight = 0
 
@@ -365,7 +379,8 @@ class Pipeline(Worker):
                 self.write_errors += 1
                 self.last_error = f"{type(e).__name__}: {e}"
                 if is_outage(e) or self._store_says_outage(e):
-                    log.warning("store unavailable (%s); retrying in %.1fs", e, backoff)
+                    self.conditions.set("writer", cause(e, outage=True), str(e))
+                    log.info("store unavailable (%s); retrying in %.1fs", e, backoff)
                     time.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     if self._stopping and backoff >= 5.0:
@@ -393,6 +408,8 @@ class Pipeline(Worker):
             parts.pop()
             tries = 0
             backoff = 0.1
+            if self.conditions.clear("writer") and self.conditions.reason() is None:
+                self.last_error = None
         return True
 
     def _store_says_outage(self, e: Exception) -> bool:
@@ -453,6 +470,8 @@ class Pipeline(Worker):
         # or changed calls are written, only calls not counted before reach observers
         lookup = getattr(self.store, "stored_calls", None)
         calls, spans, counted = self._merger.resolve(calls, spans, lookup)
+        for call in calls:  # content but no usage: counts from the messages, marked estimated
+            estimate_missing(call)
         if self.pricer is not None:
             for call in calls:
                 if call.cost_source == "unknown" and call.cost_usd is None:
@@ -465,7 +484,7 @@ class Pipeline(Worker):
             self.store.write(calls, spans, events, scores)
         else:  # a store written before scores existed (tests' doubles) takes three
             self.store.write(calls, spans, events)
-        self.written += n
+        self._written_now += n
         self.last_write_at = time.time()
         self._merger.told(counted)
         for observe in self._observers:

@@ -115,10 +115,13 @@ class Call(_Open):
 
 
 class CallPage(BaseModel):
-    """A page of calls, newest first."""
+    """A page of calls, newest first unless ``sort``/``order`` say otherwise."""
 
     items: list[Call]
     next: str | None = Field(description="cursor of the next page; null on the last")
+    total: int = Field(description="calls matching the filters, on all pages")
+    sort: str = Field("ts", description=_values(vocab.CALL_SORT_KEYS))
+    order: str = Field("desc", description=_values(vocab.SORT_ORDERS))
 
 
 class Span(_Open):
@@ -160,7 +163,12 @@ class Totals(BaseModel):
     input_tokens: int
     output_tokens: int
     cost_usd: float = Field(description="sum over priced calls")
-    unpriced_calls: int = Field(description="calls without a price (not in cost_usd)")
+    unpriced_calls: int = Field(
+        description="calls with tokens but no price for their model (not in cost_usd)"
+    )
+    no_usage_calls: int = Field(
+        0, description="calls that reported no tokens (nothing to price; not in cost_usd)"
+    )
     latency_ms: Latency
     ttft_ms: Ttft
 
@@ -261,7 +269,10 @@ class Dependency(BaseModel):
     p95_ms: float | None
     error_rate: float | None
     traces: int
-    share_of_trace_time: float | None
+    self_ms: float = Field(0.0, description="exclusive time: durations less their children's")
+    share_of_trace_time: float | None = Field(
+        description="self_ms over the traces' time (the column sums to at most 1)"
+    )
 
 
 class Dependencies(BaseModel):
@@ -276,6 +287,7 @@ class Health(BaseModel):
     """Server health; without a read key (when keys are set) only ``status``."""
 
     status: Literal["ok", "degraded"]
+    reason: str | None = None
     store: dict[str, Any] | None = None
     queue: dict[str, Any] | None = None
     dropped: int | None = None

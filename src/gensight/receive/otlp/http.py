@@ -13,6 +13,7 @@ A batch answered with 200 has been handed to the writer. Decoding and normalizin
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 
 from google.protobuf.message import Message
 from google.rpc import status_pb2
@@ -93,7 +94,12 @@ def error_response(status: int, message: str, kind: str) -> Response:
 _GRPC_CODES = {400: 3, 413: 8, 415: 3, 401: 16, 503: 14}
 
 
-def otlp_routes(submit: Submit, max_body: int, counters: dict[str, int]) -> list[Route]:
+def otlp_routes(
+    submit: Submit,
+    max_body: int,
+    counters: dict[str, int],
+    refusal: Callable[[], str | None] | None = None,
+) -> list[Route]:
     """The three OTLP/HTTP routes, handing records to ``submit`` (the pipeline)."""
 
     async def handle(request: Request, signal: str) -> Response:
@@ -129,10 +135,17 @@ def otlp_routes(submit: Submit, max_body: int, counters: dict[str, int]) -> list
             if rejected:
                 resp.partial_success.error_message = err
                 counters["rejected"] = counters.get("rejected", 0) + rejected
+            bound = (request.scope.get("state") or {}).get("gensight_app")
+            if bound:  # a key bound to an app: what it sends is that app's
+                for record in (*calls, *spans, *scores):
+                    record.app = bound
+                if raw is not None:  # the journal keeps the records as decoded
+                    raw = None
             if (calls or spans or events or scores) and not submit(
                 calls, spans, events, raw, scores=scores
             ):
-                raise BadRequest(503, "cannot keep more data now (store down, spill full)")
+                why = refusal() if refusal is not None else None
+                raise BadRequest(503, f"cannot keep more data now: {why or 'queue full'}")
         except BadRequest as e:
             counters[f"http_{e.status}"] = counters.get(f"http_{e.status}", 0) + 1
             return error_response(e.status, e.message, kind)
