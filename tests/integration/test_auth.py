@@ -33,7 +33,7 @@ def test_parse_scopes_admin_implies_read_and_ingest() -> None:
     assert parsed == {
         "a1": {"ingest"},
         "b2": {"read"},
-        "c3": {"ingest", "read", "admin"},
+        "c3": {"ingest", "read", "admin", "annotate"},
         "d4": {"read", "ingest"},
     }
     for bad in ("nokey", "writer:x", "read:"):

@@ -33,7 +33,7 @@ from gensight.alerts.notify import Notifier, notification_body
 from gensight.alerts.rules import MEASURES, OPS, Rule, RuleError, fmt_value, rule_from_row
 from gensight.alerts.webhooks import WebhookError, check_url
 from gensight.model.records import CallRecord, SpanRecord
-from gensight.query import answers
+from gensight.query import answers, quality
 
 log = logging.getLogger("gensight.alerts.engine")
 
@@ -212,7 +212,12 @@ class AlertEngine:
             if last["state"] != st.state and (st.since is None or last_ts > st.since):
                 st.state, st.since = last["state"], last_ts
         try:
-            value = MEASURES[rule.measure](answers.totals(self.store, rule.call_filters(now)))
+            filters = rule.call_filters(now)
+            if rule.measure == "score_mean":
+                means = quality.score_totals(self.store, filters)
+                value = means.get(rule.score or "", {}).get("mean")
+            else:
+                value = MEASURES[rule.measure](answers.totals(self.store, filters))
         except Exception as e:
             st.error = f"{type(e).__name__}: {e}"
             self._note_error(f"rule {rule.id}: {st.error}")

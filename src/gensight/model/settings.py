@@ -308,7 +308,9 @@ class Settings(BaseModel):
     api_keys: str | None = setting(
         None,
         "Scoped keys ingest:K1,read:K2,admin:K3: ingest = OTLP and gateway, read = UI and "
-        "GET /api, admin = API writes and all; ingest@APP:K binds a key to an app.",
+        "GET /api, admin = API writes and all; ingest@APP:K binds a key to an app; "
+        "annotate = scores (POST /api/scores, which ingest keys may also call, and the call "
+        "page's form).",
         metavar="KEYS",
     )
     insecure: bool = setting(False, "Allow a non-loopback --host without any key.")

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gensight.model.units import parse_duration
-from gensight.query import analysis
+from gensight.query import analysis, quality
 from gensight.store.base import CallFilters, Cursor
 from gensight.store.common import iso
 
@@ -95,10 +95,12 @@ def overview(
     order: list[str | None] | None = None
     if group_by:
         groups, kept = analysis.group_totals(store.group_rows(filters, group_by))
+        quality.attach_group_scores(store, filters, group_by, groups)
         order = [g["group"] for g in groups]
     rows = store.series_rows(filters, interval, group_by)
     return {
         "totals": totals(store, filters),
+        "scores": quality.score_totals(store, filters),
         "interval": interval,
         "since": iso(filters.since),
         "until": iso(filters.until),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from gensight.model.scores import parse_score_filter
 from gensight.model.units import is_duration, parse_duration
 from gensight.model.vocab import (
     CALL_FILTERS,
@@ -85,6 +86,11 @@ def call_filters(**params: str | None) -> CallFilters:
         value = params.get(f.name) or None
         if value is not None and f.choices is not None and value not in f.choices:
             raise ParamError(f.name, one_of(f.choices))
+        if value is not None and f.name == "score":
+            try:
+                parse_score_filter(value)
+            except ValueError as e:
+                raise ParamError("score", str(e)) from None
         values[f.name] = value
     return CallFilters(since=start, until=end, **values)
 

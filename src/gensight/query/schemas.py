@@ -30,6 +30,63 @@ def _values(values: tuple[str, ...]) -> str:
     return "one of " + ", ".join(values)
 
 
+class Score(BaseModel):
+    """A score (#20): about a call, a trace or a session."""
+
+    id: str
+    ts: str
+    target: str = Field(description=_values(vocab.SCORE_TARGETS))
+    target_id: str
+    name: str
+    value: float | None = None
+    label: str | None = None
+    comment: str | None = None
+    source: str = Field(description=_values(vocab.SCORE_SOURCES))
+    author: str | None = None
+    app: str | None = None
+    trace_id: str | None = None
+
+
+class ScoreMean(BaseModel):
+    """The scores of one name over a set of calls."""
+
+    mean: float | None = Field(description="mean numeric value; null when only labels")
+    count: int = Field(description="scores")
+    calls: int = Field(description="calls they judge")
+
+
+class ScoresAccepted(BaseModel):
+    accepted: int
+    ids: list[str]
+
+
+class ScoreList(BaseModel):
+    items: list[Score]
+
+
+class GoodAnswerGroup(BaseModel):
+    group: str | None
+    calls: int
+    cost_usd: float | None
+    priced_calls: int
+    scored_calls: int
+    good_calls: int
+    good_share: float | None = Field(description="good ÷ scored calls")
+    cost_per_call_usd: float | None
+    cost_per_good_answer_usd: float | None = Field(
+        description="cost per priced call ÷ good share; null without a good, priced call"
+    )
+
+
+class CostPerGoodAnswer(BaseModel):
+    """Groups ranked by what one good answer costs (cheapest first)."""
+
+    score: str
+    threshold: float
+    group_by: GroupBy
+    items: list[GoodAnswerGroup]
+
+
 class Call(_Open):
     """A CallRecord (DESIGN.md, "The record"); messages and attributes in the detail view.
 
@@ -54,6 +111,7 @@ class Call(_Open):
     cost_source: str = Field(description=_values(vocab.COST_SOURCES))
     status: str = Field(description=_values(vocab.STATUSES))
     error_class: str | None = Field(None, description=_values(vocab.ERROR_CLASSES))
+    scores: list[Score] | None = Field(None, description="in the detail and trace views")
 
 
 class CallPage(BaseModel):
@@ -128,12 +186,14 @@ class Trace(BaseModel):
     spans: list[Span]
     calls: list[Call]
     totals: TraceTotals
+    scores: list[Score] = Field(description="of the trace and of its calls")
 
 
 class Group(Totals):
     """One group's totals (``(other)``: the groups past the largest ten, summed)."""
 
     group: str | None
+    scores: dict[str, ScoreMean] = Field(description="per score name, of the group's calls")
 
 
 class Point(Totals):
@@ -147,6 +207,7 @@ class Overview(BaseModel):
     """Totals, per-group totals and the time series of the matching calls."""
 
     totals: Totals
+    scores: dict[str, ScoreMean] = Field(description="per score name, of the calls")
     interval: int = Field(description="bucket width, seconds")
     since: str
     until: str
@@ -252,6 +313,7 @@ class AlertRule(BaseModel):
     action: Action
     webhook: str | None
     format: Format
+    score: str | None = Field(None, description="the score score_mean averages")
     source: Literal["api", "file"]
     created_at: str
 

@@ -13,7 +13,11 @@ Surfaces and the scope each needs:
 - ``ingest``: OTLP ``/v1/traces|logs|metrics`` (HTTP and gRPC) and the gateway
   (``/openai/v1/…``, ``/p/{name}/v1/…``).
 - ``read``: the UI pages, ``GET /api/*``, ``/metrics``, ``/openapi.json``.
-- ``admin``: every other method on the API and UI (alert rules, ``/api/import``).
+- ``annotate`` (#20): scores: ``POST /api/scores`` (an ``ingest`` key may send them too:
+  an app's thumbs-up travels with its telemetry key) and the call page's annotation
+  form, ``POST /calls/{id}/scores``.
+- ``admin``: every other method on the API and UI (alert rules, ``/api/import``), and
+  everything ``annotate`` may do.
 
 A key travels as ``Authorization: Bearer KEY`` or ``X-Gensight-Key: KEY`` (the gateway
 takes only the latter: its ``Authorization`` belongs to the upstream), or, for a
@@ -50,7 +54,7 @@ from urllib.parse import urlencode
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-SCOPES = ("ingest", "read", "admin")
+SCOPES = ("ingest", "read", "admin", "annotate")
 COOKIE = "gensight_session"
 SESSION_SECONDS = 7 * 24 * 3600
 
@@ -58,6 +62,7 @@ _IMPLIES = {
     "admin": frozenset(SCOPES),
     "read": frozenset({"read"}),
     "ingest": frozenset({"ingest"}),
+    "annotate": frozenset({"annotate"}),
 }
 
 
@@ -94,7 +99,7 @@ def parse_bound_keys(text: str | None) -> list[tuple[str, frozenset[str], str | 
         key = key.strip()
         if not sep or not key:
             raise KeyConfigError(
-                f"api-keys entry {i + 1} is not SCOPE:KEY (scopes: ingest, read, admin)"
+                f"api-keys entry {i + 1} is not SCOPE:KEY (scopes: {', '.join(SCOPES)})"
             )
         names, at, app = names.partition("@")
         app = app.strip()
@@ -107,7 +112,7 @@ def parse_bound_keys(text: str | None) -> list[tuple[str, frozenset[str], str | 
             name = name.strip().lower()
             if name not in _IMPLIES:
                 raise KeyConfigError(
-                    f"api-keys entry {i + 1}: unknown scope {name!r} (ingest, read, admin)"
+                    f"api-keys entry {i + 1}: unknown scope {name!r} ({', '.join(SCOPES)})"
                 )
             scopes |= _IMPLIES[name]
         out.append((key, frozenset(scopes), app or None))
@@ -247,7 +252,16 @@ def required_scope(method: str, path: str) -> str | None:
         return "ingest"
     if method in ("GET", "HEAD"):
         return "read"
+    if path == "/api/scores" or (path.startswith("/calls/") and path.endswith("/scores")):
+        return "annotate"
     return "admin"
+
+
+def allowed(need: str, path: str, scopes: frozenset[str]) -> bool:
+    """Whether ``scopes`` grant ``need`` on ``path`` (an ingest key may send scores)."""
+    if need in scopes:
+        return True
+    return need == "annotate" and path == "/api/scores" and "ingest" in scopes
 
 
 def _is_page(method: str, path: str) -> bool:
@@ -314,7 +328,7 @@ class AuthMiddleware:
         state["gensight_app"] = entry.app if entry is not None else None
         state["gensight_session"] = session
         need = required_scope(method, path)
-        if need is None or (entry is not None and need in entry.scopes):
+        if need is None or (entry is not None and allowed(need, path, entry.scopes)):
             await self.app(scope, receive, send)
             return
         if entry is None:

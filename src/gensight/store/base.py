@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gensight.model.records import CallRecord, ContentEvent, SpanRecord
+from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 from gensight.model.vocab import FILTER_NAMES
 
 
@@ -30,6 +30,7 @@ class CallFilters:
     operation: str | None = None
     source: str | None = None
     q: str | None = None  # substring of message content, case-insensitive
+    score: str | None = None  # a score the call has (``model.scores.parse_score_filter``)
     trace_id: str | None = None
 
     def active(self) -> dict[str, Any]:
@@ -97,6 +98,7 @@ class Store(Protocol):
         calls: Sequence[CallRecord],
         spans: Sequence[SpanRecord],
         events: Sequence[ContentEvent],
+        scores: Sequence[Score] = (),
     ) -> None:
         """Insert one batch (called only from the pipeline's writer thread)."""
         ...

@@ -16,8 +16,9 @@ import orjson
 
 from gensight.model.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, SpanRecord
 from gensight.pipeline.merge import FAILED_WINDOW_S, failed_key
-from gensight.store import people_sql, sql
+from gensight.store import people_sql, score_sql, sql
 from gensight.store.base import CallFilters, Cursor
+from gensight.store.dimensions import GROUP_BY
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -83,6 +84,10 @@ def merge_content_events(call: dict[str, Any], events: list[tuple[str, Any]]) ->
             call["finish_reasons"] = [
                 m["finish_reason"] for m in by_kind["output"] if m.get("finish_reason")
             ]
+
+
+#: Calls whose scores one query looks up at most (the statement binds each id).
+_LOOKUP_CHUNK = 1000
 
 
 class SQLStore:
@@ -172,7 +177,22 @@ class SQLStore:
             for c in calls:
                 if (c["trace_id"], c["span_id"]) in by_call:
                     merge_content_events(c, by_call[(c["trace_id"], c["span_id"])])
+            self._attach_scores(calls)
         return calls, nxt
+
+    def _attach_scores(self, calls: list[dict[str, Any]]) -> None:
+        """Each call's ``scores``: its own, its trace's and its session's (an export
+        repeats a trace's score on each of its calls; an import stores it once, by id)."""
+        traces = sorted({c["trace_id"] for c in calls})
+        sessions = sorted({c["session"] for c in calls if c.get("session")})
+        rows = self.scores_of([c["id"] for c in calls], traces)
+        if sessions:
+            for r in self._rows(score_sql.scores_of_sessions(self.dialect, sessions)):
+                r["ts"] = iso(r["ts"])
+                rows.append(r)
+        for c in calls:
+            mine = {("call", c["id"]), ("trace", c["trace_id"]), ("session", c.get("session"))}
+            c["scores"] = [r for r in rows if (r["target"], r["target_id"]) in mine]
 
     def known_values(self, name: str, filters: CallFilters, limit: int = 50) -> list[str]:
         """The commonest values of ``app``, ``model``, ``user`` or ``session``."""
@@ -207,6 +227,7 @@ class SQLStore:
         events = self._rows(sql.content_events(self.dialect, call["trace_id"], call["span_id"]))
         if events:
             merge_content_events(call, [(e["kind"], orjson.loads(e["message"])) for e in events])
+        call["scores"] = self.scores_of([call["id"]], [])
         return call
 
     def get_trace(self, trace_id: str) -> dict[str, Any] | None:
@@ -229,7 +250,52 @@ class SQLStore:
             s["attributes"] = orjson.loads(s["attributes"]) if s["attributes"] else {}
             s["events"] = orjson.loads(s["events"]) if s["events"] else []
         calls.sort(key=lambda c: (c["ts"], c["id"]))
-        return {"trace_id": trace_id, "spans": spans, "calls": calls}
+        scores = self.scores_of([c["id"] for c in calls], [trace_id])
+        for c in calls:
+            c["scores"] = [s for s in scores if s["target"] == "call" and s["target_id"] == c["id"]]
+        return {"trace_id": trace_id, "spans": spans, "calls": calls, "scores": scores}
+
+    # -- scores (#20) ---------------------------------------------------------------
+    def scores_of(self, call_ids: list[str], trace_ids: list[str]) -> list[dict[str, Any]]:
+        """The scores of these calls and traces, oldest first."""
+        out: list[dict[str, Any]] = []
+        for i in range(0, max(len(call_ids), 1), _LOOKUP_CHUNK):
+            chunk = call_ids[i : i + _LOOKUP_CHUNK]
+            if not chunk and not trace_ids:
+                break
+            out += self._rows(score_sql.scores_of(self.dialect, chunk, trace_ids))
+            trace_ids = []  # asked once, with the first chunk
+        seen: set[str] = set()
+        unique_rows = []
+        for row in sorted(out, key=lambda r: (r["ts"], r["id"])):
+            if row["id"] not in seen:
+                seen.add(row["id"])
+                row["ts"] = iso(row["ts"])
+                unique_rows.append(row)
+        return unique_rows
+
+    def list_scores(
+        self, filters: CallFilters, name: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Scores newest first (by their own time), optionally of one name."""
+        rows = self._rows(score_sql.list_scores(self.dialect, filters, name, limit))
+        for row in rows:
+            row["ts"] = iso(row["ts"])
+        return rows
+
+    def score_rows(self, filters: CallFilters, group_by: str | None) -> list[dict[str, Any]]:
+        """Per ``grp`` (when grouped) and score ``name``: ``mean``, ``n``, ``scored_calls``."""
+        grp = GROUP_BY[group_by] if group_by else None
+        return self._rows(score_sql.score_means(self.dialect, filters, grp, sql.where))
+
+    def good_answer_rows(
+        self, filters: CallFilters, group_by: str, name: str, threshold: float
+    ) -> list[dict[str, Any]]:
+        """Per ``grp``: ``calls``, ``cost_usd``, ``priced``, ``scored``, ``good``."""
+        q = score_sql.good_answers(
+            self.dialect, filters, GROUP_BY[group_by], name, threshold, sql.where
+        )
+        return self._rows(q)
 
     # -- stats and analysis: rows only; ``gensight.query.answers`` shapes them ----------
     def aggregate(self, filters: CallFilters) -> dict[str, Any]:

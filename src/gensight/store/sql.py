@@ -13,6 +13,7 @@ from typing import Any
 
 from gensight.model.records import CALL_FIELD_NAMES
 from gensight.model.vocab import CALL_SORT_KEYS, FILTER_NAMES, SORT_ORDERS
+from gensight.store import score_sql
 from gensight.store.base import CallFilters, Cursor
 from gensight.store.dialect import Dialect, Query
 from gensight.store.dimensions import CORRELATION_DIMENSIONS, GROUP_BY, MODEL
@@ -26,7 +27,7 @@ SPAN_COLUMNS = SPANS.names
 
 #: Filters that compare a column with a value (time, model and content search are special).
 _EQUALITY_FILTERS = (
-    *(n for n in FILTER_NAMES if n not in ("since", "until", "model", "q")),
+    *(n for n in FILTER_NAMES if n not in ("since", "until", "model", "q", "score")),
     "trace_id",
 )
 
@@ -53,6 +54,8 @@ def where(d: Dialect, q: Query, filters: CallFilters, alias: str = "c") -> str:
         content = [d.contains_ci(f"{a}.{f}", d.param(q, needle)) for f in MESSAGE_FIELDS]
         content.append(d.exists_content(a, d.param(q, needle)))
         clauses.append(f"({' OR '.join(content)})")
+    if filters.score:
+        clauses.append(score_sql.filter_clause(d, q, filters.score, a))
     return " AND ".join(clauses) if clauses else "1 = 1"
 
 

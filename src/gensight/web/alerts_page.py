@@ -110,7 +110,9 @@ def confirm_delete(request: Request, rule_id: str) -> Response:
 def rule_from_form(form: dict[str, str]) -> dict[str, Any]:
     """The form's fields as a rule definition (blank fields left to the defaults)."""
     data: dict[str, Any] = {
-        k: form[k] for k in ("name", "measure", "window", "op", "action", "format") if form.get(k)
+        k: form[k].strip()
+        for k in ("name", "measure", "window", "op", "action", "format", "score")
+        if form.get(k, "").strip()
     }
     text = form.get("threshold", "").strip()
     if text:

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from gensight.alerts.webhooks import masked
 from gensight.model import vocab
-from gensight.query import answers, schemas
+from gensight.query import answers, quality, schemas
 from gensight.query.params import (
     call_filters,
     parse_cursor,
@@ -212,6 +212,25 @@ def dependencies(request: Request, filters: Filters) -> dict[str, Any]:
     return answers.dependencies(_store(request), with_range(filters))
 
 
+@router.get(
+    "/analysis/cost-per-good-answer",
+    summary="Cost per good answer, per model, app, …",
+    response_model=schemas.CostPerGoodAnswer,
+)
+def cost_per_good_answer(
+    request: Request,
+    filters: Filters,
+    score: Annotated[str, Query(description="the score that says an answer is good")],
+    threshold: Annotated[float, Query(description="good: the call's mean score ≥ this")] = 0.5,
+    group_by: Annotated[schemas.GroupBy, Query()] = "model",
+) -> dict[str, Any]:
+    """Per group: cost per priced call ÷ share of scored calls at or above ``threshold``
+    (default 24h), cheapest good answer first (``gensight.query.quality``)."""
+    return quality.cost_per_good_answer(
+        _store(request), with_range(filters), group_by, score, threshold
+    )
+
+
 @router.post(
     "/import",
     summary="Import calls exported by `gensight export`",
@@ -219,8 +238,9 @@ def dependencies(request: Request, filters: Filters) -> dict[str, Any]:
     response_model=schemas.Accepted,
 )
 async def import_calls(request: Request) -> dict[str, Any]:
-    """Body: JSON lines of CallRecords (``application/x-ndjson``); answers how many were queued."""
-    from gensight.export.files import BadRecord, calls_from_jsonl
+    """Body: JSON lines of CallRecords (``application/x-ndjson``), each with its ``scores``
+    as ``gensight export`` writes them; answers how many calls were queued."""
+    from gensight.export.files import BadRecord, records_from_jsonl
 
     limit = request.app.state.settings.max_body
     body = bytearray()
@@ -229,10 +249,10 @@ async def import_calls(request: Request) -> dict[str, Any]:
         if len(body) > limit:
             raise HTTPException(413, f"import body exceeds {limit} bytes: send smaller chunks")
     try:
-        calls = calls_from_jsonl(bytes(body))
+        calls, scores = records_from_jsonl(bytes(body))
     except BadRecord as e:
         raise HTTPException(400, str(e)) from None
-    if calls and not request.app.state.pipeline.submit(calls):
+    if (calls or scores) and not request.app.state.pipeline.submit(calls, scores=scores):
         raise HTTPException(503, "writer queue is full; retry later")
     return {"accepted": len(calls)}
 
@@ -265,6 +285,7 @@ _RULE_SCHEMA = {
         "action": {"type": "string", "enum": list(vocab.ALERT_ACTIONS), "default": "notify"},
         "webhook": {"type": ["string", "null"]},
         "format": {"type": "string", "enum": list(vocab.ALERT_FORMATS), "default": "json"},
+        "score": {"type": ["string", "null"], "description": "the score (name) of score_mean"},
     },
 }
 

@@ -37,6 +37,8 @@ from gensight.receive.otlp.http import otlp_routes
 from gensight.store import open_store
 from gensight.web.api import router as api_router
 from gensight.web.api_people import router as people_api_router
+from gensight.web.scores import api_router as scores_api_router
+from gensight.web.scores import form_router as scores_form_router
 from gensight.web.ui import mount_ui
 
 log = logging.getLogger("gensight.web.app")
@@ -200,6 +202,8 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
         )
 
     app.include_router(api_router)
+    app.include_router(scores_api_router)
+    app.include_router(scores_form_router)
     app.include_router(people_api_router)
     app.router.routes.append(metrics_route(metrics))
     mount_ui(app)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
 from gensight.model import vocab
-from gensight.query import answers
+from gensight.query import answers, quality
 from gensight.query.params import (
     ParamError,
     call_filters,
@@ -256,6 +256,29 @@ def trace(request: Request, trace_id: str) -> Response:
     )
 
 
+def _good_answers(request: Request, store: Any, f: CallFilters) -> dict[str, Any] | None:
+    """Cost per good answer for the page's chosen score (default: the most used one)."""
+    qp = request.query_params
+    names = quality.score_totals(store, f)
+    name = qp.get("quality_score") or (
+        max(sorted(names), key=lambda n: names[n]["count"]) if names else None
+    )
+    text = qp.get("threshold") or "0.5"
+    try:
+        threshold = float(text)
+    except ValueError:
+        raise ParamError("threshold", f"{text!r} is not a number") from None
+    by = parse_group_by(qp.get("quality_by")) or "model"
+    if name is None:
+        return {"names": [], "answer": None, "threshold": threshold, "by": by}
+    answer = quality.cost_per_good_answer(store, f, by, name, threshold)
+    json_url = "/api/analysis/cost-per-good-answer" + query_string(
+        {**_params(request, FILTER_PARAMS), "score": name, "threshold": text, "group_by": by}
+    )
+    return {"names": sorted(names), "answer": answer, "threshold": threshold, "by": by,
+            "json_url": json_url}  # fmt: skip
+
+
 @router.get("/analysis", response_class=HTMLResponse)
 @page
 def analysis(request: Request) -> Response:
@@ -267,6 +290,7 @@ def analysis(request: Request) -> Response:
     lvt = answers.latency_vs_tokens(store, f, 2000)
     corr = answers.correlations(store, f, target)
     deps = answers.dependencies(store, f)
+    good = _good_answers(request, store, f)
     params = _params(request, FILTER_PARAMS)
     colours = charts.Colours()
     for fit in lvt["models"]:
@@ -283,6 +307,8 @@ def analysis(request: Request) -> Response:
         lvt=lvt,
         corr=corr,
         deps=deps,
+        good=good,
+        group_by_choices=vocab.GROUP_BY,
         empty=empty,
         no_calls_at_all=empty and not _has_calls(request),
         charts=None if not lvt["points"] else {"scatter": charts.scatter_chart(lvt, colours)},

@@ -36,7 +36,9 @@ from gensight.receive.otlp.decode import (
     decode,
     encode,
     logs_to_events,
+    logs_to_scores,
     traces_to_records,
+    traces_to_scores,
 )
 
 
@@ -109,6 +111,7 @@ def otlp_routes(
             if signal == "traces":
                 req = decode(body, kind, trace_service_pb2.ExportTraceServiceRequest())
                 calls, spans, rejected, err = traces_to_records(req)
+                scores = traces_to_scores(req)
                 raw = (TRACES, body if kind == "protobuf" else req.SerializeToString())
                 events: list[ContentEvent] = []
                 resp: Message = trace_service_pb2.ExportTraceServiceResponse()
@@ -118,6 +121,7 @@ def otlp_routes(
                 req = decode(body, kind, logs_service_pb2.ExportLogsServiceRequest())
                 calls, spans = [], []
                 events, rejected, err = logs_to_events(req)
+                scores = logs_to_scores(req)
                 raw = (LOGS, body if kind == "protobuf" else req.SerializeToString())
                 resp = logs_service_pb2.ExportLogsServiceResponse()
                 if rejected:
@@ -126,17 +130,20 @@ def otlp_routes(
                 req = decode(body, kind, metrics_service_pb2.ExportMetricsServiceRequest())
                 counters["metric_points"] = counters.get("metric_points", 0) + count_points(req)
                 calls, spans, events, rejected, err = [], [], [], 0, ""
+                scores = []
                 resp = metrics_service_pb2.ExportMetricsServiceResponse()
             if rejected:
                 resp.partial_success.error_message = err
                 counters["rejected"] = counters.get("rejected", 0) + rejected
             bound = (request.scope.get("state") or {}).get("gensight_app")
             if bound:  # a key bound to an app: what it sends is that app's
-                for record in (*calls, *spans):
+                for record in (*calls, *spans, *scores):
                     record.app = bound
                 if raw is not None:  # the journal keeps the records as decoded
                     raw = None
-            if (calls or spans or events) and not submit(calls, spans, events, raw):
+            if (calls or spans or events or scores) and not submit(
+                calls, spans, events, raw, scores=scores
+            ):
                 why = refusal() if refusal is not None else None
                 raise BadRequest(503, f"cannot keep more data now: {why or 'queue full'}")
         except BadRequest as e:
