@@ -168,9 +168,18 @@ def test_sigkill_with_otlp_and_gateway_traffic_in_flight(tmp_path: Path, upstrea
                 break
             time.sleep(0.2)
         assert q["replayed_batches"] > 0  # the kill left batches that only the journal had
-        time.sleep(0.5)  # the last replayed batch taken from the queue: let it land
-        otlp_calls = _all_calls(again, "kill-otlp")
-        gw_calls = _all_calls(again, "kill-gw")
+        # the last replayed batch may be taken from the queue but not yet written: wait
+        # until every acknowledged call shows (or the deadline), then look for doubles
+        deadline = time.monotonic() + 30
+        while True:
+            otlp_calls = _all_calls(again, "kill-otlp")
+            gw_calls = _all_calls(again, "kill-gw")
+            done = set(otlp_acked) <= {c["span_id"] for c in otlp_calls} and set(gw_acked) <= {
+                c["response_id"] for c in gw_calls
+            }
+            if done or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         stored_spans = [c["span_id"] for c in otlp_calls]
         stored_gw = [c["response_id"] for c in gw_calls]
         assert set(otlp_acked) <= set(stored_spans)  # every acknowledged call is stored

@@ -93,12 +93,6 @@ def test_anthropic_through_gensight(name: str, tmp_path: Path) -> None:
         srv.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the anthropic SDK's own span and OpenLLMetry's share "
-    "gen_ai.response.id but not the trace id, and the merge of one call reported twice "
-    "keys on (trace_id, response_id); a merge by response id across traces is still to do",
-)
 def test_anthropic_sdk_and_openllmetry_both_on_count_each_call_once(tmp_path: Path) -> None:
     srv, calls, log = _run(_BY_NAME["anthropic-both-content"], tmp_path, 7)
     try:

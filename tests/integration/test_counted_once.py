@@ -200,3 +200,49 @@ def test_a_write_whose_acknowledgement_is_lost_is_stored_once(store):
     assert (totals["calls"], totals["input_tokens"]) == (5, 50)
     assert store.health()["spans"] == 5
     assert sorted(seen) == sorted(c.id for c in calls)  # observers told exactly once
+
+
+def test_reports_of_one_call_in_two_traces_and_two_batches_are_one_call(store):
+    """Two producers whose spans are roots (two traces), exported seconds apart: the
+    stored report is found by response id, by request id, or (a 429 one producer
+    records without ids) by failing together, on both engines."""
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    common = dict(duration_ms=10.0, source="otlp", app="siblings", provider="anthropic",
+                  request_model="claude-sonnet-4-5", operation="chat")  # fmt: skip
+    first = [
+        CallRecord(id="a1", trace_id="1" * 32, span_id="a1" * 8, ts=t0, producer="anthropic-sdk",
+                   response_id="msg_1", input_tokens=10, output_tokens=2, **common),
+        CallRecord(id="a2", trace_id="2" * 32, span_id="a2" * 8, ts=t0 + timedelta(seconds=1),
+                   producer="anthropic-sdk", status="error", error_class="upstream_error",
+                   upstream_request_id="req_2", **common),
+        CallRecord(id="a3", trace_id="3" * 32, span_id="a3" * 8, ts=t0 + timedelta(seconds=2),
+                   producer="anthropic-sdk", status="error", error_class="rate_limit",
+                   upstream_request_id="req_3", **common),
+    ]  # fmt: skip
+    later = [
+        CallRecord(id="b1", trace_id="4" * 32, span_id="b1" * 8, ts=t0, producer="traceloop",
+                   response_id="msg_1", input_tokens=10, output_tokens=2,
+                   cache_read_tokens=4, **common),
+        CallRecord(id="b2", trace_id="5" * 32, span_id="b2" * 8, ts=t0 + timedelta(seconds=1),
+                   producer="traceloop", status="error", upstream_request_id="req_2", **common),
+        CallRecord(id="b3", trace_id="6" * 32, span_id="b3" * 8,
+                   ts=t0 + timedelta(seconds=2, milliseconds=3), producer="traceloop",
+                   status="error", error_class="rate_limit", **common),
+    ]  # fmt: skip
+    pipeline = Pipeline(store, flush_interval=0.02)
+    pipeline.start()
+    try:
+        assert pipeline.submit(first, [])
+        assert pipeline.flush(10)
+        assert pipeline.submit(later, [])
+        assert pipeline.flush(10)
+    finally:
+        pipeline.stop()
+    from gensight.store.base import CallFilters
+
+    f = CallFilters(since=t0 - timedelta(hours=1), until=t0 + timedelta(hours=1), app="siblings")
+    totals = answers.totals(store, f)
+    assert (totals["calls"], totals["input_tokens"]) == (3, 10)
+    got = store.get_call("a1")
+    assert got is not None and got["cache_read_tokens"] == 4
+    assert [m["id"] for m in got["attributes"][MERGED_FROM]] == ["b1"]

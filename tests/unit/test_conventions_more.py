@@ -20,6 +20,7 @@ from gensight.conventions.vercel_ai import provider_of
 from gensight.demo.anthropic_upstream import anthropic_input_tokens
 from gensight.demo.upstream import reply_pieces
 from gensight.enrich.pricing import Pricer
+from gensight.pipeline.merge import CallMerger
 from gensight.receive.otlp.http import traces_to_records
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "otlp"
@@ -227,6 +228,37 @@ def test_vercel_ai_do_spans_are_the_calls(name: str) -> None:
     )
     # the outer span's usage is the two steps' sum: never counted again
     assert outer.attributes["ai.usage.inputTokens"] == tool1.input_tokens + tool2.input_tokens
+
+
+def test_vercel_ai_otel_integration_counts_each_call_once() -> None:
+    """``ai`` 7 with ``@ai-sdk/otel``'s ``OpenTelemetry()``: GenAI-semconv spans. The
+    chat/embeddings spans are the calls; invoke_agent (usage summed over its steps),
+    agent_step and execute_tool are spans; the embed span around its doEmbed span is the
+    same call, folded into one record by the writer's merge."""
+    calls, spans = load("vercel-ai-otel-content")
+    merged, spans, _ = CallMerger().resolve(calls, spans, None)
+    merged.sort(key=lambda c: c.ts)
+    assert [c.operation for c in merged] == ["chat"] * 2 + ["embeddings"] + ["chat"] * 4
+    chat, stream, emb, tool1, tool2, e429, rag = merged
+    for c in merged:
+        assert (c.producer, c.provider) == ("vercel-ai", "openai")
+    assert {s.name.split()[0] for s in spans if s.call_id is None} >= {
+        "invoke_agent", "step", "execute_tool", "rag-request", "retrieve"
+    }  # fmt: skip
+    assert [c.stream for c in merged] == [False, True, False, False, False, False, False]
+    assert stream.ttft_ms is not None and 0 < stream.ttft_ms <= stream.duration_ms
+    for c in (chat, stream, tool1, tool2, rag):
+        assert c.response_id.startswith("chatcmpl-")
+        assert c.input_tokens == c.attributes["gen_ai.usage.input_tokens"]
+    assert (emb.request_model, emb.input_tokens) == ("text-embedding-3-small", 3)
+    assert tool1.finish_reasons == ["tool_calls"] and tool2.finish_reasons == ["stop"]
+    assert (e429.status, e429.error_class) == ("error", "rate_limit")
+    # the agent span's usage is its steps' sum: a span, never counted again
+    agent = next(s for s in spans if s.name.startswith("invoke_agent") and
+                 s.attributes.get("gen_ai.usage.input_tokens") == 279)  # fmt: skip
+    assert agent.attributes["gen_ai.usage.input_tokens"] == tool1.input_tokens + tool2.input_tokens
+    both_embed = [s for s in spans if s.name.startswith("embeddings")]
+    assert len(both_embed) == 2 and {s.call_id for s in both_embed} == {emb.id}
 
 
 def test_vercel_ai_content() -> None:

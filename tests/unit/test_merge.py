@@ -191,3 +191,46 @@ def test_a_sibling_report_arriving_later_merges_with_the_stored_one():
     calls, _, _ = merger.resolve([later], [], lambda batch: [stored])
     assert [c.id for c in calls] == [stored.id]
     assert calls[0].cache_read_tokens == 3
+
+
+def test_a_failed_call_two_producers_report_without_ids_is_one_call():
+    """A 429 has no response id and one producer may not record the request id: two
+    producers' reports that start together for the same model are one call; one
+    producer's two concurrent failures stay two."""
+    fail = dict(response_id=None, status="error", error_class="rate_limit",
+                request_model="claude-sonnet-4-5")  # fmt: skip
+    sdk = _call("a" * 16, producer="anthropic-sdk", upstream_request_id="req_1", **fail)
+    tl = _call("b" * 16, trace_id="cd" * 16, producer="traceloop",
+               ts=T0 + timedelta(milliseconds=2), **fail)  # fmt: skip
+    assert _resolved_ids([sdk, tl]) == [sdk.id]
+    # two concurrent failures, each told by both producers: two records
+    sdk2 = _call("c" * 16, trace_id="ef" * 16, producer="anthropic-sdk",
+                 upstream_request_id="req_2", ts=T0 + timedelta(milliseconds=1),
+                 **fail)  # fmt: skip
+    tl2 = _call("d" * 16, trace_id="12" * 16, producer="traceloop",
+                ts=T0 + timedelta(milliseconds=3), **fail)  # fmt: skip
+    assert len(_resolved_ids([sdk, sdk2, tl, tl2])) == 2
+    # the same producer twice, another model, or far apart: never one call
+    assert len(_resolved_ids([sdk, sdk2])) == 2
+    other = _call("e" * 16, producer="traceloop", **{**fail, "request_model": "claude-haiku-4"})
+    assert len(_resolved_ids([sdk, other])) == 2
+    late = _call("f" * 16, producer="traceloop", ts=T0 + timedelta(seconds=3), **fail)
+    assert len(_resolved_ids([sdk, late])) == 2
+
+
+def test_an_inference_span_inside_the_same_call_is_folded_into_it():
+    """A second instrumentation wrapping the same client call (or a framework's span
+    around its provider call) nests a span of the same operation and model: one call."""
+    outer = _call("a" * 16, response_id=None, producer="openinference", input_tokens=None)
+    inner = _call("b" * 16, parent_span_id=outer.span_id, producer="openai-v2",
+                  response_id="chatcmpl-9", input_tokens=7, output_tokens=3)  # fmt: skip
+    for batch in ([outer, inner], [inner, outer]):  # whichever is exported first
+        merged, _, _ = CallMerger().resolve(batch, [], None)
+        assert len(merged) == 1 and merged[0].input_tokens == 7
+    # a failed attempt inside a retrying wrapper, or another model inside: its own call
+    failed = _call("c" * 16, parent_span_id=outer.span_id, status="error", response_id=None)
+    assert len(_resolved_ids([outer, failed])) == 2
+    other = _call("d" * 16, parent_span_id=outer.span_id, request_model="gpt-4o")
+    assert len(_resolved_ids([dataclasses.replace(outer, request_model="o3"), other])) == 2
+    emb = _call("e" * 16, parent_span_id=outer.span_id, operation="embeddings")
+    assert len(_resolved_ids([outer, emb])) == 2

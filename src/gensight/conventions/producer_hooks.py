@@ -33,3 +33,5 @@ def refine(
         anthropic.refine(call, attrs, scope_name, status_message)
     elif openai_agents.is_agents_scope(scope_name):
         openai_agents.refine(call, attrs)
+    elif scope_name == vercel_ai.OTEL_SCOPE and call.producer == "vercel-ai":
+        vercel_ai.refine_otel(call)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gensight.conventions import messages as msg
-from gensight.conventions import producer_hooks, registry
+from gensight.conventions import producer_hooks, registry, vercel_ai
 from gensight.conventions.adapters import adapt as adapt_producer
 from gensight.conventions.errors import classify, status_from_text
 from gensight.conventions.fields import (
@@ -102,7 +102,7 @@ def is_llm_span(attrs: dict[str, Any]) -> bool:
 class Resource:
     """The fields a span's resource (and scope) contributes to its records."""
 
-    __slots__ = ("app", "environment", "producer")
+    __slots__ = ("app", "environment", "language", "producer")
 
     def __init__(self, attrs: dict[str, Any], scope_name: str = "") -> None:
         service = attrs.get("service.name")
@@ -114,6 +114,7 @@ class Resource:
                 attrs, "deployment.environment.name", "deployment.environment", "gen_ai.environment"
             )
         )
+        self.language = to_str(attrs.get("telemetry.sdk.language"))
         self.producer = producer_of(scope_name, attrs)
 
 
@@ -133,6 +134,8 @@ def producer_of(scope_name: str, resource_attrs: dict[str, Any]) -> str | None:
     if s.startswith("opentelemetry.util.genai"):
         # the official instrumentations' shared handler (openai-v2 in latest mode, …)
         return "otel-genai"
+    if s == vercel_ai.OTEL_SCOPE and resource_attrs.get("telemetry.sdk.language") == "nodejs":
+        return "vercel-ai"  # @ai-sdk/otel's default tracer: GenAI semconv spans
     sdk = resource_attrs.get("telemetry.sdk.name")
     if sdk == "openlit":
         return "openlit"
@@ -215,7 +218,9 @@ def span_to_records(
     call = _call_from_attrs(
         view, attrs, operation, events, resource, trace_id, span_id, parent, ts, duration_ms
     )
-    call.producer = producer_of(scope_name, {}) or resource.producer
+    call.producer = (
+        producer_of(scope_name, {"telemetry.sdk.language": resource.language}) or resource.producer
+    )
     if call.producer == "otel-genai" and call.provider in _OPENAI_FAMILY:
         call.producer = "openai-v2"
     for conv in applied:

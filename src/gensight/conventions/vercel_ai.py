@@ -127,6 +127,18 @@ def _int(value: Any) -> int | None:
     return n if 0 <= n < 2**63 else None  # a 64-bit column; negative counts mean nothing
 
 
+#: The tracer name of ``@ai-sdk/otel``'s ``OpenTelemetry`` integration (``ai`` 7), which
+#: emits GenAI-semconv spans (``invoke_agent`` > ``agent_step`` > ``chat``, ``embeddings``
+#: inside ``embeddings``, ``execute_tool``) that the generic mapper reads; only the finish
+#: reasons keep the SDK's dashed spelling.
+OTEL_SCOPE = "gen_ai"
+
+
+def refine_otel(call: CallRecord) -> None:
+    """A call from the ``@ai-sdk/otel`` integration: finish reasons in the record's words."""
+    call.finish_reasons = [_finish_reason(r) for r in call.finish_reasons or []]
+
+
 def _finish_reason(value: str) -> str:
     # the AI SDK spells them with dashes (tool-calls, content-filter); the record uses
     # OpenAI's spelling, as the gateway does

@@ -12,6 +12,8 @@ page shows.
 Incremental and durable: the writer mines each batch as it is stored (after redaction,
 so no masked secret reaches a pattern) and saves the miner's state in the store
 (``template_state``) when a batch changed it, so a restart carries on with the same ids.
+The state is saved as this module's own JSON (clusters and prefix tree), never as
+drain3's jsonpickle snapshot, which would run whatever the stored text names on load.
 Calls stored without their text (metadata-only capture) get no mined template.
 Limits: one miner per server; replicas sharing a ClickHouse store each mine and save
 their own state (the last saved wins at the next start), so their ids may differ.
@@ -24,6 +26,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+
 from gensight.model.records import CallRecord
 
 log = logging.getLogger("gensight.enrich.templates")
@@ -32,15 +36,19 @@ log = logging.getLogger("gensight.enrich.templates")
 STATE_NAME = "prompts"
 #: Words of a prompt the miner reads (templates differ early; long tails are variables).
 MAX_TOKENS = 100
+#: Characters of a word the miner reads (a longer word is a variable; the masks stay cheap).
+MAX_WORD = 64
 #: Templates kept at most (least recently matched dropped first).
 MAX_TEMPLATES = 5000
 MINED_PREFIX = "mined-"
+#: The saved state's format tag (this module's JSON, see state_json).
+STATE_FORMAT = "gensight-drain-1"
 NAME_ATTRIBUTE = "gen_ai.prompt.name"
 VERSION_ATTRIBUTE = "gen_ai.prompt.version"
 
 #: drain3 masking instructions: values that are variables wherever they appear.
 MASKS = (
-    (r"[\w.+-]+@[\w-]+\.[\w.-]+", "EMAIL"),
+    (r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+", "EMAIL"),  # from a word's start: linear
     (r"https?://\S+", "URL"),
     (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", "UUID"),
     (r"((?<=[^A-Za-z0-9])|^)[A-Za-z]*\d[\w-]*((?=[^A-Za-z0-9])|$)", "ID"),
@@ -74,7 +82,7 @@ def prompt_text(call: CallRecord) -> str | None:
     if user:
         parts.append(user)
     words = " ".join(p for p in parts if p).split()
-    return " ".join(words[:MAX_TOKENS]) or None
+    return " ".join(w[:MAX_WORD] for w in words[:MAX_TOKENS]) or None
 
 
 def named_template(call: CallRecord) -> str | None:
@@ -97,33 +105,90 @@ def _new_miner() -> Any:
     config.drain_max_clusters = MAX_TEMPLATES
     config.drain_sim_th = 0.5
     config.drain_depth = 5
-    config.snapshot_compress_state = True
     return TemplateMiner(None, config)
 
 
-class _Buffer:
-    """A drain3 persistence handler between the miner and the store's two callables."""
+# The saved state is this module's own JSON, never drain3's snapshot: drain3 saves and
+# loads with jsonpickle, which rebuilds whatever objects the text names (code run on
+# load), so a store's text must not reach it. Saved: the id counter, each cluster (id,
+# template tokens, size) and the prefix tree as nested {"c": {token: node}, "i": [ids]};
+# loading validates the types and builds drain3's own objects from them.
 
-    def __init__(self, text: str | None = None) -> None:
-        self.text = text
 
-    def save_state(self, state: bytes) -> None:
-        self.text = state.decode()
+def _node_json(node: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"i": list(node.cluster_ids)}
+    if node.key_to_child_node:
+        out["c"] = {k: _node_json(v) for k, v in node.key_to_child_node.items()}
+    return out
 
-    def load_state(self) -> bytes | None:
-        return self.text.encode() if self.text else None
+
+def state_json(miner: Any) -> str:
+    """The miner's state as plain JSON (clusters, id counter, prefix tree)."""
+    drain = miner.drain
+    clusters = [[c.cluster_id, list(c.log_template_tokens), c.size] for c in drain.clusters]
+    state = {
+        "format": STATE_FORMAT,
+        "counter": drain.clusters_counter,
+        "clusters": clusters,
+        "tree": _node_json(drain.root_node),
+    }
+    return orjson.dumps(state).decode()
+
+
+def _parse(state: str) -> dict[str, Any]:
+    data = orjson.loads(state)
+    if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+        raise ValueError("not a saved prompt-template state")
+    if not isinstance(data.get("counter"), int) or not isinstance(data.get("clusters"), list):
+        raise ValueError("prompt-template state lacks its counter or clusters")
+    for c in data["clusters"]:
+        ok = isinstance(c, list) and len(c) == 3 and isinstance(c[0], int)
+        if not ok or not isinstance(c[2], int) or not isinstance(c[1], list):
+            raise ValueError("a prompt-template cluster is malformed")
+        if not all(isinstance(t, str) for t in c[1]):
+            raise ValueError("a prompt-template cluster's tokens are not text")
+    return data
+
+
+def _build_node(data: Any, node_cls: type, depth: int = 0) -> Any:
+    if not isinstance(data, dict) or depth > 64:
+        raise ValueError("the prompt-template tree is malformed")
+    node = node_cls()
+    ids = data.get("i", [])
+    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+        raise ValueError("the prompt-template tree's ids are malformed")
+    node.cluster_ids = ids
+    children = data.get("c", {})
+    if not isinstance(children, dict):
+        raise ValueError("the prompt-template tree is malformed")
+    node.key_to_child_node = {
+        str(k): _build_node(v, node_cls, depth + 1) for k, v in children.items()
+    }
+    return node
+
+
+def load_state_json(miner: Any, state: str) -> None:
+    """Rebuild ``miner``'s clusters and prefix tree from :func:`state_json`'s text."""
+    from drain3.drain import LogCluster, Node
+
+    data = _parse(state)
+    drain = miner.drain
+    root = _build_node(data.get("tree", {}), Node)
+    for cid, tokens, size in data["clusters"]:
+        cluster = LogCluster(tokens, cid)
+        cluster.size = size
+        drain.id_to_cluster[cid] = cluster
+    drain.root_node = root
+    drain.clusters_counter = data["counter"]
 
 
 def patterns_from_state(state: str | None) -> dict[str, dict[str, Any]]:
     """``{template_id: {"pattern", "size"}}`` of a saved miner state (the query layer's view)."""
     if not state:
         return {}
-    miner = _new_miner()
-    miner.persistence_handler = _Buffer(state)
-    miner.load_state()
     return {
-        f"{MINED_PREFIX}{c.cluster_id}": {"pattern": c.get_template(), "size": c.size}
-        for c in miner.drain.clusters
+        f"{MINED_PREFIX}{cid}": {"pattern": " ".join(tokens), "size": size}
+        for cid, tokens, size in _parse(state)["clusters"]
     }
 
 
@@ -147,12 +212,12 @@ class Templater:
             miner = _new_miner()
             if self._load is not None:
                 try:
-                    miner.persistence_handler = _Buffer(self._load(STATE_NAME))
-                    miner.load_state()
+                    state = self._load(STATE_NAME)
+                    if state:
+                        load_state_json(miner, state)
                 except Exception as e:  # a damaged state: start afresh, say so
                     log.warning("prompt templates: could not load the saved state: %s", e)
                     miner = _new_miner()
-                miner.persistence_handler = None
             self._miner = miner
         return self._miner
 
@@ -179,13 +244,8 @@ class Templater:
                 changed = changed or result["change_type"] != "none"
                 self.mined += 1
             if changed and self._save is not None and miner is not None:
-                buffer = _Buffer()
-                miner.persistence_handler = buffer
                 try:
-                    miner.save_state("batch")
-                    self._save(STATE_NAME, buffer.text or "")
+                    self._save(STATE_NAME, state_json(miner))
                 except Exception as e:  # the templates are kept; the state is saved next time
                     self.save_errors += 1
                     log.warning("prompt templates: could not save the state: %s", e)
-                finally:
-                    miner.persistence_handler = None

@@ -140,14 +140,22 @@ def _same_call(a: CallRecord, b: CallRecord) -> bool:
     return True
 
 
-def _keys(call: CallRecord) -> list[tuple[str, str, str]]:
+#: Whether a call went to the user's own server: ``(provider, server_address) -> bool``.
+SelfHosted = Callable[[str | None, str | None], bool]
+
+
+def _self_hosted(provider: str | None, server_address: str | None) -> bool:
+    return self_hosted_reason(provider, server_address) is not None
+
+
+def _keys(call: CallRecord, self_hosted: SelfHosted) -> list[tuple[str, str, str]]:
     """What identifies a call besides its record id: the provider's response id within a
     trace; across traces (two producers whose spans are siblings at the root) the
     response id or the HTTP request id the provider gave, for a public provider."""
     keys: list[tuple[str, str, str]] = []
     if call.response_id:
         keys.append(("trace", call.trace_id, call.response_id))
-    if self_hosted_reason(call.provider, call.server_address) is None:
+    if not self_hosted(call.provider, call.server_address):
         if call.response_id:
             keys.append(("response", call.provider or "", call.response_id))
         if call.upstream_request_id:
@@ -155,27 +163,123 @@ def _keys(call: CallRecord) -> list[tuple[str, str, str]]:
     return keys
 
 
+#: Two producers' reports of one failed call start this close to each other.
+FAILED_WINDOW_S = 0.5
+
+
+def failed_key(call: CallRecord) -> tuple[str, str] | None:
+    """``(provider, request model)`` of a failed call that carries no response id (a 429,
+    a 529, a refused request), when a producer reported it; else None."""
+    if call.status != "error" or call.response_id or not call.producer:
+        return None
+    if not call.request_model:
+        return None
+    return (call.provider or "", call.request_model)
+
+
+def _folded(record: CallRecord, field_name: str) -> list[str]:
+    """``field_name`` (``producer``, ``span_id``) of each report folded into a record."""
+    folded = record.attributes.get(MERGED_FROM) if record.attributes else None
+    if not isinstance(folded, list):
+        return []
+    return [f[field_name] for f in folded if isinstance(f, dict) and f.get(field_name)]
+
+
+def _producers(record: CallRecord) -> set[str]:
+    """The producers whose reports a record folds in."""
+    names = set(_folded(record, "producer"))
+    if record.producer:
+        names.add(record.producer)
+    return names
+
+
+def _span_ids(record: CallRecord) -> list[str]:
+    """The spans a record stands for: its own and those of the reports folded into it."""
+    return [record.span_id, *_folded(record, "span_id")]
+
+
+def _same_failure(a: CallRecord, b: CallRecord) -> bool:
+    """Whether two failed calls without a response id are one call told by two producers:
+    no producer in common, started together, the same error if both say, and no two
+    different request ids. Concurrent identical failures pair up one to one, so the count
+    stays right even when the pairing is not the true one (their records are alike)."""
+    if _producers(a) & _producers(b):
+        return False
+    if abs((a.ts - b.ts).total_seconds()) > FAILED_WINDOW_S:
+        return False
+    if a.error_class and b.error_class and a.error_class != b.error_class:
+        return False
+    ra, rb = a.upstream_request_id, b.upstream_request_id
+    return not (ra and rb and ra != rb)
+
+
+def _nested_same(parent: CallRecord, child: CallRecord) -> bool:
+    """Whether an inference span and the inference span directly inside it are one call
+    told twice (a second instrumentation wrapping the same client call, a framework's
+    span around its provider call, the Vercel AI SDK's embed around its doEmbed): same
+    operation and model, the same outcome, and no two different response ids. A failed
+    attempt inside a retrying wrapper stays its own call."""
+    if parent.operation != child.operation or parent.status != child.status:
+        return False
+    for name in ("request_model", "response_id"):
+        x, y = getattr(parent, name), getattr(child, name)
+        if x and y and x != y:
+            return False
+    return True
+
+
 class _Index:
     """Records by id and by each of their keys; ``find`` is the rule of what is one call."""
 
-    def __init__(self) -> None:
+    def __init__(self, self_hosted: SelfHosted) -> None:
+        memo: dict[tuple[str | None, str | None], bool] = {}
+
+        def cached(provider: str | None, server_address: str | None) -> bool:
+            key = (provider, server_address)
+            if key not in memo:
+                memo[key] = self_hosted(provider, server_address)
+            return memo[key]
+
+        self.self_hosted = cached
         self.by_id: dict[str, CallRecord] = {}
         self.by_key: dict[tuple[str, str, str], CallRecord] = {}
+        self.failed: dict[tuple[str, str], dict[str, CallRecord]] = {}
+        #: (trace, span id) -> the record holding that span; (trace, parent) -> child
+        self.spans: dict[tuple[str, str], CallRecord] = {}
+        self.children: dict[tuple[str, str], CallRecord] = {}
 
     def add(self, record: CallRecord) -> None:
         self.by_id[record.id] = record
-        for key in _keys(record):
+        for key in _keys(record, self.self_hosted):
             self.by_key[key] = record
+        fk = failed_key(record)
+        if fk is not None:
+            self.failed.setdefault(fk, {})[record.id] = record
+        for span_id in _span_ids(record):
+            self.spans[(record.trace_id, span_id)] = record
+        if record.parent_span_id:
+            self.children[(record.trace_id, record.parent_span_id)] = record
 
     def find(self, call: CallRecord) -> CallRecord | None:
         found = self.by_id.get(call.id)
         if found is not None:
             return found
-        for key in _keys(call):
+        for key in _keys(call, self.self_hosted):
             found = self.by_key.get(key)
             if found is not None and (key[0] == "trace" or _same_call(found, call)):
                 return found
-        return None
+        if call.parent_span_id:  # inside a span already known as this very call?
+            parent = self.spans.get((call.trace_id, call.parent_span_id))
+            if parent is not None and _nested_same(parent, call):
+                return parent
+        child = self.children.get((call.trace_id, call.span_id))
+        if child is not None and _nested_same(call, child):
+            return child
+        fk = failed_key(call)
+        if fk is None:
+            return None
+        near = [r for r in self.failed.get(fk, {}).values() if _same_failure(r, call)]
+        return min(near, key=lambda r: abs((r.ts - call.ts).total_seconds()), default=None)
 
 
 class CallMerger:
@@ -189,8 +293,11 @@ class CallMerger:
     #: Ids remembered at most while their writes keep failing (then forgotten).
     MAX_PENDING = 1_000_000
 
-    def __init__(self) -> None:
+    def __init__(self, self_hosted: SelfHosted | None = None) -> None:
+        """``self_hosted`` decides which calls went to the user's own server (the
+        pricer's rule, with its ``priced_hosts``); their ids never match across traces."""
         self._untold: set[str] = set()
+        self._self_hosted = self_hosted or _self_hosted
 
     def resolve(
         self,
@@ -206,7 +313,7 @@ class CallMerger:
         alias: dict[str, str] = {}
         kept = self._within(calls, alias)
         stored = stored_calls(kept) if stored_calls is not None and kept else []
-        index = _Index()
+        index = _Index(self._self_hosted)
         for s in stored:
             index.add(s)
         changed: dict[str, CallRecord] = {}
@@ -236,11 +343,10 @@ class CallMerger:
         for call in calls:
             self._untold.discard(call.id)
 
-    @staticmethod
-    def _within(calls: Sequence[CallRecord], alias: dict[str, str]) -> list[CallRecord]:
+    def _within(self, calls: Sequence[CallRecord], alias: dict[str, str]) -> list[CallRecord]:
         """The batch with each call once (the same id, or one call by ``_Index.find``)."""
         kept: dict[str, CallRecord] = {}
-        index = _Index()
+        index = _Index(self._self_hosted)
         for call in calls:
             base = index.find(call)
             if base is None:

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from gensight.model.records import CallRecord, ContentEvent, SpanRecord
+from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 from gensight.store import arrow, migrations, schema
 from gensight.store.common import SQLStore, unique
 from gensight.store.dialect import DuckDBDialect, Query
@@ -34,6 +34,7 @@ _INSERT = {
     "calls": "INSERT OR REPLACE INTO calls BY NAME SELECT * FROM _gensight_batch",
     "spans": "INSERT OR IGNORE INTO spans BY NAME SELECT * FROM _gensight_batch",
     "content_events": "INSERT OR IGNORE INTO content_events BY NAME SELECT * FROM _gensight_batch",
+    "scores": "INSERT OR REPLACE INTO scores BY NAME SELECT * FROM _gensight_batch",
 }
 
 
@@ -115,10 +116,12 @@ class DuckDBStore(SQLStore):
         calls: Sequence[CallRecord],
         spans: Sequence[SpanRecord],
         events: Sequence[ContentEvent],
+        scores: Sequence[Score] = (),
     ) -> None:
-        """Store one batch in one transaction, via Arrow tables; idempotent: a call
-        replaces the stored one with its id, a span or event already stored stays."""
+        """Store one batch in one transaction, via Arrow tables; idempotent: a call or a
+        score replaces the stored one with its id, a span or event already stored stays."""
         calls, spans, events = unique(calls, spans, events)
+        scores = list({s.id: s for s in scores}.values())
         tables: list[tuple[str, pa.Table]] = []
         if calls:
             tables.append(("calls", arrow.calls_table(calls)))
@@ -126,6 +129,8 @@ class DuckDBStore(SQLStore):
             tables.append(("spans", arrow.spans_table(spans)))
         if events:
             tables.append(("content_events", arrow.events_table(events)))
+        if scores:
+            tables.append(("scores", arrow.scores_table(scores)))
         if not tables:
             return
         with self._write_lock:
@@ -150,7 +155,7 @@ class DuckDBStore(SQLStore):
         cutoff = datetime.now(UTC).replace(tzinfo=None) - self.retention
         deleted = 0
         with self._write_lock:
-            for table in ("content_events", "spans", "calls"):
+            for table in ("content_events", "spans", "calls", "scores"):
                 row = self._con.execute(f"DELETE FROM {table} WHERE ts < ?", [cutoff]).fetchone()
                 deleted += int(row[0]) if row else 0
         return deleted

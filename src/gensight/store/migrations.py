@@ -96,12 +96,17 @@ DUCKDB: list[list[str]] = [
     [  # 6: the provider's request id (two reports of one failed call are one call)
         'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "upstream_request_id" VARCHAR',
     ],
-    [  # issue #19: cache opportunities (a request's and its prefix's hash, prefix tokens)
+    [  # 7 (#20): scores about calls, traces and sessions
+        'CREATE TABLE IF NOT EXISTS scores ("id" VARCHAR, "ts" TIMESTAMP, "target" VARCHAR,'
+        ' "target_id" VARCHAR, "name" VARCHAR, "value" DOUBLE, "label" VARCHAR, "comment"'
+        ' VARCHAR, "source" VARCHAR, "author" VARCHAR, "app" VARCHAR, "trace_id" VARCHAR,'
+        ' PRIMARY KEY ("id"))',
+    ],
+    [  # 8 (#19): cache opportunities (request/prefix hashes, prefix tokens), prompt
+        # templates (each call's template, the miner's saved state)
         'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "request_hash" VARCHAR',
         'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "prefix_hash" VARCHAR',
         'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "prefix_tokens" BIGINT',
-    ],
-    [  # issue #19: prompt templates (each call's template, the miner's saved state)
         'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "template_id" VARCHAR',
         "CREATE TABLE IF NOT EXISTS template_state"
         " (name VARCHAR, state VARCHAR, updated_at TIMESTAMP)",
@@ -241,15 +246,24 @@ CLICKHOUSE: list[list[str]] = [
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `upstream_request_id` Nullable(String)"
         " AFTER `attributes`",
     ],
-    [  # issue #19: cache opportunities (a request's and its prefix's hash, prefix tokens)
+    [  # 6 (#20): scores about calls, traces and sessions
+        "CREATE TABLE IF NOT EXISTS scores (`id` String, `ts` DateTime64(6, 'UTC'), `target`"
+        " LowCardinality(String), `target_id` String, `name` LowCardinality(String), `value`"
+        " Nullable(Float64), `label` LowCardinality(Nullable(String)), `comment`"
+        " Nullable(String), `source` LowCardinality(String), `author` Nullable(String), `app`"
+        " LowCardinality(Nullable(String)), `trace_id` Nullable(String), `_version` UInt64"
+        " DEFAULT toUnixTimestamp64Micro(now64(6)), INDEX idx_target target_id TYPE"
+        " bloom_filter GRANULARITY 4) ENGINE = ReplacingMergeTree(_version) PARTITION BY"
+        " toDate(ts) ORDER BY (id) SETTINGS index_granularity = 8192",
+    ],
+    [  # 7 (#19): cache opportunities (request/prefix hashes, prefix tokens), prompt
+        # templates (each call's template, the miner's saved state)
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `request_hash` Nullable(String)"
         " AFTER `upstream_request_id`",
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `prefix_hash` Nullable(String)"
         " AFTER `request_hash`",
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `prefix_tokens` Nullable(Int64)"
         " AFTER `prefix_hash`",
-    ],
-    [  # issue #19: prompt templates (each call's template, the miner's saved state)
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `template_id`"
         " LowCardinality(Nullable(String)) AFTER `prefix_tokens`",
         "CREATE TABLE IF NOT EXISTS template_state (name String, state String,"
