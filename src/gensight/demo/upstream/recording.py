@@ -30,6 +30,8 @@ class Exchange:
     abandoned: bool = False
     ttft_ms: float | None = None
     duration_ms: float | None = None
+    #: Bytes of the request body received so far (uploads are read as they arrive).
+    received: int = 0
 
     @property
     def model(self) -> str | None:

@@ -34,6 +34,15 @@ Request headers read and stripped
     the gateway key when the server has ``--api-key``. ``traceparent`` is forwarded
     and makes the gateway span a child of the caller's span.
 
+Traces
+    Every answer to a call carries ``X-Gensight-Call-Id``, its record's id. The
+    upstream's ``x-request-id`` (``request-id``) is the record's ``upstream_request_id``,
+    its ``x-ratelimit-*`` headers ``http.response.header.*`` attributes. A request the
+    gateway answers itself (unknown upstream or path 404, body too large 413, budget 429,
+    key 401/403) is recorded as a failed call (a span when it is no call), with
+    ``gensight.refusal`` its code. JSON bodies are read whole within ``--max-body``;
+    uploads (any other body) are streamed within ``--max-upload`` (``uploads``).
+
 Failures
     ``--retries N`` (default 2): 429, 5xx and connection failures are retried with
     exponential backoff and jitter (``Retry-After`` / ``retry-after-ms`` honoured,
@@ -52,7 +61,7 @@ Modules, one idea each: ``app`` (ASGI entry, routing, the retry loop), ``policy`
 streaming the answer), ``capture`` (reading requests and answers of each operation),
 ``sse`` (event-stream framing), ``record`` (the CallRecord and spans), ``call`` (one
 request's state), ``errors`` (OpenAI-style error bodies), ``upstreams`` (configured
-upstreams).
+upstreams), ``routes`` (which upstream a path names), ``uploads`` (streamed bodies).
 """
 
 from gensight.receive.gateway.app import Gateway, GatewayMiddleware, Submit, from_settings
