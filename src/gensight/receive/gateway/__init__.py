@@ -17,7 +17,11 @@ Routes
     built in: ``anthropic`` and ``gemini``) take ``/anthropic/{path}``, ``/gemini/{path}``
     or ``/p/{name}/{path}``, the path their own SDK sends (``/v1/messages``,
     ``/v1beta/models/…:generateContent``); ``anthropic.py`` and ``gemini.py`` read them,
-    and the gateway's own errors come in that wire's shape.
+    and the gateway's own errors come in that wire's shape. Azure OpenAI:
+    ``AzureOpenAI(azure_endpoint="http://HOST:4318/azure/NAME")`` reaches
+    ``--upstream NAME=https://RES.openai.azure.com`` (``/azure/NAME/openai/deployments/…``
+    goes to ``URL/openai/deployments/…``); the deployment and ``api-version`` are recorded.
+    Every other path under a gateway prefix is a 404 in the wire's error shape.
 
 Transparency
     Status, headers and body pass through unchanged (hop-by-hop headers aside; the

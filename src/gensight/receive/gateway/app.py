@@ -81,8 +81,9 @@ class Gateway:
         #: Bodies that are not JSON (files, audio, batch input) are streamed up to this.
         self.max_upload = max_upload
         self.capture_content = capture_content
-        #: Upstreams that answered 400 to the injected ``stream_options``: asked without it.
-        self.plain_streams: set[str] = set()
+        #: Upstreams (and api-versions: Azure's older ones) that answered 400 to the
+        #: injected ``stream_options``: asked without it.
+        self.plain_streams: set[tuple[str, str | None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Budgets (``gensight.alerts.budget``): consulted per call, before any upstream is.
@@ -145,6 +146,7 @@ class Gateway:
         cap = capture_for(upstream, method, path, b"") if upstream else Capture(method, path, b"")
         call = Call(start, ts, method, path, cap, meta)
         call.route = scope["path"]
+        call.query = scope.get("query_string") or b""
         call.target = upstream
         return call, name, upstream, rest, headers
 
@@ -218,8 +220,7 @@ class Gateway:
                     break
             call.capture = capture_for(upstream, method, call.path, bytes(body))
             data = None
-        query: bytes = scope.get("query_string") or b""
-        target = rest + (b"?" + query if query else b"")
+        target = rest + (b"?" + call.query if call.query else b"")
         if self.budget is not None and call.capture.is_call:
             refusal = self.budget(
                 record.header_text(call.meta.get(b"x-gensight-app")), record.user_of(call)
@@ -299,6 +300,7 @@ class Gateway:
         """Try the upstream (then the fallback) until an answer can be forwarded; an
         upload is streamed to the upstream addressed, once (it cannot be sent twice)."""
         targets = [upstream] if upload else policy.targets(upstream, self.fallbacks)
+        version = routes.api_version(call.query)
         retries = 0 if upload else self.retries
         cap = call.capture
         failure: Failure | None = None
@@ -310,7 +312,7 @@ class Gateway:
             n = -1
             while n < retries:
                 n += 1
-                data = upload or cap.body_for(up.name not in self.plain_streams) or None
+                data = upload or cap.body_for((up.name, version) not in self.plain_streams) or None
                 call.target = up
                 span = record.attempt_span(call, up, method)
                 attempt_start = time.perf_counter()
@@ -343,7 +345,7 @@ class Gateway:
                     if "stream_options" in err:
                         # Azure OpenAI before 2024-09-01-preview, some self-hosted servers:
                         # ask again as the client did (not a retry), and remember.
-                        self.plain_streams.add(up.name)
+                        self.plain_streams.add((up.name, version))
                         n -= 1
                         continue
                     await forward.send_read(resp, raw, err, call, send)

@@ -38,6 +38,7 @@ class Call:
         "meta",
         "method",
         "path",
+        "query",
         "response_started",
         "route",
         "start",
@@ -62,6 +63,7 @@ class Call:
         self.start = start
         self.method = method
         self.path = path
+        self.query = b""  # the query string as sent (Azure's api-version is there)
         self.capture = capture
         self.meta = meta
         self.route = path

@@ -8,16 +8,19 @@ request and answer), with tokens estimated where the upstream did not count them
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from gensight.conventions.errors import classify_answer
 from gensight.enrich import tokens
 from gensight.model.records import CallRecord, SpanRecord
 from gensight.receive.gateway.call import Call, new_id
 from gensight.receive.gateway.errors import MAX_ERROR_MESSAGE, content_free
+from gensight.receive.gateway.routes import api_version
 from gensight.receive.gateway.upstreams import Upstream
 
 
@@ -131,6 +134,22 @@ def end_attempt(
         span.attributes["error.type"] = error_class
 
 
+_DEPLOYMENT = re.compile(r"/deployments/([^/?]+)/")
+
+
+def azure(record: CallRecord, call: Call) -> None:
+    """Azure OpenAI's deployment (in the path, or the v1 API's ``model``) and the
+    ``api-version`` asked for (in the query)."""
+    if call.route.startswith("/azure/") and not (record.provider or "").startswith("azure."):
+        record.provider = "azure.ai.openai"  # what the route says, whatever the host
+    found = _DEPLOYMENT.search(call.path)
+    if found:
+        record.deployment = unquote(found.group(1))[:256]
+    elif record.provider == "azure.ai.openai":
+        record.deployment = record.request_model
+    record.api_version = api_version(call.query)
+
+
 async def build(call: Call, capture_content: bool) -> tuple[list[CallRecord], list[SpanRecord]]:
     """The call's records: the CallRecord (when it is an LLM call) and its spans."""
     cap = call.capture
@@ -205,6 +224,7 @@ async def build(call: Call, capture_content: bool) -> tuple[list[CallRecord], li
             record.error_class = error_class
             record.error_message = call.error_message
         cap.fill(record, capture_content)
+        azure(record, call)
         # Estimate what the upstream did not count: whole answers, and cut streams
         # (a partial answer was still generated, and billed).
         if cap.needs_estimate(record) and (record.status == "ok" or cap.outputs()):

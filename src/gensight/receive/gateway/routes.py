@@ -14,6 +14,7 @@ Every path under a gateway prefix belongs to the gateway, so a wrong one is answ
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import parse_qs
 
 from gensight.receive.auth import GATEWAY_PREFIXES
 from gensight.receive.gateway.upstreams import Upstream
@@ -52,3 +53,11 @@ def split(raw_path: bytes, upstreams: Mapping[str, Upstream]) -> tuple[str, byte
     if name == "openai":
         return name, rest[3:] if rest.startswith(b"/v1/") else None
     return name, rest if rest != b"/" else None
+
+
+def api_version(query: bytes) -> str | None:
+    """The ``api-version`` of a query string (Azure OpenAI's), if it has one."""
+    if b"api-version=" not in query:
+        return None
+    values = parse_qs(query.decode("latin-1")).get("api-version")
+    return values[0][:64] if values else None
