@@ -70,6 +70,9 @@ class CallRecord:
     #: ``anthropic.request.id``): what its support asks for, and what tells two reports
     #: of one failed call apart from two calls
     upstream_request_id: str | None = None
+    #: Azure OpenAI (#14): the deployment called and the ``api-version`` asked for
+    deployment: str | None = None
+    api_version: str | None = None
     #: hash of what decides the answer (model, messages, tools, output-changing
     #: parameters), taken before redaction or metadata-only capture drop the text: equal
     #: hashes are requests a response cache would have answered (#19)

@@ -102,7 +102,11 @@ DUCKDB: list[list[str]] = [
         ' VARCHAR, "source" VARCHAR, "author" VARCHAR, "app" VARCHAR, "trace_id" VARCHAR,'
         ' PRIMARY KEY ("id"))',
     ],
-    [  # 8 (#19): cache opportunities (request/prefix hashes, prefix tokens), prompt
+    [  # 8 (#14): Azure OpenAI's deployment and api-version
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "deployment" VARCHAR',
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "api_version" VARCHAR',
+    ],
+    [  # 9 (#19): cache opportunities (request/prefix hashes, prefix tokens), prompt
         # templates (each call's template, the miner's saved state)
         'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "request_hash" VARCHAR',
         'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "prefix_hash" VARCHAR',
@@ -256,10 +260,16 @@ CLICKHOUSE: list[list[str]] = [
         " bloom_filter GRANULARITY 4) ENGINE = ReplacingMergeTree(_version) PARTITION BY"
         " toDate(ts) ORDER BY (id) SETTINGS index_granularity = 8192",
     ],
-    [  # 7 (#19): cache opportunities (request/prefix hashes, prefix tokens), prompt
+    [  # 7 (#14): Azure OpenAI's deployment and api-version
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `deployment`"
+        " LowCardinality(Nullable(String)) AFTER `upstream_request_id`",
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `api_version`"
+        " LowCardinality(Nullable(String)) AFTER `deployment`",
+    ],
+    [  # 8 (#19): cache opportunities (request/prefix hashes, prefix tokens), prompt
         # templates (each call's template, the miner's saved state)
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `request_hash` Nullable(String)"
-        " AFTER `upstream_request_id`",
+        " AFTER `api_version`",
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `prefix_hash` Nullable(String)"
         " AFTER `request_hash`",
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `prefix_tokens` Nullable(Int64)"

@@ -108,6 +108,8 @@ CALLS = Table(
         _c("system_instructions"),
         _c("attributes"),
         _c("upstream_request_id"),
+        _c("deployment", lc=True),
+        _c("api_version", lc=True),
         _c("request_hash"),
         _c("prefix_hash"),
         _c("prefix_tokens", "int"),

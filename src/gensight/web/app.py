@@ -96,7 +96,11 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     )
     gateway.budget = alerts.budget
     forwarder = (
-        Forwarder(settings.forward_otlp, settings.forward_headers)
+        Forwarder(
+            settings.forward_otlp,
+            settings.forward_headers,
+            call_contexts=getattr(store, "call_contexts", None),
+        )
         if settings.forward_otlp
         else None
     )
@@ -106,6 +110,7 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     pipeline.add_observer(alerts.observe)
     if forwarder is not None:
         pipeline.add_observer(forwarder.observe)
+        pipeline.add_score_observer(forwarder.observe_scores)
     grpc = (
         GrpcReceiver(
             pipeline.submit,
@@ -221,7 +226,7 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     app.add_middleware(GatewayMiddleware, gateway=gateway)
     app.add_middleware(OriginGuard, trusted_proxy=settings.trusted_proxy)
     if keyring:
-        app.add_middleware(AuthMiddleware, keyring=keyring)
+        app.add_middleware(AuthMiddleware, keyring=keyring, refuse=gateway.refuse)
     app.add_middleware(BodyLimit, max_body=settings.max_body, body_timeout=settings.body_timeout)
     return app
 
