@@ -135,12 +135,16 @@ ALERT_MEASURES = {
     "output_tokens": ("output_tokens",),
     #: the mean value of the rule's ``score`` (#20) over the window's calls
     "score_mean": ("score_mean",),
+    #: the projected spend of the current UTC month (#19, ``query.forecast``); the
+    #: rule's window is not used
+    "forecast_month_usd": ("forecast_month_usd",),
 }
 #: The unit of each measure's threshold, as forms and tables show it.
 MEASURE_UNITS = {
     "cost_usd": "$", "calls": "calls", "errors": "calls", "error_rate": "ratio 0–1",
     "latency_p95_ms": "ms", "ttft_p95_ms": "ms", "input_tokens": "tokens",
     "output_tokens": "tokens", "score_mean": "score value",
+    "forecast_month_usd": "$",
 }  # fmt: skip
 ALERT_OPS = (">", ">=", "<", "<=")
 ALERT_ACTIONS = ("notify", "block")
