@@ -12,13 +12,16 @@ from pathlib import Path
 
 import orjson
 import pytest
+from fastapi.testclient import TestClient
 
 from gensight.alerts import AlertEngine, Notifier, RuleError, parse_rule
 from gensight.alerts.notify import notification_body
 from gensight.model.records import CallRecord
+from gensight.model.settings import Settings
 from gensight.query import anomaly, answers
 from gensight.store.base import CallFilters
 from gensight.store.duckdb import DuckDBStore
+from gensight.web.app import create_app
 from tests.support.stores import fresh_chdb_store
 
 #: a Monday 00:00 UTC; the data runs five weeks from here
@@ -173,3 +176,23 @@ def test_quiet_hours_and_new_series_do_not_page(tmp_path: Path):
         store, f, "cost_usd", timedelta(hours=1), base + timedelta(weeks=1, hours=1)
     )
     assert young["reason"] == "no baseline"
+
+
+def test_the_dashboard_marks_the_spike(store, tmp_path: Path):
+    since = (SPIKE - timedelta(hours=12)).isoformat()
+    until = (SPIKE + timedelta(hours=12)).isoformat()
+    with TestClient(create_app(Settings(data_dir=tmp_path / "d"), store=store)) as client:
+        api = client.get("/api/analysis/anomalies", params={"since": since, "until": until})
+        assert api.status_code == 200
+        assert [(p["bucket"], p["measure"]) for p in api.json()["items"]] == [
+            (SPIKE.isoformat(), "cost_usd")
+        ]
+        page = client.get("/", params={"since": since, "until": until})
+        assert page.status_code == 200
+        assert 'id="anomalies"' in page.text
+        assert "cost_usd Wed 2026-10-07 03:00–04:00 UTC $12.00, usual $2." in page.text
+        assert '"label": "anomaly"' in page.text or '"label":"anomaly"' in page.text
+        bad = client.get("/api/analysis/anomalies", params={"interval": "11m"})
+        assert bad.status_code == 400 and "interval" in bad.text
+        bad = client.get("/api/analysis/anomalies", params={"measure": "score_mean"})
+        assert bad.status_code == 400 and "measure" in bad.text

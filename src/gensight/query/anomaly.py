@@ -142,6 +142,12 @@ def trailing(
     return {**verdict, "since": (now - window).isoformat(), "until": now.isoformat()}
 
 
+def bucket_for(filters: CallFilters) -> int:
+    """The bucket a range is judged in: an hour, a day beyond 31 days (both divide a week)."""
+    assert filters.since is not None and filters.until is not None
+    return 3600 if filters.until - filters.since <= timedelta(days=31) else 86400
+
+
 def scan(
     store: Any,
     filters: CallFilters,

@@ -92,3 +92,48 @@ class TemplateDetail(Template):
     """One template with its latest calls."""
 
     samples: list[Call]
+
+
+class Projection(BaseModel):
+    month_to_date_usd: float
+    rate_usd_per_day: float | None = Field(description="mean daily cost of the recent days")
+    forecast_usd: float | None = Field(description="projected month-end spend")
+    low_usd: float | None = Field(description="~95% range, never below month to date")
+    high_usd: float | None
+
+
+class AppProjection(Projection):
+    app: str | None
+
+
+class Forecast(Projection):
+    """Month to date and projected month-end spend, in total and per app."""
+
+    month: str
+    now: str
+    days_left: float
+    rate_days: int
+    unpriced_calls: int
+    apps: list[AppProjection]
+
+
+class AnomalyPoint(BaseModel):
+    bucket: str
+    measure: str
+    value: float | None
+    calls: int
+    weeks: int
+    usual: float | None
+    spread: float | None
+    deviation: float | None
+    bound: float | None
+    anomalous: bool
+
+
+class Anomalies(BaseModel):
+    """The buckets whose measure is anomalous against the same bucket of past weeks."""
+
+    interval: int
+    since: str
+    until: str
+    items: list[AnomalyPoint]

@@ -31,7 +31,7 @@ from gensight.query.params import (
 from gensight.store.base import CallFilters
 from gensight.web import call_log, charts
 from gensight.web.render import error_page, query_string, render
-from gensight.web.savings_pages import analysis_sections
+from gensight.web.savings_pages import analysis_sections, dashboard_parts, mark_anomalies
 from gensight.web.waterfall import span_detail, waterfall
 
 router = APIRouter(include_in_schema=False)
@@ -137,6 +137,11 @@ def dashboard(request: Request) -> Response:
     # the chosen groups get the first colours, then the models, in order of calls
     for r in [*(grouped["groups"] if grouped else []), *by_model["groups"]]:
         colours(r["group"])
+    shown = None
+    if not empty:
+        shown = charts.dashboard_charts(overall, grouped, by_model, by_error, colours)
+    savings = dashboard_parts(request, f, params)
+    mark_anomalies(shown, overall, savings["anomalies"])
     return render(
         request,
         "dashboard.html",
@@ -157,9 +162,8 @@ def dashboard(request: Request) -> Response:
         group_rows=grouped["groups"] if grouped else [],
         model_rows=by_model["groups"],
         error_rows=[r for r in by_error["groups"] if r["group"]],
-        charts=None if empty else charts.dashboard_charts(
-            overall, grouped, by_model, by_error, colours
-        ),
+        charts=shown,
+        savings=savings,
         empty=empty,
         no_calls_at_all=empty and not _has_calls(request),
         json_url="/api/stats/overview" + query_string(params),

@@ -12,9 +12,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from gensight.model.units import parse_duration
-from gensight.query import cache, schemas, templates, whatif
+from gensight.query import anomaly, cache, forecast, schemas, templates, whatif
 from gensight.query import savings_schemas as out
-from gensight.query.params import ParamError, with_range
+from gensight.query.params import ParamError, parse_interval, with_range
 from gensight.web.api import _ERRORS, Filters
 
 router = APIRouter(prefix="/api", tags=["savings"], responses=_ERRORS)
@@ -109,3 +109,45 @@ def prompt_template(request: Request, name: str, filters: Filters) -> dict[str, 
     if answer is None:
         raise HTTPException(404, f"no template with id {name!r}")
     return answer
+
+
+@router.get(
+    "/analysis/forecast",
+    summary="Month to date and projected month-end spend, per app and in total",
+    response_model=out.Forecast,
+)
+def month_forecast(request: Request, filters: Filters) -> dict[str, Any]:
+    """The current UTC month (the filters' range is not used): month to date, the run rate
+    of the last 7 complete days, the projection and its ~95% range; the same per app."""
+    return forecast.month_end(_store(request), filters)
+
+
+@router.get(
+    "/analysis/anomalies",
+    summary="Buckets anomalous against the same bucket of past weeks",
+    response_model=out.Anomalies,
+)
+def anomalies(
+    request: Request,
+    filters: Filters,
+    interval: Annotated[str | None, Query(description="bucket width dividing a week: 1h")] = None,
+    measure: Annotated[
+        list[str] | None, Query(description=f"one or more of {', '.join(anomaly.MEASURES)}")
+    ] = None,
+) -> dict[str, Any]:
+    """Anomalous buckets (default 24h, cost and calls) with the usual value and spread."""
+    f = with_range(filters)
+    seconds = parse_interval(interval, f) if interval else anomaly.bucket_for(f)
+    measures = tuple(measure or ("cost_usd", "calls"))
+    for m in measures:
+        if m not in anomaly.MEASURES:
+            raise ParamError("measure", f"{m!r}: must be one of {', '.join(anomaly.MEASURES)}")
+    if anomaly.WEEK.total_seconds() % seconds or seconds > 86400:
+        raise ParamError("interval", "must divide a week and be at most 1d (1h: hours of week)")
+    assert f.since is not None and f.until is not None
+    return {
+        "interval": seconds,
+        "since": f.since.isoformat(),
+        "until": f.until.isoformat(),
+        "items": anomaly.scan(_store(request), f, seconds, measures),
+    }

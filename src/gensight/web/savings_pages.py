@@ -4,12 +4,15 @@ answers ``gensight.web.savings_api`` returns."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import Request
 
+from gensight.alerts.notify import anomaly_text
 from gensight.model import vocab
-from gensight.query import cache, templates, whatif
+from gensight.query import anomaly, cache, forecast, templates, whatif
 from gensight.query.params import ParamError
 from gensight.store.base import CallFilters
 from gensight.web.render import query_string
@@ -39,3 +42,64 @@ def analysis_sections(request: Request, f: CallFilters, params: dict[str, str]) 
             "templates": "/api/analysis/templates" + query_string(params),
         },
     }
+
+
+#: The measures the dashboard marks (its cost and calls charts).
+DASHBOARD_MEASURES = ("cost_usd", "calls")
+
+
+def dashboard_parts(request: Request, f: CallFilters, params: dict[str, str]) -> dict[str, Any]:
+    """The dashboard's forecast tiles and anomalies (hourly, against past weeks)."""
+    store = request.app.state.store
+    found = []
+    if f.since is not None and f.until is not None:
+        seconds = anomaly.bucket_for(f)
+        for p in anomaly.scan(store, f, seconds, DASHBOARD_MEASURES):
+            start = datetime.fromisoformat(p["bucket"])
+            verdict = {**p, "since": p["bucket"],
+                       "until": (start + timedelta(seconds=seconds)).isoformat()}  # fmt: skip
+            found.append({**verdict, "text": anomaly_text(p["measure"], verdict)})
+    kept = {k: v for k, v in params.items() if k not in ("since", "until", "interval")}
+    return {
+        "forecast": forecast.month_end(store, replace(f, since=None, until=None)),
+        "anomalies": found,
+        "forecast_json": "/api/analysis/forecast" + query_string(kept),
+        "anomalies_json": "/api/analysis/anomalies" + query_string(params),
+    }
+
+
+def mark_anomalies(charts: dict[str, Any] | None, overall: dict[str, Any], found: list) -> None:
+    """A red dot on the cost and calls charts at every bucket inside an anomalous one."""
+    if not charts or not found:
+        return
+    interval = overall["interval"]
+    points = [p for p in overall["series"] if p["group"] is None]
+    for measure, chart, value in (("cost_usd", "cost", "cost_usd"), ("calls", "calls", "calls")):
+        spans = [
+            (datetime.fromisoformat(a["since"]), datetime.fromisoformat(a["until"]))
+            for a in found
+            if a["measure"] == measure
+        ]
+        if not spans or chart not in charts:
+            continue
+        data = []
+        for p in points:
+            start = datetime.fromisoformat(p["bucket"])
+            end = start + timedelta(seconds=interval)
+            inside = any(s < end and start < e for s, e in spans)
+            data.append(p[value] if inside else None)
+        charts[chart]["data"]["datasets"].append(
+            {
+                "type": "line",
+                "label": "anomaly",
+                "data": data,
+                "showLine": False,
+                "pointRadius": 6,
+                "pointHoverRadius": 7,
+                "pointStyle": "triangle",
+                "borderColor": "#b91c1c",
+                "backgroundColor": "#b91c1c",
+                "stack": "anomaly",
+                "order": -2,
+            }  # fmt: skip
+        )
