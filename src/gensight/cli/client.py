@@ -223,3 +223,39 @@ def import_(
             r = c.post("/api/scores", json=[s.to_dict() for s in kept[i : i + 1000]])
             _fail(r)
     typer.echo(f"imported {len(calls):,} calls and {len(kept):,} scores", err=True)
+
+
+def reprice(
+    since: Annotated[
+        str | None, option("since", "Only calls since: 30d or ISO 8601 (default: every call).")
+    ] = None,
+    model: Annotated[str | None, option("model", "Only this model's calls.")] = None,
+    url: URL = DEFAULT_URL,
+    api_key: KEY = None,
+) -> None:
+    """Price stored calls again after the prices file (or the price data) changed: the
+    server re-reads its --prices file, rewrites only the calls whose cost changed and
+    says which (a second run changes nothing)."""
+    import httpx
+
+    params = {k: v for k, v in (("since", since), ("model", model)) if v}
+    try:
+        with _client(url, api_key) as c:
+            r = c.post("/api/reprice", params=params, timeout=600)
+    except httpx.HTTPError as e:
+        typer.echo(f"error: cannot reach {url}: {e}", err=True)
+        raise typer.Exit(1) from None
+    _fail(r)
+    body = r.json()
+    typer.echo(
+        f"examined {body['examined']:,} calls, changed {body['changed']:,}:"
+        f" ${body['before_usd']:.6f} -> ${body['after_usd']:.6f}"
+    )
+    for m in body["models"]:
+        unpriced = ""
+        if m["unpriced_before"] or m["unpriced_after"]:
+            unpriced = f" (unpriced {m['unpriced_before']} -> {m['unpriced_after']})"
+        typer.echo(
+            f"  {m['model']}: {m['calls']:,} calls, ${m['before_usd']:.6f} ->"
+            f" ${m['after_usd']:.6f}{unpriced}"
+        )

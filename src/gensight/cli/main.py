@@ -151,6 +151,7 @@ def demo(
 app.command()(client.stats)
 app.command()(client.export)
 app.command("import")(client.import_)
+app.command()(client.reprice)
 
 
 def main() -> None:

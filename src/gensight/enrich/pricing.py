@@ -164,6 +164,14 @@ class Pricer:
         self._gp_ids: frozenset[str] = frozenset()
 
     # -- public API -------------------------------------------------------------------
+    def reload(self, overrides: Path | None) -> None:
+        """Read the prices file again (``gensight reprice``); ValueError as at start, and
+        then the old prices stay."""
+        loaded = load_overrides(Path(overrides)) if overrides is not None else {}
+        with self._lock:
+            self._overrides = loaded
+            self._cache = {}
+            self._plans = {}
 
     def price(self, call: CallRecord) -> None:
         """Set ``call.cost_usd`` and ``call.cost_source`` in place (see the module docstring)."""

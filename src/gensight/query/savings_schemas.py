@@ -137,3 +137,26 @@ class Anomalies(BaseModel):
     since: str
     until: str
     items: list[AnomalyPoint]
+
+
+class RepricedModel(BaseModel):
+    model: str
+    calls: int = Field(description="calls whose cost changed")
+    before_usd: float
+    after_usd: float
+    unpriced_before: int
+    unpriced_after: int
+
+
+class Reprice(BaseModel):
+    """What repricing changed: only the calls whose cost or cost source moved."""
+
+    since: str
+    model: str | None
+    examined: int
+    changed: int
+    unchanged: int
+    before_usd: float
+    after_usd: float
+    models: list[RepricedModel]
+    sources: dict[str, int] = Field(description="'computed->override': calls")

@@ -6,15 +6,18 @@ Every route returns a ``gensight.query`` answer as it is; the pages render the s
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from gensight.model.units import parse_duration
 from gensight.query import anomaly, cache, forecast, schemas, templates, whatif
 from gensight.query import savings_schemas as out
-from gensight.query.params import ParamError, parse_interval, with_range
+from gensight.query.params import ParamError, parse_interval, parse_time, with_range
+from gensight.store.base import CallFilters
+from gensight.store.reprice import reprice
 from gensight.web.api import _ERRORS, Filters
 
 router = APIRouter(prefix="/api", tags=["savings"], responses=_ERRORS)
@@ -151,3 +154,27 @@ def anomalies(
         "until": f.until.isoformat(),
         "items": anomaly.scan(_store(request), f, seconds, measures),
     }
+
+
+@router.post(
+    "/reprice",
+    summary="Price stored calls again (after the prices file or the price data changed)",
+    response_model=out.Reprice,
+)
+async def reprice_calls(
+    request: Request,
+    since: Annotated[str | None, Query(description="ISO time or 30d (default: every call)")] = None,
+    model: Annotated[str | None, Query(description="only this model's calls")] = None,
+) -> dict[str, Any]:
+    """Re-reads the server's prices file, then reprices the matching calls; writes back
+    only the calls whose cost changed (idempotent) and reports them per model."""
+    start = parse_time("since", since) or datetime(1970, 1, 1, tzinfo=UTC)
+    filters = CallFilters(since=start, until=datetime.now(UTC) + timedelta(days=1), model=model)
+    settings = request.app.state.settings
+    pricer = request.app.state.pricer
+    try:
+        pricer.reload(settings.prices)
+    except ValueError as e:
+        raise ParamError("prices", str(e)) from None
+    answer = await run_in_threadpool(reprice, _store(request), pricer, filters)
+    return {"since": start.isoformat(), "model": model, **answer}
