@@ -95,11 +95,18 @@ def test_analysis_savings_sections_in_the_browser(browser: Any, fresh_server: Se
         patterns = page.locator("#templates-table td.pattern").all_inner_texts()
         assert any("<*>" in p and "Summarise the delivery delays" in p for p in patterns)
         first = templates.first.locator("td").all_inner_texts()
-        link = templates.first.locator("a")
         with page.expect_navigation():
-            link.click()
+            templates.first.locator("td").nth(2).locator("a").click()
         assert "template_id=" in page.url
         assert page.locator("table.calls tbody tr").count() == int(first[2])
+        # the template's page: its pattern, measures and latest calls
+        page.goto(server.url + "/analysis?since=2h")
+        with page.expect_navigation():
+            page.locator("#templates-table tbody tr").first.locator("td").first.locator("a").click()
+        assert "/templates/" in page.url
+        assert page.locator("#template-pattern").inner_text() == first[1]
+        assert page.locator("#template-calls").inner_text() == first[2]
+        assert page.locator("#template-samples tbody tr").count() == int(first[2])
 
         page.goto(server.url + "/?since=2h")
         assert page.locator("#tile-mtd").inner_text().startswith("$")

@@ -150,6 +150,10 @@ def test_templates_are_recovered_and_survive_a_restart(stores, tmp_path: Path):
         ).json()
         assert {g["group"] for g in grouped["groups"]} == set(ids.values())
         assert client.get("/api/templates/nope", params={"since": "2h"}).status_code == 404
+        html = client.get(f"/templates/{ids[1]}", params={"since": "2h"})
+        assert html.status_code == 200 and 'id="template-pattern"' in html.text
+        assert "return the" in html.text and html.text.count("/calls/t") >= 10  # samples
+        assert client.get("/templates/nope", params={"since": "2h"}).status_code == 404
 
 
 def test_named_prompts_keep_their_names(tmp_path: Path):

@@ -26,6 +26,7 @@ from gensight.web.login import router as login_router
 from gensight.web.pages import router
 from gensight.web.people_pages import router as people_router
 from gensight.web.render import STATIC_DIR
+from gensight.web.template_page import router as template_router
 
 __all__ = ["mount_ui", "router"]
 
@@ -34,6 +35,7 @@ def mount_ui(app: FastAPI) -> None:
     """Add the pages and ``/static`` to the server's app."""
     app.include_router(router)
     app.include_router(people_router)
+    app.include_router(template_router)
     app.include_router(alerts_router)
     app.include_router(login_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
