@@ -192,6 +192,16 @@ def test_the_dashboard_marks_the_spike(store, tmp_path: Path):
         assert 'id="anomalies"' in page.text
         assert "cost_usd Wed 2026-10-07 03:00–04:00 UTC $12.00, usual $2." in page.text
         assert '"label": "anomaly"' in page.text or '"label":"anomaly"' in page.text
+        rule = {"name": "night cost", "kind": "anomaly", "measure": "cost_usd", "window": "1h"}
+        made = client.post("/api/alert-rules", json=rule)
+        assert made.status_code == 201, made.text
+        got = client.get(f"/api/alert-rules/{made.json()['id']}").json()
+        assert got == made.json() and got["kind"] == "anomaly" and "threshold" not in got
+        assert (got["k"], got["weeks"], got["min_calls"], got["floor"]) == (3.0, 4, 20, 1.0)
+        listed = client.get("/api/alerts").json()
+        assert [s["kind"] for s in listed if s["rule_id"] == got["id"]] == ["anomaly"]
+        no_threshold = client.post("/api/alert-rules", json={**rule, "kind": "threshold"})
+        assert no_threshold.status_code == 400 and "threshold" in no_threshold.text
         bad = client.get("/api/analysis/anomalies", params={"interval": "11m"})
         assert bad.status_code == 400 and "interval" in bad.text
         bad = client.get("/api/analysis/anomalies", params={"measure": "score_mean"})

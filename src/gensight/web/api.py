@@ -318,7 +318,12 @@ def _bad_rule(field: str, message: str) -> JSONResponse:
     return JSONResponse({"detail": message, "param": field, "field": field}, status_code=400)
 
 
-@router.get("/alert-rules", summary="Every alert rule", response_model=list[schemas.AlertRule])
+@router.get(
+    "/alert-rules",
+    summary="Every alert rule",
+    response_model=list[schemas.AlertRule],
+    response_model_exclude_unset=True,  # an anomaly rule's fields only on anomaly rules
+)
 def list_alert_rules(request: Request) -> list[dict[str, Any]]:
     """The rules, oldest first (``source`` is ``api`` or ``file``); webhook URLs show only
     their host unless the caller may change rules (they are secrets, as Slack's are)."""
@@ -356,7 +361,12 @@ async def create_alert_rule(request: Request) -> Any:
     return JSONResponse(rule.to_dict(), status_code=201)
 
 
-@router.get("/alert-rules/{rule_id}", summary="One alert rule", response_model=schemas.AlertRule)
+@router.get(
+    "/alert-rules/{rule_id}",
+    summary="One alert rule",
+    response_model=schemas.AlertRule,
+    response_model_exclude_unset=True,
+)
 def get_alert_rule(request: Request, rule_id: str) -> dict[str, Any]:
     """The rule, or 404."""
     rule = _alerts(request).get(rule_id)
