@@ -149,7 +149,7 @@ class SQLStore:
         self, filters: CallFilters, limit: int, cursor: Cursor | None, full: bool = False
     ) -> tuple[list[dict[str, Any]], Cursor | None]:
         """A page of calls, newest first; messages and attributes only when ``full``."""
-        rows = self._rows(sql.list_calls(self.dialect, filters, limit, cursor, full))
+        rows = self._list_rows(filters, limit, cursor, full)
         nxt = None
         if len(rows) > limit:
             last = rows[limit - 1]
@@ -165,6 +165,13 @@ class SQLStore:
                 if (c["trace_id"], c["span_id"]) in by_call:
                     merge_content_events(c, by_call[(c["trace_id"], c["span_id"])])
         return calls, nxt
+
+    def _list_rows(
+        self, filters: CallFilters, limit: int, cursor: Cursor | None, full: bool
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit + 1`` call rows newest first (a store with a search index
+        answers ``q`` from it)."""
+        return self._rows(sql.list_calls(self.dialect, filters, limit, cursor, full))
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:
         """One call with its messages, merging content that arrived as log events."""

@@ -62,12 +62,25 @@ def _cols(names: list[str] | tuple[str, ...], alias: str = "") -> str:
 
 
 def list_calls(
-    d: Dialect, filters: CallFilters, limit: int, cursor: Cursor | None, full: bool = False
+    d: Dialect,
+    filters: CallFilters,
+    limit: int,
+    cursor: Cursor | None,
+    full: bool = False,
+    only: tuple[list[str], list[str]] | None = None,
 ) -> Query:
     """A page of calls newest first (one row more than ``limit``, to know if there is more);
-    ``full`` adds messages and attributes."""
+    ``full`` adds messages and attributes; ``only`` keeps the calls of these (ids, span
+    ids): a search index's hits."""
     q = Query(d)
     w = where(d, q, filters)
+    if only is not None:
+        alternatives = [
+            f"c.{col} IN ({', '.join(d.param(q, v) for v in values)})"
+            for col, values in zip(("id", "span_id"), only, strict=True)
+            if values
+        ]
+        w += f" AND ({' OR '.join(alternatives) or '1 = 0'})"
     if cursor is not None:
         ts1, ts2 = d.param_ts(q, cursor.ts), d.param_ts(q, cursor.ts)
         cid = d.param(q, cursor.id)
