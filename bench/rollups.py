@@ -33,7 +33,14 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> float:
     rows += list(zip(a["groups"], b["groups"], strict=True))
     rows += list(zip(a["series"], b["series"], strict=True))
     for x, y in rows:
-        for k in ("calls", "errors", "input_tokens", "output_tokens", "unpriced_calls"):
+        for k in (
+            "calls",
+            "errors",
+            "input_tokens",
+            "output_tokens",
+            "unpriced_calls",
+            "no_usage_calls",
+        ):
             if x[k] != y[k]:
                 raise AssertionError(f"{k}: {x[k]} != {y[k]}")
         for m in ("latency_ms", "ttft_ms"):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["flush", "init", "shutdown", "span", "trace"]
+__all__ = ["flush", "init", "last_call_id", "score", "shutdown", "span", "trace"]
 
 
 def init(
@@ -68,3 +68,28 @@ def trace(func: Any = None, /, **attributes: Any) -> Any:
     from gensight.sdk.workflow import trace as _trace
 
     return _trace(func, **attributes)
+
+
+def score(
+    target_id: str | None = None,
+    name: str | None = None,
+    value: float | None = None,
+    label: str | None = None,
+    comment: str | None = None,
+    **kwargs: Any,
+) -> str | None:
+    """``gensight.score(call_id, "helpful", value=1.0)``: quality feedback about a call (the
+    gateway's ``X-Gensight-Call-Id``), a trace id, or the current span when ``None``;
+    also ``source=`` (user, human, eval, api), ``author=``, ``session=``, ``score_id=``.
+    Sent in the background with the app's telemetry; returns the score's id."""
+    from gensight.sdk.scores import score as _score
+
+    return _score(target_id, name, value, label, comment, **kwargs)
+
+
+def last_call_id() -> str | None:
+    """The id of the last LLM call this thread or task made through the SDK (for
+    ``gensight.score``); None before the first."""
+    from gensight.sdk.scores import last_call_id as _last
+
+    return _last()

@@ -33,6 +33,7 @@ def start(tmp_path: Path, store: str, upstream: Any, *args: str) -> Server:
         "--upstream", f"openai={upstream.state.url}",
         "--retries", "0",
         "--alert-interval", INTERVAL,
+        "--allow-private-webhooks",  # the webhook sinks are on loopback
         *args,
     )  # fmt: skip
 

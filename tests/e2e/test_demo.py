@@ -135,6 +135,14 @@ def test_ctrl_c_mid_run_exits_0_and_stores_everything(tmp_path: Path):
     assert proc.returncode == 0, out + err
     m = re.search(r"stored (\d+) of (\d+) records it accepted \((\d+) dropped\)", out)
     assert m and m.group(1) == m.group(2) and int(m.group(1)) > 0 and m.group(3) == "0", out
+    # a clean stop: no traceback, not even of the requests cut at exit
+    assert "Traceback" not in err and "CancelledError" not in err, err[-3000:]
+    # --quiet still says where the dashboard is; the summary counts requests and calls
+    assert f"dashboard: http://127.0.0.1:{port}" in out, out
+    summary = re.search(
+        r"(\d+) requests sent \(gateway (\d+), SDK traces (\d+).*?(\d+) LLM calls", out
+    )
+    assert summary and int(summary.group(1)) > 0 and int(summary.group(4)) > 0, out
     srv = Server(data)
     try:
         assert srv.client.get("/api/health").json()["store"]["calls"] > 0

@@ -58,6 +58,8 @@ except openai.RateLimitError:
 client.embeddings.create(model="text-embedding-3-small", input="Hello over gRPC")
 """
 
+KEY = "k3y-0123456789abcdef"
+
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
@@ -147,10 +149,10 @@ def _chat_span(tracer: trace.Tracer) -> None:
 def keyed(tmp_path: Path) -> Iterator[tuple[httpx.Client, int]]:
     """An in-process server with ``--api-key k3y --grpc`` and an API client with the key."""
     port = free_port()
-    settings = Settings(data_dir=tmp_path / "data", api_key="k3y", grpc=True, grpc_port=port)
+    settings = Settings(data_dir=tmp_path / "data", api_key=KEY, grpc=True, grpc_port=port)
     with (
         ServerThread(create_app(settings)) as srv,
-        httpx.Client(base_url=srv.url, headers={"X-Gensight-Key": "k3y"}) as api,
+        httpx.Client(base_url=srv.url, headers={"X-Gensight-Key": KEY}) as api,
     ):
         yield api, port
 
@@ -168,18 +170,18 @@ def test_grpc_receivers_with_the_key(keyed: tuple[httpx.Client, int]) -> None:
         with pytest.raises(grpc.RpcError):
             traces.Export(request, metadata=[("authorization", "Bearer nope")], timeout=10)
 
-        answer = traces.Export(request, metadata=[("authorization", "Bearer k3y")], timeout=10)
+        answer = traces.Export(request, metadata=[("authorization", f"Bearer {KEY}")], timeout=10)
         assert not answer.partial_success.rejected_spans
         logs = logs_service_pb2_grpc.LogsServiceStub(channel)
         logs.Export(
             logs_service_pb2.ExportLogsServiceRequest(),
-            metadata=[("x-gensight-key", "k3y")],
+            metadata=[("x-gensight-key", KEY)],
             timeout=10,
         )
         metrics = metrics_service_pb2_grpc.MetricsServiceStub(channel)
         metrics.Export(
             metrics_service_pb2.ExportMetricsServiceRequest(),
-            metadata=[("x-gensight-key", "k3y")],
+            metadata=[("x-gensight-key", KEY)],
             compression=grpc.Compression.Gzip,
             timeout=10,
         )

@@ -637,7 +637,17 @@ def test_browser_dashboard_draws_every_chart(browser: Any, seeded: Seeded):
         tab.page.wait_for_load_state("networkidle")
         assert "group_by=app" in tab.page.url
         labels = tab.page.evaluate("window.gensightCharts.calls.data.datasets.map(d => d.label)")
-        assert labels == ["support-bot", "shop-api", "gateway-app", "xss-app", "errors"]
+        assert labels == ["support-bot", "shop-api", "gateway-app", "xss-app", "error rate"]
+        # the group drives every time chart, each app in one colour on all of them
+        colours = tab.page.evaluate(
+            """Object.fromEntries(['calls', 'cost', 'tokens', 'latency'].map(n => [n,
+                Object.fromEntries(window.gensightCharts[n].data.datasets.map(
+                    d => [d.label.replace(/ p95$/, ''), d.borderColor]))]))"""
+        )
+        apps = labels[:-1]
+        assert len({colours["calls"][a] for a in apps}) == len(apps)  # distinct
+        for name in ("cost", "tokens", "latency"):
+            assert {a: colours[name][a] for a in apps} == {a: colours["calls"][a] for a in apps}
         tab.shot("dashboard-by-app")
 
         # auto-refresh is a plain link that adds a meta refresh
@@ -855,6 +865,12 @@ def test_docs_dashboard_screenshot(browser: Any, tmp_path: Path):
             tab.goto("/?group_by=app")
             (ROOT / "docs").mkdir(exist_ok=True)
             tab.page.screenshot(path=str(ROOT / "docs" / "dashboard.png"), full_page=True)
+            # the call log sorted by cost, and the dashboard on a phone
+            tab.goto("/calls?sort=cost_usd&limit=20")
+            tab.page.screenshot(path=str(ROOT / "docs" / "calls.png"), full_page=False)
+            tab.page.set_viewport_size({"width": 390, "height": 844})
+            tab.goto("/")
+            tab.page.screenshot(path=str(ROOT / "docs" / "dashboard-phone.png"), full_page=False)
             tab.assert_clean()
         finally:
             tab.close()

@@ -22,7 +22,7 @@ from gensight.receive import auth
 from gensight.receive.auth import COOKIE, Keyring, bind_refusal, is_loopback, parse_api_keys
 from gensight.web.app import create_app
 
-INGEST, READ, ADMIN, FULL = "ik-0123456789", "rk-0123456789", "ak-0123456789", "fk-0123456789"
+INGEST, READ, ADMIN, FULL = (f"{p}-0123456789abcdef" for p in ("ik", "rk", "ak", "fk"))
 KEYS = f"ingest:{INGEST},read:{READ},admin:{ADMIN}"
 
 # ---------------------------------------------------------------------------- units
@@ -33,7 +33,7 @@ def test_parse_scopes_admin_implies_read_and_ingest() -> None:
     assert parsed == {
         "a1": {"ingest"},
         "b2": {"read"},
-        "c3": {"ingest", "read", "admin"},
+        "c3": {"ingest", "read", "admin", "annotate"},
         "d4": {"read", "ingest"},
     }
     for bad in ("nokey", "writer:x", "read:"):
@@ -79,7 +79,10 @@ def test_sessions_expire_die_with_their_key_and_can_be_revoked() -> None:
     assert ring.check_session(token, now=1001.0) is not None
     assert ring.check_session(token, now=1000.0 + auth.SESSION_SECONDS + 1) is None
     assert ring.check_session(token[:-2] + "00", now=1001.0) is None
-    assert Keyring(None, f"read:other-key,admin:{ADMIN}").check_session(token, 1001.0) is None
+    assert (
+        Keyring(None, f"read:other-key-0123456789,admin:{ADMIN}").check_session(token, 1001.0)
+        is None
+    )
     fresh = ring.make_session(ring.match(READ))
     ring.revoke_session(fresh)
     assert ring.check_session(fresh) is None
@@ -301,6 +304,7 @@ def test_admin_session_can_add_rules_from_the_page(app_url: tuple[str, Any]) -> 
             "/alerts",
             data={"name": "from-ui", "measure": "calls", "window": "5m", "op": ">",
                   "threshold": "1000000", "action": "notify", "format": "json"},
+            headers={"Origin": url},  # as a browser sends it with a form post
         )  # fmt: skip
         assert r.status_code == 303
         names = [s["name"] for s in browser.get("/api/alerts").json()]

@@ -26,6 +26,7 @@ from gensight.model.settings import Settings
 from gensight.web.app import create_app
 
 KEY = "sk-test-" + "S3cr3tK3y" * 4
+GW_KEY = "gk-1-0123456789abcdef"
 
 
 class Gateway:
@@ -39,7 +40,8 @@ class Gateway:
 
     def openai(self, upstream: str = "openai", **kw: Any) -> openai.OpenAI:
         base = f"{self.url}/openai/v1" if upstream == "openai" else f"{self.url}/p/{upstream}/v1"
-        return openai.OpenAI(base_url=base, api_key=KEY, max_retries=0, **kw)
+        kw.setdefault("max_retries", 0)
+        return openai.OpenAI(base_url=base, api_key=KEY, **kw)
 
     def calls(self, session: str, n: int = 1) -> list[dict[str, Any]]:
         """The calls recorded with ``X-Gensight-Session: session``, oldest first, in full."""
@@ -186,7 +188,7 @@ def test_chat_sync_records_what_the_upstream_sent(gw: Gateway, upstream: Any) ->
     assert c["duration_ms"] > 0
 
 
-def test_chat_stream_usage_chunk_removed_rest_byte_identical(gw: Gateway, upstream: Any) -> None:
+def test_chat_stream_usage_chunk_removed_rest_as_direct(gw: Gateway, upstream: Any) -> None:
     s = _session()
     body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     with httpx.stream(
@@ -203,7 +205,9 @@ def test_chat_stream_usage_chunk_removed_rest_byte_identical(gw: Gateway, upstre
     sent = [f.encode() for f in ex.chunks]
     usage_frames = [f for f in sent if b'"choices":[]' in f]
     assert len(usage_frames) == 1
-    assert received == b"".join(f for f in sent if f not in usage_frames)
+    # the rest exactly as sent, less the `"usage":null` the injected request added
+    direct = [f.replace(b',"usage":null', b"") for f in sent if f not in usage_frames]
+    assert received == b"".join(direct)
     assert resp.headers["x-request-id"].startswith("req_")  # upstream headers pass
     assert "content-length" not in resp.headers
 
@@ -384,17 +388,18 @@ def test_legacy_completions_streamed_and_not(gw: Gateway, upstream: Any) -> None
         if ch.choices
     )
     ex = upstream.state.log.last("/v1/completions")
-    assert "stream_options" not in ex.body  # only chat streams are changed
+    assert ex.body["stream_options"] == {"include_usage": True}  # asked, like chat
     plain, streamed = gw.calls(s, 2)
     assert plain["operation"] == streamed["operation"] == "text_completion"
     assert plain["input_tokens"] == r.usage.prompt_tokens and plain["max_tokens"] == 5
     assert plain["output_messages"][0]["content"] == r.choices[0].text
     assert plain["finish_reasons"] == [r.choices[0].finish_reason]
     assert plain["input_messages"] == [{"role": "user", "content": "Say hi"}]
-    # a legacy stream carries no usage unless asked: estimated offline
-    assert streamed["stream"] and streamed["tokens_estimated"] is True
+    # a legacy stream carries no usage unless asked: the gateway asks, as for chat
+    assert streamed["stream"] and streamed["tokens_estimated"] is False
     assert streamed["output_messages"][0]["content"] == text
-    assert streamed["input_tokens"] > 0 and streamed["output_tokens"] > 0
+    assert streamed["input_tokens"] == ex.usage["prompt_tokens"]
+    assert streamed["output_tokens"] == ex.usage["completion_tokens"]
 
 
 def test_embeddings(gw: Gateway, upstream: Any) -> None:
@@ -704,7 +709,7 @@ def test_fallback_after_the_last_retry(upstream: Any, tmp_path: Path) -> None:
         Settings(
             data_dir=tmp_path,
             upstreams={"openai": _dead_url(), "backup": upstream.state.url},
-            fallback="backup",
+            fallback={"openai": "backup"},
             retries=1,
             retry_backoff=0.01,
         )
@@ -731,7 +736,7 @@ def test_fallback_after_the_last_retry(upstream: Any, tmp_path: Path) -> None:
 
 def test_unknown_fallback_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a configured upstream"):
-        create_app(Settings(data_dir=tmp_path, fallback="nope"))
+        create_app(Settings(data_dir=tmp_path, fallback={"openai": "nope"}))
 
 
 def test_client_disconnect_cancels_upstream_and_keeps_partial_output(
@@ -854,12 +859,16 @@ def test_queue_full_drops_are_counted_and_calls_succeed(upstream: Any, tmp_path:
 
 def test_gateway_key_is_required_and_not_forwarded(upstream: Any, tmp_path: Path) -> None:
     g = Gateway(
-        Settings(data_dir=tmp_path, upstreams={"openai": upstream.state.url}, api_key="gk-1")
+        Settings(
+            data_dir=tmp_path,
+            upstreams={"openai": upstream.state.url},
+            api_key=GW_KEY,
+        )
     )
     try:
         with pytest.raises(openai.AuthenticationError):
             g.openai().models.list()
-        ok = g.openai(default_headers={"X-Gensight-Key": "gk-1"}).models.list()
+        ok = g.openai(default_headers={"X-Gensight-Key": GW_KEY}).models.list()
         assert ok.data
         ex = upstream.state.log.last("/v1/models")
         assert "x-gensight-key" not in ex.headers

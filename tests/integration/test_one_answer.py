@@ -21,7 +21,7 @@ from gensight.model.records import CallRecord, SpanRecord
 from gensight.model.settings import Settings
 from gensight.store.duckdb import DuckDBStore
 from gensight.web.app import create_app
-from gensight.web.render import fmt_int, fmt_pct, fmt_usd
+from gensight.web.render import fmt_int, fmt_ms, fmt_pct, fmt_usd
 from tests.support.stores import fresh_chdb_store
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -177,8 +177,10 @@ def _page(client, path: str, params: dict) -> Page:
 def _cells(g: dict) -> list[str]:
     """A group as the dashboard's table shows it."""
     name = "(none)" if g["group"] is None else g["group"]
-    cost = fmt_usd(g["cost_usd"]) + (
-        f" +{g['unpriced_calls']} unpriced" if g["unpriced_calls"] else ""
+    cost = (
+        fmt_usd(g["cost_usd"])
+        + (f" +{g['unpriced_calls']} unpriced" if g["unpriced_calls"] else "")
+        + (f" {g['no_usage_calls']} no usage" if g["no_usage_calls"] else "")
     )
     return [
         name,
@@ -188,10 +190,15 @@ def _cells(g: dict) -> list[str]:
         fmt_int(g["input_tokens"]),
         fmt_int(g["output_tokens"]),
         cost,
+        fmt_ms(g["latency_ms"]["p50"]),
+        fmt_ms(g["latency_ms"]["p95"]),
+        fmt_ms(g["ttft_ms"]["p95"]),
     ]
 
 
-ADDITIVE = ("calls", "errors", "input_tokens", "output_tokens", "unpriced_calls")
+ADDITIVE = (
+    "calls", "errors", "input_tokens", "output_tokens", "unpriced_calls", "no_usage_calls",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("group_by", vocab.GROUP_BY)

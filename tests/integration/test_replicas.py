@@ -52,8 +52,8 @@ def test_only_the_leader_records_and_notifies(tmp_path: Path):
         def stop(self, timeout=5.0):
             pass
 
-    a = AlertEngine(store, interval=30, notifier=Notes())
-    b = AlertEngine(store, interval=30, notifier=Notes())
+    a = AlertEngine(store, interval=30, notifier=Notes(), allow_private_webhooks=True)
+    b = AlertEngine(store, interval=30, notifier=Notes(), allow_private_webhooks=True)
     rule = parse_rule(
         {
             "name": "any call",

@@ -17,6 +17,9 @@ from gensight.store import rollups
 from gensight.store.base import CallFilters
 from gensight.store.duckdb import DuckDBStore
 
+#: CLI runs as tests/unit/test_settings.py runs them (typer reads the width at import)
+_ENV = {"TERMINAL_WIDTH": "200"}
+
 END = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=7)
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4", None]
 APPS = ["shop", "search", "chat"]
@@ -44,7 +47,8 @@ def _calls(n: int, seed: int = 7, days: float = 3.0) -> list[CallRecord]:
                 operation="chat",
                 request_model=model,
                 response_model=None if model else "fallback-model",
-                input_tokens=rnd.randint(10, 4000),
+                # a few calls report no usage at all (no_usage_calls, not unpriced)
+                input_tokens=rnd.randint(10, 4000) if rnd.random() < 0.97 else None,
                 output_tokens=rnd.randint(0, 800) if rnd.random() < 0.95 else None,
                 cost_usd=None if rnd.random() < 0.1 else rnd.uniform(1e-5, 0.05),
                 cost_source="computed",
@@ -91,7 +95,8 @@ def _close(a: float | None, b: float | None, rel: float) -> bool:
 
 def _same(got: dict, want: dict, rel: float = 0.01) -> None:
     """Additive measures equal, percentiles within ``rel`` of the exact ones."""
-    for k in ("calls", "errors", "input_tokens", "output_tokens", "unpriced_calls"):
+    for k in ("calls", "errors", "input_tokens", "output_tokens", "unpriced_calls",
+              "no_usage_calls"):  # fmt: skip
         assert got[k] == want[k], k
     assert got["cost_usd"] == pytest.approx(want["cost_usd"], rel=1e-9, abs=1e-12)
     for m in ("latency_ms", "ttft_ms"):
@@ -196,7 +201,9 @@ def test_rebuild_command(tmp_path: Path):
     s.write(_calls(1500, seed=9), [], [])
     s._con.execute("DELETE FROM rollup_calls_model")  # rollups lost
     s.close()
-    result = CliRunner().invoke(app, ["rebuild", "rollups", "--store", f"duckdb://{path}"])
+    result = CliRunner().invoke(
+        app, ["rebuild", "rollups", "--store", f"duckdb://{path}"], env=_ENV
+    )
     assert result.exit_code == 0, result.output
     assert "rebuilt rollups" in result.output
     s = DuckDBStore(path)
@@ -204,5 +211,5 @@ def test_rebuild_command(tmp_path: Path):
         _check(s, _range(), 6 * 3600, "model")
     finally:
         s.close()
-    bad = CliRunner().invoke(app, ["rebuild", "indexes", "--store", f"duckdb://{path}"])
+    bad = CliRunner().invoke(app, ["rebuild", "indexes", "--store", f"duckdb://{path}"], env=_ENV)
     assert bad.exit_code != 0 and "rollups" in bad.output

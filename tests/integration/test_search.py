@@ -14,6 +14,9 @@ from gensight.model.records import CallRecord, ContentEvent
 from gensight.store.base import CallFilters
 from gensight.store.duckdb import DuckDBStore
 
+#: CLI runs as tests/unit/test_settings.py runs them (typer reads the width at import)
+_ENV = {"TERMINAL_WIDTH": "200"}
+
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -122,7 +125,7 @@ def test_index_survives_reopen_and_is_rebuilt(tmp_path: Path):
     s = DuckDBStore(path)
     assert s.search.created and len(_ids(s, q="refund")) == 20
     s.close()
-    result = CliRunner().invoke(app, ["rebuild", "search", "--store", f"duckdb://{path}"])
+    result = CliRunner().invoke(app, ["rebuild", "search", "--store", f"duckdb://{path}"], env=_ENV)
     assert result.exit_code == 0, result.output
     s = DuckDBStore(path)
     try:

@@ -15,6 +15,14 @@ def fresh_chdb_store(path: Path) -> ClickHouseStore:
     lease another test left would otherwise be held).
     """
     store = ClickHouseStore.from_url(f"chdb://{path}")
-    for table in ("calls", "spans", "content_events", "alert_rules", "alert_events", "leases"):
+    for table in (
+        "calls",
+        "spans",
+        "content_events",
+        "scores",
+        "alert_rules",
+        "alert_events",
+        "leases",
+    ):
         store.client.command(f"TRUNCATE TABLE {table}")
     return store

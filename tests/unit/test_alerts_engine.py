@@ -43,7 +43,7 @@ def test_restarts_and_replicas_do_not_notify_twice(tmp_path: Path) -> None:
         }  # fmt: skip
     )
     now = datetime.now(UTC)
-    first = AlertEngine(store, notifier=Recorded())
+    first = AlertEngine(store, notifier=Recorded(), allow_private_webhooks=True)
     first.create(rule)
     first.evaluate(now=now)
     assert first.states()[0]["state"] == "ok" and first.notifier.sent_bodies == []
@@ -54,7 +54,7 @@ def test_restarts_and_replicas_do_not_notify_twice(tmp_path: Path) -> None:
     assert first.notifier.sent_bodies == [(rule.id, "firing")]
 
     # a second server on the same store (or this one restarted) knows it already fired
-    second = AlertEngine(store, notifier=Recorded())
+    second = AlertEngine(store, notifier=Recorded(), allow_private_webhooks=True)
     second.evaluate(now=now + timedelta(seconds=2))
     (s,) = second.states()
     assert s["state"] == "firing" and s["value"] == 2.0 and second.notifier.sent_bodies == []
@@ -75,7 +75,7 @@ def test_restarts_and_replicas_do_not_notify_twice(tmp_path: Path) -> None:
 
 def test_budget_matches_its_app_and_user_only(tmp_path: Path) -> None:
     store = DuckDBStore(tmp_path / "g.duckdb")
-    engine = AlertEngine(store, notifier=Recorded())
+    engine = AlertEngine(store, notifier=Recorded(), allow_private_webhooks=True)
     team = parse_rule(
         {
             "name": "team",

@@ -57,6 +57,7 @@ def test_message_shape_and_usage(client: TestClient) -> None:
         "input_tokens": anthropic_input_tokens(BODY),
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
         "output_tokens": len(pieces),
         "service_tier": "standard",
     }
@@ -169,3 +170,53 @@ def test_log_records_each_exchange(client: TestClient) -> None:
     ok, failed = client.app.state.log.entries
     assert ok.status == 200 and ok.usage["output_tokens"] > 0 and ok.usage_sent
     assert failed.status == 429 and failed.usage is None
+
+
+def test_cache_writes_split_into_5m_and_1h(client: TestClient) -> None:
+    headers = {**HEADERS, "x-fake-cache-write-tokens": "2", "x-fake-cache-write-1h-tokens": "3"}
+    usage = client.post("/v1/messages", json=BODY, headers=headers).json()["usage"]
+    assert usage["cache_creation_input_tokens"] == 5
+    assert usage["cache_creation"] == {
+        "ephemeral_5m_input_tokens": 2,
+        "ephemeral_1h_input_tokens": 3,
+    }
+
+
+THINKING = {**BODY, "thinking": {"type": "enabled", "budget_tokens": 1024}}
+
+
+def test_thinking_block_comes_first_and_counts_as_output(client: TestClient) -> None:
+    m = client.post("/v1/messages", json=THINKING, headers=HEADERS).json()
+    thinking, text = m["content"]
+    assert thinking["type"] == "thinking" and thinking["signature"] and thinking["thinking"]
+    plain = client.post("/v1/messages", json=BODY, headers=HEADERS).json()
+    assert text == plain["content"][0]
+    assert m["usage"]["output_tokens"] > plain["usage"]["output_tokens"]
+
+
+def test_streamed_thinking_then_text(client: TestClient) -> None:
+    r = client.post("/v1/messages", json={**THINKING, "stream": True}, headers=HEADERS)
+    events = _events(r.text)
+    starts = [d["content_block"]["type"] for n, d in events if n == "content_block_start"]
+    assert starts == ["thinking", "text"]
+    kinds = [(d["index"], d["delta"]["type"]) for n, d in events if n == "content_block_delta"]
+    assert kinds[0] == (0, "thinking_delta") and (0, "signature_delta") in kinds
+    assert kinds[-1] == (1, "text_delta")
+    assert [n for n, _ in events][:3] == ["message_start", "content_block_start", "ping"]
+
+
+def test_overloaded_mid_stream_ends_with_an_error_event(client: TestClient) -> None:
+    headers = {**HEADERS, "x-fake-stream-error": "overloaded_error"}
+    r = client.post("/v1/messages", json={**BODY, "stream": True}, headers=headers)
+    assert r.status_code == 200
+    events = _events(r.text)
+    assert events[-1] == (
+        "error",
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+    )
+    assert "message_stop" not in [n for n, _ in events]
+
+
+def test_count_tokens(client: TestClient) -> None:
+    r = client.post("/v1/messages/count_tokens", json=BODY, headers=HEADERS)
+    assert r.json() == {"input_tokens": anthropic_input_tokens(BODY)}

@@ -96,7 +96,7 @@ def test_operations() -> None:
     assert Capture("POST", "/files", b"--multipart").operation is None
 
 
-def test_include_usage_is_injected_only_for_chat_streams_without_it() -> None:
+def test_include_usage_is_injected_only_for_streams_without_it() -> None:
     plain = b'{"model":"m","messages":[],"stream":true}'
     cap = Capture("POST", "/chat/completions", plain)
     assert cap.injected_usage and b'"include_usage":true' in cap.upstream_body
@@ -112,7 +112,11 @@ def test_include_usage_is_injected_only_for_chat_streams_without_it() -> None:
         kept.upstream_body
     )
     body = b'{"model":"m","prompt":"x","stream":true}'
-    assert Capture("POST", "/completions", body).upstream_body is body
+    legacy = Capture("POST", "/completions", body)
+    assert legacy.injected_usage and b'"include_usage":true' in legacy.upstream_body
+    # an upstream that rejects stream_options gets the client's own body
+    assert legacy.body_for(False) is body and not legacy.injected_usage
+    assert legacy.body_for(True) is legacy.upstream_body and legacy.injected_usage
 
 
 def test_token_estimates() -> None:

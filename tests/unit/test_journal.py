@@ -238,3 +238,33 @@ def test_without_a_journal_a_set_aside_record_is_logged_whole(caplog):
     p.stop()
     assert p.stats()["set_aside"] == 1
     assert any('"id":"poison"' in r.getMessage() for r in caplog.records)
+
+
+def test_replayed_segments_are_deleted_once_stored(tmp_path: Path) -> None:
+    """Issue #17 item 6: payloads before redaction leave the disk as soon as replay has
+    stored them, without waiting for the next batch."""
+    import time as _time
+    from datetime import UTC, datetime
+
+    from gensight.model.records import CallRecord
+    from gensight.pipeline.codec import RECORDS, encode_batch
+    from gensight.pipeline.writer import Pipeline
+    from gensight.store.duckdb import DuckDBStore
+
+    call = CallRecord(id="r1", trace_id="a" * 32, span_id="b" * 16, ts=datetime.now(UTC),
+                      duration_ms=1, source="otlp")  # fmt: skip
+    j = Journal(tmp_path / "journal", 10**9)
+    j.append(RECORDS, encode_batch([call], [], []))
+    j.close()  # the previous run ended before storing it
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    p = Pipeline(store, journal=Journal(tmp_path / "journal", 10**9), flush_interval=0.05)
+    p.start()
+    try:
+        deadline = _time.monotonic() + 10
+        while p.stats()["written"] < 1 and _time.monotonic() < deadline:
+            _time.sleep(0.05)
+        assert p.stats()["written"] == 1
+        assert not list((tmp_path / "journal").glob("seg-*.log"))
+    finally:
+        p.stop()
+        store.close()

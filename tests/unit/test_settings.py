@@ -101,7 +101,7 @@ def test_repeatable_flags_and_their_variables(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("GENSIGHT_UPSTREAM", "d=http://d:1 e=http://e:2")
     monkeypatch.setenv("GENSIGHT_FORWARD_HEADER", "k=v,x-team=llm")
     s = parse([])
-    assert set(s.upstreams) == {"openai", "d", "e"}
+    assert set(s.upstreams) == {*DEFAULT_UPSTREAMS, "d", "e"}
     assert s.forward_headers == {"k": "v", "x-team": "llm"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from gensight.query.analysis import fill_series, group_totals
 from gensight.web import charts
-from gensight.web.render import STATIC_DIR, fmt_compact, fmt_ms, fmt_seconds, fmt_usd
+from gensight.web.render import ENV, STATIC_DIR, fmt_compact, fmt_ms, fmt_seconds, fmt_usd
 from gensight.web.waterfall import waterfall
 
 T0 = "2026-01-31T12:00:00+00:00"
@@ -100,11 +101,29 @@ def test_dashboard_charts_use_the_series_values():
     ("value", "ms", "usd"),
     [(None, "–", "–"), (0, "0 ms", "$0"), (0.5, "0.50 ms", "$0.5000"),
      (345.4, "345 ms", "$345.40"), (1234.5, "1.23 s", "$1,234.50"), (0.000123, "0.00 ms",
-     "$0.000123")],
+     "$0.00012"), (1.4e-7, "0.00 ms", "$0.00000014"), (4e-9, "0.00 ms", "<$0.00000001")],
 )  # fmt: skip
 def test_formats(value, ms, usd):
     assert fmt_ms(value) == ms
     assert fmt_usd(value) == usd
+
+
+@pytest.mark.parametrize(
+    ("call", "shown"),
+    [
+        ({"cost_usd": None, "input_tokens": None, "output_tokens": None}, "no usage"),
+        ({"cost_usd": None, "input_tokens": 10, "output_tokens": 0}, "unpriced"),
+        ({"cost_usd": 1.4e-7, "input_tokens": 10, "output_tokens": 2}, "$0.00000014"),
+        ({"cost_usd": 0.002, "input_tokens": 10, "output_tokens": 2, "tokens_estimated": True},
+         "≈$0.0020"),
+    ],
+)  # fmt: skip
+def test_cost_labels_say_why_a_cost_is_missing(call, shown):
+    macros = ENV.get_template("_macros.html").module
+    html = str(macros.cost({"tokens_estimated": False, **call}))
+    text = re.sub(r"<[^>]+>", "", html).strip()
+    assert text == shown
+    assert not re.search(r"\$0\.0+\b", html)  # never a non-zero cost shown as zero
 
 
 def test_compact_and_interval_formats():

@@ -24,14 +24,17 @@ def test_the_store_groups_by_exactly_the_vocabulary():
 
 def test_call_filters_are_the_vocabulary_plus_the_trace():
     assert [f.name for f in fields(CallFilters)] == [*vocab.FILTER_NAMES, "trace_id"]
-    assert tuple(n for n in vocab.FILTER_NAMES if n not in ("since", "until", "q")) == FILTER_KEYS
+    assert tuple(n for n in vocab.FILTER_NAMES if vocab.FILTERS[n].in_rules) == FILTER_KEYS
+    special = ("since", "until", "q", "score")
+    assert tuple(n for n in vocab.FILTER_NAMES if n not in special) == FILTER_KEYS
 
 
 def test_record_fields_named_by_the_vocabulary_exist():
     names = {f.name for f in fields(CallRecord)}
     assert {field for _, field in vocab.TOKEN_TYPES} <= names
     assert set(vocab.CALL_SORT_KEYS) <= names
-    assert {n for n in vocab.FILTER_NAMES if n not in ("since", "until", "q", "model")} <= names
+    special = ("since", "until", "q", "model", "score")
+    assert {n for n in vocab.FILTER_NAMES if n not in special} <= names
     assert TOKEN_TYPES == vocab.TOKEN_TYPES
 
 
@@ -69,6 +72,7 @@ def test_alert_measures_read_the_totals_they_name():
         "ttft_p95_ms": 2.0,
         "input_tokens": 7,
         "output_tokens": 3,
+        "score_mean": None,  # measured apart, for rules that name their score
     }
     assert tuple(OPS) == vocab.ALERT_OPS
 
@@ -112,3 +116,10 @@ def test_every_error_class_has_its_colour():
     from gensight.web.charts import ERROR_COLOURS
 
     assert set(ERROR_COLOURS) == set(vocab.ERROR_CLASSES)
+
+
+def test_every_alert_measure_has_a_unit() -> None:
+    """The alerts form shows each measure with its unit: a new measure needs one."""
+    from gensight.model import vocab
+
+    assert set(vocab.MEASURE_UNITS) == set(vocab.ALERT_MEASURES)

@@ -31,8 +31,9 @@ import orjson
 from gensight.alerts.budget import Refusal, refusal, touches
 from gensight.alerts.notify import Notifier, notification_body
 from gensight.alerts.rules import MEASURES, OPS, Rule, RuleError, fmt_value, rule_from_row
+from gensight.alerts.webhooks import WebhookError, check_url
 from gensight.model.records import CallRecord, SpanRecord
-from gensight.query import answers
+from gensight.query import answers, quality
 
 log = logging.getLogger("gensight.alerts.engine")
 
@@ -60,15 +61,20 @@ class AlertEngine:
         file_rules: Sequence[Rule] = (),
         notifier: Notifier | None = None,
         budget_delay: float = 1.0,
+        allow_private_webhooks: bool = False,
     ) -> None:
         self.store = store
         self.interval = interval
         self.file_rules = list(file_rules)
-        self.notifier = notifier or Notifier()
+        self.allow_private_webhooks = allow_private_webhooks
+        self.notifier = notifier or Notifier(allow_private=allow_private_webhooks)
         self.budget_delay = budget_delay
         self._rules: dict[str, Rule] = {}
         self._states: dict[str, RuleState] = {}
-        self._blocking: tuple[Rule, ...] = ()
+        #: the block rules of the last evaluation; which of them refuse is read from
+        #: ``_states`` at each call, so a rule refuses from the moment /api/alerts shows it
+        #: firing
+        self._budgets: tuple[Rule, ...] = ()
         self._wake = threading.Event()
         self._budget_wake = threading.Event()
         self._stopping = threading.Event()
@@ -144,7 +150,13 @@ class AlertEngine:
         return self._load_rules().get(rule_id)
 
     def create(self, rule: Rule) -> Rule:
-        """Store a rule (replacing one with its id) and evaluate it at once."""
+        """Store a rule (replacing one with its id) and evaluate it at once; ``RuleError``
+        when its webhook points where webhooks may not go."""
+        if rule.webhook:
+            try:
+                check_url(rule.webhook, self.allow_private_webhooks)
+            except WebhookError as e:
+                raise RuleError("webhook", f"webhook {e}") from None
         self.store.save_alert_rule(rule.id, rule.definition(), rule.source, rule.created_at)
         self.wake()
         return rule
@@ -156,7 +168,7 @@ class AlertEngine:
         self.store.delete_alert_rule(rule_id)
         self.file_rules = [r for r in self.file_rules if r.id != rule_id]
         self._states.pop(rule_id, None)
-        self._blocking = tuple(r for r in self._blocking if r.id != rule_id)
+        self._budgets = tuple(r for r in self._budgets if r.id != rule_id)
         self.wake()
         return True
 
@@ -183,15 +195,11 @@ class AlertEngine:
             except Exception as e:
                 self._note_error(f"could not renew the alerts lease: {e}")
                 self.leader = False
+            self._budgets = tuple(r for r in rules.values() if r.action == "block")
             for rule in rules.values():
                 if only_blocking and rule.action != "block":
                     continue
                 self._evaluate_rule(rule, latest.get(rule.id), now)
-            self._blocking = tuple(
-                r
-                for r in rules.values()
-                if r.action == "block" and self._states.get(r.id, RuleState()).state == "firing"
-            )
             self.evaluations += 1
 
     def _evaluate_rule(self, rule: Rule, last: dict[str, Any] | None, now: datetime) -> None:
@@ -204,7 +212,12 @@ class AlertEngine:
             if last["state"] != st.state and (st.since is None or last_ts > st.since):
                 st.state, st.since = last["state"], last_ts
         try:
-            value = MEASURES[rule.measure](answers.totals(self.store, rule.call_filters(now)))
+            filters = rule.call_filters(now)
+            if rule.measure == "score_mean":
+                means = quality.score_totals(self.store, filters)
+                value = means.get(rule.score or "", {}).get("mean")
+            else:
+                value = MEASURES[rule.measure](answers.totals(self.store, filters))
         except Exception as e:
             st.error = f"{type(e).__name__}: {e}"
             self._note_error(f"rule {rule.id}: {st.error}")
@@ -297,7 +310,12 @@ class AlertEngine:
     # -- budgets -----------------------------------------------------------------------
     def budget(self, app: str | None, user: str | None) -> Refusal | None:
         """The gateway's question for each call: is a budget of this app/user exceeded?"""
-        return refusal(self._blocking, self._value, app, user)
+        firing = (r for r in self._budgets if self._state_of(r.id) == "firing")
+        return refusal(firing, self._value, app, user)
+
+    def _state_of(self, rule_id: str) -> str | None:
+        st = self._states.get(rule_id)
+        return st.state if st else None
 
     def _value(self, rule_id: str) -> float | None:
         st = self._states.get(rule_id)

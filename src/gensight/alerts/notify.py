@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
 from gensight.alerts.rules import Rule, fmt_value
+from gensight.alerts.webhooks import WebhookError, pinned, resolve
 from gensight.pipeline.worker import Worker
 
 log = logging.getLogger("gensight.alerts.notify")
@@ -68,7 +70,9 @@ class Notifier(Worker):
         backoff: float = 1.0,
         timeout: float = 5.0,
         max_pending: int = 1000,
+        allow_private: bool = False,
     ) -> None:
+        self.allow_private = allow_private
         self.attempts = attempts
         self.backoff = backoff
         self.timeout = timeout
@@ -103,7 +107,8 @@ class Notifier(Worker):
             return len(self._heap)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
+        # no proxies from the environment: the checked address is the one connected to
+        with httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=False) as client:
             while True:
                 with self._cond:
                     while not self._stopping and (
@@ -122,20 +127,37 @@ class Notifier(Worker):
         error: str | None = None
         retry = False
         try:
+            address = resolve(job.url, self.allow_private)
+        except WebhookError as e:  # refused before sending anything: not retried
+            d.status, d.last_error = "failed", f"refused: webhook {e}"
+            d.at = datetime.now(UTC).isoformat()
+            self.failed += 1
+            log.warning("alert webhook for rule %s refused: %s", job.rule_id, e)
+            return
+        url, host = pinned(job.url, address)
+        try:
             resp = client.post(
-                job.url,
+                url,
                 content=job.body,
-                headers={"content-type": "application/json", "user-agent": "gensight-alerts"},
+                headers={
+                    "host": host,
+                    "content-type": "application/json",
+                    "user-agent": "gensight-alerts",
+                },
+                extensions={"sni_hostname": urlsplit(job.url).hostname or ""},
             )
             if resp.status_code < 300:
                 d.status, d.last_error = "delivered", None
                 d.at = datetime.now(UTC).isoformat()
                 self.sent += 1
                 return
-            error = f"HTTP {resp.status_code}: {resp.text[:200]}"
+            # the status and its reason only: the target's reply is not ours to show
+            error = f"HTTP {resp.status_code} {resp.reason_phrase}".strip()
+            if 300 <= resp.status_code < 400:
+                error += " (redirects are not followed)"
             retry = resp.status_code in (408, 429) or resp.status_code >= 500
         except httpx.HTTPError as e:
-            error = f"{type(e).__name__}: {e}"
+            error = f"{type(e).__name__}: {str(e)[:200]}"
             retry = True
         d.last_error = error
         d.at = datetime.now(UTC).isoformat()

@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from gensight.alerts.webhooks import WebhookError, check_url
 from gensight.model import vocab
 from gensight.model.units import parse_duration
 from gensight.model.vocab import BUDGET_FILTERS, CALENDAR_WINDOWS, one_of
@@ -49,6 +50,8 @@ def _reader(path: tuple[str, ...]) -> Callable[[dict[str, Any]], float | None]:
     def read(totals: dict[str, Any]) -> float | None:
         value: Any = totals
         for key in path:
+            if not isinstance(value, dict) or key not in value:
+                return None  # score_mean: measured only for the rules that ask for it
             value = value[key]
         return value
 
@@ -64,7 +67,18 @@ OPS: dict[str, Callable[[float, float], bool]] = {op: _OPERATORS[op] for op in v
 ACTIONS = vocab.ALERT_ACTIONS
 FORMATS = vocab.ALERT_FORMATS
 FILTER_KEYS = vocab.RULE_FILTERS
-FIELDS = ("name", "measure", "window", "filters", "op", "threshold", "action", "webhook", "format")
+FIELDS = (
+    "name",
+    "measure",
+    "window",
+    "filters",
+    "op",
+    "threshold",
+    "action",
+    "webhook",
+    "format",
+    "score",
+)
 #: Fields a rule read from the API carries and a client may send back unchanged.
 READ_ONLY = ("created_at", "source")
 MAX_WINDOW = timedelta(days=400)
@@ -93,6 +107,7 @@ class Rule:
     action: str = "notify"
     webhook: str | None = None
     format: str = "json"
+    score: str | None = None  # the score name measure score_mean averages (#20)
     source: str = "api"  # "api" or "file"
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -186,6 +201,13 @@ def parse_rule(data: Any, *, source: str = "api", rule_id: str | None = None) ->
     threshold = float(threshold)
     if not math.isfinite(threshold) or threshold < 0:
         raise RuleError("threshold", "must be a finite number, 0 or more")
+    score = data.get("score")
+    if measure == "score_mean":
+        if not isinstance(score, str) or not score.strip() or len(score) > 200:
+            raise RuleError("score", "required with score_mean: the score's name (helpful)")
+        score = score.strip()
+    elif score is not None:
+        raise RuleError("score", "only for measure score_mean")
     if measure == "error_rate" and threshold > 1:
         raise RuleError("threshold", "error_rate is a ratio from 0 to 1 (0.05 is 5%)")
 
@@ -219,10 +241,13 @@ def parse_rule(data: Any, *, source: str = "api", rule_id: str | None = None) ->
                 )
 
     webhook = data.get("webhook")
-    if webhook is not None and (
-        not isinstance(webhook, str) or not re.match(r"^https?://[^/\s]+", webhook)
-    ):
-        raise RuleError("webhook", "must be an http(s) URL or null")
+    if webhook is not None:
+        if not isinstance(webhook, str) or len(webhook) > 2048:
+            raise RuleError("webhook", "must be an http(s) URL (at most 2048 characters) or null")
+        try:  # the form; the address class is checked by the engine, which knows the flag
+            check_url(webhook, allow_private=True)
+        except WebhookError as e:
+            raise RuleError("webhook", f"webhook {e}") from None
     fmt = data.get("format", "json")
     if fmt not in FORMATS:
         raise RuleError("format", one_of(FORMATS))
@@ -238,6 +263,7 @@ def parse_rule(data: Any, *, source: str = "api", rule_id: str | None = None) ->
         action=action,
         webhook=webhook,
         format=fmt,
+        score=score,
         source=source,
     )
 

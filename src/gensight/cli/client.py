@@ -111,7 +111,7 @@ def export(
         raise typer.BadParameter("use jsonl or parquet", param_hint="--format")
     params = {"since": since} if since else {}
     with _client(url, api_key) as c:
-        r = c.get("/api/stats/overview", params={"since": since or "36500d"})
+        r = c.get("/api/stats/overview", params={"since": since or "1970-01-01T00:00:00Z"})
         _fail(r)
         total = r.json()["totals"]["calls"]
         out = output.open("wb") if output else sys.stdout.buffer
@@ -140,18 +140,22 @@ def import_(
     url: URL = DEFAULT_URL,
     api_key: KEY = None,
 ) -> None:
-    """Send exported calls to a running server."""
+    """Send exported calls, and their scores, to a running server."""
     from rich.progress import Progress
 
-    from gensight.export.files import BadRecord, calls_from_jsonl, read_parquet, to_jsonl
+    from gensight.export.files import BadRecord, read_parquet, records_from_jsonl, to_jsonl
 
     if not file.is_file():
         raise typer.BadParameter(f"{file} does not exist", param_hint="FILE")
     try:
         if file.suffix == ".parquet":
-            calls = list(read_parquet(file))
+            calls, scores = [], {}
+            for call, of_call in read_parquet(file):
+                calls.append(call)
+                scores.update((s.id, s) for s in of_call)
         else:
-            calls = calls_from_jsonl(file.read_bytes())
+            found, listed = records_from_jsonl(file.read_bytes())
+            calls, scores = found, {s.id: s for s in listed}
     except (BadRecord, OSError, ValueError) as e:
         typer.echo(f"error: {file}: {e}", err=True)
         raise typer.Exit(1) from None
@@ -165,4 +169,8 @@ def import_(
             )
             _fail(r)
             p.advance(task, len(chunk))
-    typer.echo(f"imported {len(calls):,} calls", err=True)
+        kept = list(scores.values())
+        for i in range(0, len(kept), 1000):
+            r = c.post("/api/scores", json=[s.to_dict() for s in kept[i : i + 1000]])
+            _fail(r)
+    typer.echo(f"imported {len(calls):,} calls and {len(kept):,} scores", err=True)

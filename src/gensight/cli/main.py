@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -42,15 +43,18 @@ def _root() -> None:
 @settings_command
 def serve(settings: Settings) -> None:
     """Run the server: OTLP ingest, gateway, API and UI on one port."""
+    import duckdb
     import uvicorn
 
     from gensight.pipeline.lock import DataDirLocked
     from gensight.receive.auth import Keyring, bind_refusal
+    from gensight.receive.limits import server_options
     from gensight.web.app import create_app
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    os.umask(0o077)  # every file the server (and its store) creates is its owner's only
     try:
         refusal = bind_refusal(
             settings.host, Keyring(settings.api_key, settings.api_keys), settings.insecure
@@ -64,6 +68,11 @@ def serve(settings: Settings) -> None:
         asgi = create_app(settings)
     except DataDirLocked as e:  # another server runs on this dir: one line, no traceback
         raise SystemExit(f"Error: {e}") from None
+    except (OSError, duckdb.Error) as e:  # read-only or full disk, unreadable store file
+        where = getattr(e, "filename", None) or settings.data_dir
+        raise SystemExit(
+            f"Error: cannot use {where}: {getattr(e, 'strerror', None) or e}"
+        ) from None
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     typer.echo(
@@ -79,6 +88,7 @@ def serve(settings: Settings) -> None:
         access_log=False,
         server_header=False,  # gateway answers carry the upstream's own Server header
         timeout_graceful_shutdown=10,
+        **server_options(settings.header_timeout, settings.keep_alive_timeout),
     )
 
 

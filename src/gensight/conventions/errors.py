@@ -8,6 +8,7 @@ The HTTP status wins where one is known, since it is what the provider said.
 
 from __future__ import annotations
 
+import json
 import re
 
 _STATUS_RE = re.compile(r"(?:Error code|status(?: code)?|HTTP)[:= ]+([1-5]\d\d)\b", re.IGNORECASE)
@@ -100,3 +101,78 @@ def classify(
 ) -> str:
     """The error class of a failed call from whatever is known about it."""
     return error_class_for_status(http_status) or error_class_for_type(error_type, message)
+
+
+# -- an upstream's error answer: its status *and* its body ---------------------------------
+
+#: Provider error codes (OpenAI ``code``, Azure ``code``, llama.cpp ``type``) kept as the
+#: record's error code, and the class each one is.
+_CODES: dict[str, str] = {
+    "context_length_exceeded": "invalid_request",
+    "exceed_context_size_error": "invalid_request",  # llama.cpp
+    "string_above_max_length": "invalid_request",
+    "content_filter": "invalid_request",  # Azure OpenAI
+    "content_policy_violation": "invalid_request",
+    "insufficient_quota": "rate_limit",
+    "rate_limit_exceeded": "rate_limit",
+    "invalid_api_key": "auth",
+    "model_not_found": "invalid_request",
+}
+
+#: ``type`` values that name a bad request whatever the status (vLLM answers
+#: ``BadRequestError`` bodies; some servers send them with a 500).
+_INVALID_TYPES = frozenset(
+    {"invalid_request_error", "badrequesterror", "invalid_request", "validation_error"}
+)
+
+#: Messages of validation errors that servers return as 500 (llama.cpp's JSON parser,
+#: vLLM's and TGI's request checks).
+_VALIDATION = re.compile(
+    r"json\.exception|validation error|must be (?:a |an )?(?:string|array|object|integer|number)"
+    r"|is a required property|missing required|field required|unrecognized request argument"
+    r"|maximum context length|exceeds? the (?:available )?context",
+    re.IGNORECASE,
+)
+
+
+def _error_fields(body: str | None) -> tuple[str | None, str | None, str | None, int | None]:
+    """``(type, code, message, status in the body)`` of an OpenAI-style error body."""
+    if not body or body.lstrip()[:1] != "{":
+        return None, None, body, None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None, None, body, None
+    if not isinstance(data, dict):
+        return None, None, body, None
+    err = data.get("error", data)  # vLLM's errors are at the top level
+    if isinstance(err, str):
+        return None, None, err, None
+    if not isinstance(err, dict):
+        return None, None, body, None
+    type_ = err.get("type") if isinstance(err.get("type"), str) else None
+    code, status = err.get("code"), None
+    if isinstance(code, int) and not isinstance(code, bool):
+        code, status = None, code
+    code = code if isinstance(code, str) and code else None
+    message = err.get("message") if isinstance(err.get("message"), str) else None
+    return type_, code, message, status
+
+
+def classify_answer(status: int, body: str | None) -> tuple[str, str | None]:
+    """``(error class, provider code)`` of an upstream's error answer, read from its body
+    as well as its status: a validation error sent as 500 is ``invalid_request``, a
+    context-length or content-filter 400 keeps its code, an exhausted quota is a
+    ``rate_limit`` with code ``insufficient_quota``."""
+    by_status = error_class_for_status(status) or "unknown"
+    type_, code, message, body_status = _error_fields(body)
+    named = code or (type_ if type_ in _CODES else None)
+    if named in _CODES:
+        return _CODES[named], named
+    if status >= 500 and (
+        (type_ or "").lower().replace(" ", "") in _INVALID_TYPES
+        or (body_status is not None and 400 <= body_status < 500 and body_status != 429)
+        or (message and _VALIDATION.search(message))
+    ):
+        return "invalid_request", named
+    return by_status, named

@@ -18,11 +18,56 @@ Message = dict[str, Any]
 _INDEXED = re.compile(r"^(\d+)\.(.+)$")
 
 
+#: How deep stored content may nest; deeper parts become ``TOO_DEEP`` (the recorder and
+#: the store walk content recursively, and no real message nests anywhere near this).
+MAX_DEPTH = 64
+TOO_DEEP = "[nested too deep: not stored]"
+
+
+def _children(value: dict[Any, Any] | list[Any]) -> Any:
+    return value.values() if type(value) is dict else value
+
+
+def clip_depth(value: Any, max_depth: int = MAX_DEPTH) -> Any:
+    """``value`` with every dict or list nested deeper than ``max_depth`` replaced by
+    ``TOO_DEEP`` (``value`` itself when nothing is that deep). Iterative: no recursion."""
+    if type(value) is not dict and type(value) is not list:
+        return value
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > max_depth:
+            break
+        stack.extend((c, depth + 1) for c in _children(v) if type(c) is dict or type(c) is list)
+    else:
+        return value
+    root: Any = {} if type(value) is dict else []
+    todo: list[tuple[Any, Any, int]] = [(value, root, 1)]
+    while todo:
+        src, dst, depth = todo.pop()
+        items = src.items() if type(src) is dict else enumerate(src)
+        for k, c in items:
+            if type(c) is dict or type(c) is list:
+                if depth >= max_depth:
+                    c_out: Any = TOO_DEEP
+                else:
+                    c_out = {} if type(c) is dict else []
+                    todo.append((c, c_out, depth + 1))
+            else:
+                c_out = c
+            if type(dst) is dict:
+                dst[k] = c_out
+            else:
+                dst.append(c_out)
+    return root
+
+
 def parse_json(value: Any) -> Any:
-    """Decode a JSON string attribute; other values pass through; bad JSON stays a string."""
+    """Decode a JSON string attribute; other values pass through; bad JSON stays a string.
+    Content nested deeper than ``MAX_DEPTH`` is clipped (``clip_depth``)."""
     if isinstance(value, str | bytes) and value[:1] in ("[", "{", b"[", b"{"):
         try:
-            return orjson.loads(value)
+            return clip_depth(orjson.loads(value))
         except orjson.JSONDecodeError:
             return value
     return value
@@ -204,7 +249,7 @@ def openinference_messages(attrs: dict[str, Any], prefix: str) -> list[Message] 
                 for c in indexed_groups(g, "message.contents")
                 if c.get("message_content.text") is not None
             ]
-            content = "\n".join(texts) if texts else None
+            content = "\n".join(t if isinstance(t, str) else str(t) for t in texts) or None
         m: Message = {"role": g.get("message.role"), "content": _text(content)}
         tcs = _nested_tool_calls(g, "message.tool_calls", "tool_call.")
         if tcs:

@@ -1,4 +1,4 @@
-"""A fake Anthropic Messages API upstream, faithful enough for the real ``anthropic``
+r"""A fake Anthropic Messages API upstream, faithful enough for the real ``anthropic``
 client and the instrumentations that wrap it.
 
 Endpoint: ``POST /v1/messages`` (streamed and not). What the real API does and this
@@ -26,10 +26,21 @@ one copies:
   real types per status (429 ``rate_limit_error`` with ``retry-after``, 529
   ``overloaded_error``, 500 ``api_error``, …).
 
+* extended thinking (``"thinking": {"type": "enabled", "budget_tokens": N}``): a
+  ``thinking`` block (with its ``signature``) before the text; streamed as
+  ``thinking_delta``\s then one ``signature_delta``; its tokens are inside
+  ``output_tokens`` (Anthropic reports no separate thinking count);
+* ``usage.cache_creation`` splits the cache writes into ``ephemeral_5m_input_tokens``
+  and ``ephemeral_1h_input_tokens``;
+* ``POST /v1/messages/count_tokens`` answers ``{"input_tokens": N}``.
+
 Injection, by request header: ``x-fake-status: 429|529|500|…`` answers that error;
-``x-fake-cache-read-tokens`` / ``x-fake-cache-write-tokens`` move that many prompt
-tokens into ``cache_read_input_tokens`` / ``cache_creation_input_tokens`` (as a
-prompt with ``cache_control`` would); ``x-fake-retry-after`` sets ``retry-after``.
+``x-fake-cache-read-tokens`` / ``x-fake-cache-write-tokens`` (5-minute) /
+``x-fake-cache-write-1h-tokens`` move that many prompt tokens into
+``cache_read_input_tokens`` / ``cache_creation_input_tokens`` (as a prompt with
+``cache_control`` would); ``x-fake-retry-after`` sets ``retry-after``;
+``x-fake-stream-error: overloaded_error`` ends a stream after its first delta with an
+``error`` event of that type, as the real API does when it is overloaded mid-answer.
 
 Deterministic: the prompt's token count is :func:`anthropic_input_tokens`; the reply is
 :func:`gensight.demo.upstream.reply_pieces` of the prompt, one token per piece.
@@ -167,6 +178,37 @@ def _header_int(headers: Mapping[str, str], name: str) -> int | None:
         return None
 
 
+#: usage keys the real API leaves out of ``message_delta``'s usage
+_NOT_IN_DELTA = ("service_tier", "cache_creation")
+
+
+def _thinking(body: Mapping[str, Any], prompt: str, model: str) -> list[str] | None:
+    """The thinking pieces of a request that enabled extended thinking (else None)."""
+    config = body.get("thinking")
+    if not isinstance(config, Mapping) or config.get("type") != "enabled":
+        return None
+    budget = _header_int({"b": str(config.get("budget_tokens"))}, "b") or 1024
+    return reply_pieces("think: " + prompt, model)[: max(1, min(budget, 24))]
+
+
+def _signature(prompt: str) -> str:
+    return "EqQBCkgIARABGAIiQ" + uuid.uuid5(uuid.NAMESPACE_URL, prompt).hex
+
+
+def _block_events(
+    index: int, first: dict[str, Any], delta_type: str, key: str, pieces: Sequence[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """``content_block_start``, one ``content_block_delta`` per piece, ``content_block_stop``."""
+    start = {"type": "content_block_start", "index": index, "content_block": first}
+    deltas = [
+        ("content_block_delta",
+         {"type": "content_block_delta", "index": index, "delta": {"type": delta_type, key: p}})
+        for p in pieces
+    ]  # fmt: skip
+    stop = ("content_block_stop", {"type": "content_block_stop", "index": index})
+    return [("content_block_start", start), *deltas, stop]
+
+
 class _Anthropic:
     def __init__(self) -> None:
         self.log = RequestLog()
@@ -218,9 +260,12 @@ class _Anthropic:
         model = str(body["model"])
         prompt = anthropic_input_tokens(body)
         cache_read = min(_header_int(headers, "x-fake-cache-read-tokens") or 0, prompt)
-        cache_write = min(
-            _header_int(headers, "x-fake-cache-write-tokens") or 0, prompt - cache_read
+        write_5m = min(_header_int(headers, "x-fake-cache-write-tokens") or 0, prompt - cache_read)
+        write_1h = min(
+            _header_int(headers, "x-fake-cache-write-1h-tokens") or 0,
+            prompt - cache_read - write_5m,
         )
+        cache_write = write_5m + write_1h
         tool = _wants_tool(body)
         text = " ".join(_content_text(m.get("content")) for m in body["messages"])
         if tool is not None:
@@ -241,19 +286,30 @@ class _Anthropic:
                 pieces, stop_reason = pieces[:max_tokens], "max_tokens"
             block = {"type": "text", "text": "".join(pieces)}
             output_tokens = len(pieces)
+        thinking = _thinking(body, text, model)
+        if thinking is not None:
+            output_tokens += len(thinking)
         usage = {
             "input_tokens": prompt - cache_read - cache_write,
             "cache_creation_input_tokens": cache_write,
             "cache_read_input_tokens": cache_read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": write_5m,
+                "ephemeral_1h_input_tokens": write_1h,
+            },
             "output_tokens": output_tokens,
             "service_tier": "standard",
         }
+        blocks = [block]
+        if thinking is not None:
+            blocks.insert(0, {"type": "thinking", "thinking": "".join(thinking),
+                              "signature": _signature(text)})  # fmt: skip
         message = {
             "id": "msg_01" + uuid.uuid4().hex[:22],
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [block],
+            "content": blocks,
             "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": usage,
@@ -269,49 +325,81 @@ class _Anthropic:
             return JSONResponse(message, headers=resp_headers)
         self.log.add(ex)
         return StreamingResponse(
-            self._stream(ex, message, pieces, started),
+            self._stream(
+                ex, message, pieces, started, headers.get("x-fake-stream-error"), thinking
+            ),
             media_type="text/event-stream",
             headers={**resp_headers, "cache-control": "no-cache"},
         )
 
     async def _stream(
-        self, ex: Exchange, message: dict[str, Any], pieces: Sequence[str], started: float
+        self,
+        ex: Exchange,
+        message: dict[str, Any],
+        pieces: Sequence[str],
+        started: float,
+        stream_error: str | None = None,
+        thinking: Sequence[str] | None = None,
     ) -> AsyncIterator[bytes]:
-        block = message["content"][0]
+        block = message["content"][-1]
         usage = message["usage"]
         start = dict(message, content=[], stop_reason=None, usage=dict(usage, output_tokens=1))
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("message_start", {"type": "message_start", "message": start}),
+        ]
+        index = 0
+        if thinking is not None:
+            events += _block_events(
+                0, {"type": "thinking", "thinking": "", "signature": ""},
+                "thinking_delta", "thinking", thinking,
+            )  # fmt: skip
+            sig = {"type": "signature_delta", "signature": message["content"][0]["signature"]}
+            delta = {"type": "content_block_delta", "index": 0, "delta": sig}
+            events.insert(-1, ("content_block_delta", delta))
+            index = 1
         if block["type"] == "tool_use":
             first, delta_type, key = dict(block, input={}), "input_json_delta", "partial_json"
         else:
             first, delta_type, key = {"type": "text", "text": ""}, "text_delta", "text"
-        block_start = {"type": "content_block_start", "index": 0, "content_block": first}
-        events: list[tuple[str, dict[str, Any]]] = [
-            ("message_start", {"type": "message_start", "message": start}),
-            ("content_block_start", block_start),
-            ("ping", {"type": "ping"}),
-        ]
+        events += _block_events(index, first, delta_type, key, pieces)
+        events.insert(2, ("ping", {"type": "ping"}))
         events += [
-            ("content_block_delta",
-             {"type": "content_block_delta", "index": 0, "delta": {"type": delta_type, key: p}})
-            for p in pieces
-        ]  # fmt: skip
-        events += [
-            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
             ("message_delta", {
                 "type": "message_delta",
                 "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                "usage": {k: v for k, v in usage.items() if k != "service_tier"},
+                "usage": {k: v for k, v in usage.items() if k not in _NOT_IN_DELTA},
             }),
             ("message_stop", {"type": "message_stop"}),
         ]  # fmt: skip
+        if stream_error:
+            cut = next(i for i, (n, _) in enumerate(events) if n == "content_block_delta") + 1
+            err = error_body(529 if stream_error == "overloaded_error" else 500)
+            err["error"]["type"] = stream_error
+            err.pop("request_id")
+            events = [*events[:cut], ("error", err)]
         for name, data in events:
             chunk = f"event: {name}\ndata: {json.dumps(data)}\n\n"
             if name == "content_block_delta" and ex.ttft_ms is None:
                 ex.ttft_ms = (time.perf_counter() - started) * 1000
             ex.chunks.append(chunk)
             yield chunk.encode()
-        ex.usage_sent = ex.completed = True
+        ex.usage_sent = not stream_error
+        ex.completed = True
         ex.duration_ms = (time.perf_counter() - started) * 1000
+
+    async def count_tokens(self, request: Request) -> Response:
+        body = json.loads(await request.body() or b"null")
+        ex = Exchange(
+            id=uuid.uuid4().hex, ts=time.time(), method="POST", path=request.url.path,
+            headers=dict(request.headers), body=body,
+        )  # fmt: skip
+        if not isinstance(body, dict) or "messages" not in body or "model" not in body:
+            return self._error(ex, 400, "model and messages: Field required")
+        ex.status, ex.completed = 200, True
+        self.log.add(ex)
+        return JSONResponse(
+            {"input_tokens": anthropic_input_tokens(body)}, headers={"request-id": _request_id()}
+        )
 
     async def not_found(self, request: Request) -> Response:
         ex = Exchange(
@@ -330,6 +418,7 @@ def create_app() -> Starlette:
     app = Starlette(
         routes=[
             Route("/v1/messages", upstream.messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", upstream.count_tokens, methods=["POST"]),
             Route("/{path:path}", upstream.not_found, methods=["GET", "POST", "PUT", "DELETE"]),
         ]
     )

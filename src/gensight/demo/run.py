@@ -14,6 +14,9 @@ One process runs three things:
     Responses API through ``/openai/v1`` and ``/p/deepseek/v1``, including calls
     that fail for each reason (a bad parameter, a wrong key, a rate limit, an
     upstream error, a timeout);
+  - **Claude and Gemini** on their own wire formats through ``/anthropic`` and
+    ``/gemini``, to simulated Anthropic and Gemini upstreams
+    (``gensight.demo.native_traffic``), so the dashboard shows three providers;
   - the **SDK**: ``gensight.init()`` and a RAG service whose requests are traces of
     handler → retrieve → LLM → tool → LLM, its openai client calling the upstream
     directly, so those calls arrive over OTLP.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import signal
@@ -38,6 +42,9 @@ from typing import Any
 
 import httpx
 
+from gensight.demo.anthropic_upstream import create_app as anthropic_app
+from gensight.demo.gemini_upstream import create_app as gemini_app
+from gensight.demo.native_traffic import NativeTraffic
 from gensight.demo.serve import ServerThread
 from gensight.demo.upstream import DEMO_PROFILES, ModelProfile, UpstreamConfig, create_app
 from gensight.enrich.pricing import PRICED_HOSTS_ENV
@@ -89,19 +96,29 @@ class Tally:
 
     sent: int = 0
     ok: int = 0
+    cut: int = 0  # calls still in flight when the demo stopped
     by_path: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
 
 
+#: Completion lengths stop here, so a slow model's long answer still comes back well
+#: within the demo gateway's timeout: the timeouts the dashboard shows are the ones the
+#: demo means to show, not a latency p95 pinned at the timeout.
+MAX_COMPLETION_TOKENS = 500
+
+
 def _completion_tokens(rng: random.Random, app: str) -> int:
     median = {"batch-summarizer": 320, "copilot": 220, "support-bot": 120, "search": 40}[app]
-    return max(3, int(rng.lognormvariate(0, 0.6) * median))
+    return min(MAX_COMPLETION_TOKENS, max(3, int(rng.lognormvariate(0, 0.6) * median)))
 
 
 class Traffic:
     """Generates the demo's calls at ``rate`` per second until stopped."""
 
-    def __init__(self, server_url: str, upstream_url: str, rate: float, seed: int) -> None:
+    def __init__(
+        self, server_url: str, upstream_url: str, rate: float, seed: int, native: bool = False
+    ) -> None:
+        self.native = NativeTraffic(server_url, random.Random(seed + 1)) if native else None
         self.server_url = server_url
         self.upstream_url = upstream_url
         self.rate = rate
@@ -109,6 +126,8 @@ class Traffic:
         self.tour = list(FAILURE_TOUR)
         self.tally = Tally()
         self.stop = asyncio.Event()
+        #: seconds the calls in flight get to finish once stopped (Ctrl-C: a moment)
+        self.grace = 10.0
 
     async def run(self) -> None:
         """Start calls at Poisson arrivals until ``stop`` is set; wait for those in flight."""
@@ -130,11 +149,17 @@ class Traffic:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), self.rng.expovariate(self.rate))
         if tasks:
-            await asyncio.wait(tasks, timeout=10)
+            await asyncio.wait(tasks, timeout=self.grace)
         for t in tasks:
             t.cancel()
+        # collect the cancelled calls, so none is reported as "never retrieved"
+        await asyncio.gather(*tasks, return_exceptions=True)
         for client in (self.gateway, self.deepseek, self.direct):
-            await client.close()
+            with contextlib.suppress(Exception):
+                await client.close()
+        if self.native is not None:
+            with contextlib.suppress(Exception):
+                await self.native.close()
 
     async def _one(self) -> None:
         r = self.rng.random()
@@ -143,10 +168,19 @@ class Traffic:
             if r < 0.18:
                 await self._rag_request()
                 self.tally.by_path["sdk"] += 1
+            elif r < 0.32 and self.native is not None:
+                user = f"user-{self.rng.randint(1, 20)}"
+                meta = {"X-Gensight-App": "assistant", "X-Gensight-User": user,
+                        "X-Gensight-Session": f"{user}-s{self.rng.randint(1, 3)}"}  # fmt: skip
+                await self.native.call(meta, self.rng.choice(QUESTIONS))
+                self.tally.by_path["gateway"] += 1
             else:
                 await self._gateway_call()
                 self.tally.by_path["gateway"] += 1
             self.tally.ok += 1
+        except asyncio.CancelledError:  # stopped mid-call: not a failure of the show
+            self.tally.cut += 1
+            raise
         except Exception as e:  # every failure is part of the show; count it
             self.tally.failures[_failure_name(e)] += 1
 
@@ -289,6 +323,8 @@ _ORDER_TOOL = {
 
 def _failure_name(e: Exception) -> str:
     status = getattr(e, "status_code", None)
+    if isinstance(e, httpx.HTTPStatusError):
+        status = e.response.status_code
     return f"{type(e).__name__}" + (f" ({status})" if status else "")
 
 
@@ -343,37 +379,49 @@ def run(
     data = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="gensight-demo-"))
     # the upstream's in-flight requests are cut at exit: that is no error worth printing
     upstream = ServerThread(create_app(demo_upstream_config(seed)), log_level="critical").start()
-    # The simulated upstream stands for OpenAI and DeepSeek: price its calls publicly
-    # (loopback addresses are otherwise self-hosted), in the server and in the SDK.
+    claude = ServerThread(anthropic_app(), log_level="critical").start()
+    gemini = ServerThread(gemini_app(), log_level="critical").start()
+    # The simulated upstreams stand for OpenAI, DeepSeek, Anthropic and Google: price
+    # their calls publicly (loopback addresses are otherwise self-hosted), in the server
+    # and in the SDK.
     os.environ.setdefault(PRICED_HOSTS_ENV, "127.0.0.1")
     settings = Settings(
         host=host,
         port=port,
         data_dir=data,
-        upstreams={"openai": upstream.url + "/v1", "deepseek": upstream.url + "/v1"},
+        upstreams={
+            "openai": upstream.url + "/v1",
+            "deepseek": upstream.url + "/v1",
+            "anthropic": "anthropic:" + claude.url,
+            "gemini": "gemini:" + gemini.url,
+        },
         retries=1,
-        upstream_timeout=8.0,
+        upstream_timeout=10.0,
     )
     asgi = create_server(settings)
-    server = ServerThread(asgi, host, port).start()
+    # at exit, requests still open get half a second, then are cut; the writer still drains
+    server = ServerThread(asgi, host, port, timeout_graceful_shutdown=0.5).start()
     url = f"http://{host}:{server.port}"
-    console.print(f"[bold cyan]Gensight[/] dashboard: [link={url}]{url}[/link]   data: {data}")
+    if quiet:  # scripts still need to know where the dashboard is
+        print(f"Gensight dashboard: {url}   data: {data}", flush=True)
+    else:
+        console.print(f"[bold cyan]Gensight[/] dashboard: [link={url}]{url}[/link]   data: {data}")
 
     import gensight
 
     gensight.init(endpoint=url, app="rag-service", environment="demo", capture_content=True)
-    traffic = Traffic(url, upstream.url + "/v1", rate, seed=seed)
+    traffic = Traffic(url, upstream.url + "/v1", rate, seed=seed, native=True)
     started = time.monotonic()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, lambda: (stopping.set(), traffic.stop.set()))
+                loop.add_signal_handler(sig, lambda: _interrupt(stopping, traffic))
         if duration:
             loop.call_later(duration, traffic.stop.set)
         if stopping.is_set():
-            traffic.stop.set()
+            _interrupt(stopping, traffic)
         gen = asyncio.create_task(traffic.run())
         stats: dict[str, Any] = {}
         async with httpx.AsyncClient(base_url=url, timeout=5) as api:
@@ -397,15 +445,51 @@ def run(
     except KeyboardInterrupt:
         pass
     finally:
+        if stopping.is_set():  # cut requests end in cancellations: nothing to report
+            for name in ("uvicorn.error", "asyncio"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
         gensight.shutdown()
-        server.stop()  # the writer drains its queue before the server exits
-        upstream.stop()
+        server.stop(timeout=20)  # the writer drains its queue before the server exits
+        upstream.stop(timeout=0.4)  # the simulated providers: no need to wait
+        claude.stop(timeout=0.4)
+        gemini.stop(timeout=0.4)
     q = asgi.state.pipeline.stats()
+    calls = _calls_stored(settings)
+    t = traffic.tally
     # the summary is printed even with --quiet: scripts read it
     print(
-        f"demo finished: {traffic.tally.sent} requests sent; the server stored"
-        f" {q['written']} of {q['accepted']} records it accepted ({q['dropped']} dropped).",
+        f"demo finished: {t.sent} requests sent (gateway {t.by_path['gateway']}, SDK traces"
+        f" {t.by_path['sdk']}{f', {t.cut} cut off at exit' if t.cut else ''});"
+        f" {calls} LLM calls recorded.",
+        flush=True,
+    )
+    print(
+        f"The server stored {q['written']} of {q['accepted']} records it accepted"
+        f" ({q['dropped']} dropped): calls, spans and content events.",
         flush=True,
     )
     print(f"Keep exploring with: gensight serve --data-dir {data}", flush=True)
     return 0
+
+
+def _interrupt(stopping: threading.Event, traffic: Traffic) -> None:
+    """Ctrl-C: stop sending, give the calls in flight a moment, then cut them."""
+    stopping.set()
+    traffic.grace = 0.5
+    traffic.stop.set()
+
+
+def _calls_stored(settings: Settings) -> int | str:
+    """How many calls the demo's store holds (read after the server let it go)."""
+    from gensight.query import answers
+    from gensight.store import open_store
+    from gensight.store.base import CallFilters
+
+    try:
+        store = open_store(settings.store_url(), settings.retention)
+    except Exception:  # the summary never fails the demo
+        return "?"
+    try:
+        return answers.totals(store, CallFilters())["calls"]
+    finally:
+        store.close()

@@ -19,10 +19,13 @@ _OVERRIDE_KEYS = ("provider", "input", "output", "cache_read", "cache_write")
 class Plan:
     """A price as affine coefficients, per input-token tier.
 
-    ``cost = (c + ai*input + ao*output + ar*cache_read + aw*cache_write + az*reasoning) / 1e6``
-    with the coefficients (USD per million tokens, so they read like price lists and
-    round-trip exactly) of the tier ``input`` falls in. ``thresholds`` are the tier
-    starts: a tier applies when input tokens exceed its start.
+    ``cost = (c + ai*input + ao*output + ar*cache_read + aw*cache_write + az*reasoning
+    + ah*cache_write_1h) / 1e6`` with the coefficients (USD per million tokens, so they
+    read like price lists and round-trip exactly) of the tier ``input`` falls in.
+    ``cache_write_1h`` are the cache writes (already inside ``cache_write``) kept for an
+    hour, which Anthropic charges more for: ``ah`` is their surcharge over a 5-minute
+    write (0 where genai-prices has no 1-hour price). ``thresholds`` are the tier starts:
+    a tier applies when input tokens exceed its start.
     """
 
     __slots__ = ("thresholds", "coeffs")
@@ -30,22 +33,27 @@ class Plan:
     def __init__(
         self,
         thresholds: tuple[int, ...],
-        coeffs: tuple[tuple[float, float, float, float, float, float], ...],
+        coeffs: tuple[tuple[float, ...], ...],
     ) -> None:
         self.thresholds = thresholds
         self.coeffs = coeffs
 
-    def cost(self, i: int, o: int, r: int, w: int, z: int) -> float:
-        """USD for input, output, cache-read, cache-write and reasoning token counts."""
+    def cost(self, i: int, o: int, r: int, w: int, z: int, h: int = 0) -> float:
+        """USD for input, output, cache-read, cache-write, reasoning and 1-hour
+        cache-write (part of the cache writes) token counts."""
+        if h > w:
+            w = h
         if r + w > i:
             i = r + w
         if z > o:
             o = z
         if self.thresholds:
-            c, ai, ao, ar, aw, az = self.coeffs[bisect_left(self.thresholds, i)]
+            c, ai, ao, ar, aw, az, *ah = self.coeffs[bisect_left(self.thresholds, i)]
         else:
-            c, ai, ao, ar, aw, az = self.coeffs[0]
+            c, ai, ao, ar, aw, az, *ah = self.coeffs[0]
         total = (c + ai * i + ao * o + ar * r + aw * w + az * z) / 1_000_000
+        if h and ah:
+            total += ah[0] * h / 1_000_000
         return total if total > 0.0 else 0.0
 
 
@@ -73,12 +81,14 @@ def plan_from_model_price(mp: Any) -> Plan | None:
     if all(getattr(mp, k, None) is None for k in ("input_mtok", "output_mtok", "requests_kcount")):
         return None  # priced by characters, seconds, images…: token usage can't price it
 
-    def f(i: int, o: int = 0, r: int = 0, w: int = 0, z: int = 0) -> Decimal:
+    def f(i: int, o: int = 0, r: int = 0, w: int = 0, z: int = 0, h: int = 0) -> Decimal:
         usage: dict[str, int] = {"input_tokens": i, "output_tokens": o}
         if r:
             usage["cache_read_tokens"] = r
         if w:
             usage["cache_write_tokens"] = w
+        if h:
+            usage["cache_write_1h_tokens"] = h
         if z:
             usage["output_reasoning_tokens"] = z
         return mp.calc_price(Usage(**usage))["total_price"]
@@ -109,7 +119,8 @@ def plan_from_model_price(mp: Any) -> Plan | None:
         az = (f(hi, o=n, z=n) - f(hi, o=n)) / n
         ar = (f(hi, r=hi) - f_hi) / hi if hi else Decimal(0)
         aw = (f(hi, w=hi) - f_hi) / hi if hi else Decimal(0)
-        coeffs.append(tuple(float(x * _MTOK) for x in (c, ai, ao, ar, aw, az)))
+        ah = (f(hi, w=hi, h=hi) - f(hi, w=hi)) / hi if hi else Decimal(0)
+        coeffs.append(tuple(float(x * _MTOK) for x in (c, ai, ao, ar, aw, az, ah)))
     return Plan(tuple(thresholds), tuple(coeffs))  # type: ignore[arg-type]
 
 

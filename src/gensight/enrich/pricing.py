@@ -19,7 +19,9 @@ Where the price comes from (``cost_source``), first match wins:
 Usage follows the OTel GenAI rule: input tokens include cache reads and cache
 writes, output tokens include reasoning tokens. Cache reads, cache writes (and
 reasoning tokens, for the few models that price them apart) are charged at their
-own rates and the rest at the plain input/output rate. Inconsistent counts (more
+own rates and the rest at the plain input/output rate; Anthropic's 1-hour cache
+writes (the attribute ``CACHE_WRITE_1H``, part of the cache writes) pay genai-prices'
+1-hour write rate. Inconsistent counts (more
 cached than input tokens, more reasoning than output tokens) are read as "input
 (output) is at least the sum of its parts" instead of failing. Tiered prices
 (the whole call pays the tier its input token count reaches), per-request fees,
@@ -108,6 +110,17 @@ _MAX_CACHE = 50_000  # (provider, model) pairs come from the wire: keep the cach
 _Entry = tuple[str, Plan | None, Any]
 
 
+#: Attribute holding how many of a call's cache writes are kept for an hour (Anthropic's
+#: ``usage.cache_creation.ephemeral_1h_input_tokens``): priced at their own rate.
+CACHE_WRITE_1H = "anthropic.usage.cache_creation.ephemeral_1h_input_tokens"
+
+
+def _write_1h(call: CallRecord) -> int:
+    attrs = call.attributes
+    value = attrs.get(CACHE_WRITE_1H) if isinstance(attrs, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 class Pricer:
     """Prices calls: user overrides, then genai-prices data. Safe to share between threads."""
 
@@ -175,6 +188,7 @@ class Pricer:
                         call.cache_read_tokens or 0,
                         call.cache_write_tokens or 0,
                         call.reasoning_tokens or 0,
+                        _write_1h(call),
                     )
                     call.cost_source = source
                     return

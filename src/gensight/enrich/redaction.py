@@ -27,23 +27,41 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from gensight.enrich.secrets import NONE, families, scrub_pii, scrub_with
+from gensight.enrich.secrets import (
+    NAME_FAMILIES,
+    NONE,
+    families,
+    is_secret_name,
+    mask_value,
+    scrub_pii,
+    scrub_with,
+)
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 
 log = logging.getLogger("gensight.enrich.redaction")
 
 
-def _strings(value: Any, out: list[str]) -> None:
-    """Every string inside ``value`` (dicts' values, lists' items), appended to ``out``."""
+def _strings(value: Any, out: list[str], keys: list[str]) -> bool:
+    """Every string inside ``value`` (dicts' values, lists' items) appended to ``out``,
+    dicts' keys to ``keys``; True when a dict inside has a key that names a secret."""
     t = type(value)
     if t is str:
         out.append(value)
     elif t is dict:
-        for v in value.values():
-            _strings(v, out)
+        named = False
+        for k, v in value.items():
+            if type(k) is str:
+                keys.append(k)
+                if is_secret_name(k) and v is not None and v != "":
+                    named = True
+            named = _strings(v, out, keys) or named
+        return named
     elif t is list or t is tuple:
+        named = False
         for v in value:
-            _strings(v, out)
+            named = _strings(v, out, keys) or named
+        return named
+    return False
 
 
 class Redactor:
@@ -53,6 +71,7 @@ class Redactor:
         self.pii = pii
         self.redacted = 0  # records walked for masking
         self._fams = NONE  # the secret pattern families of the record being masked
+        self._key_fams = NONE  # those of its keys and span name
 
     def text(self, text: str) -> str:
         """One string, masked."""
@@ -60,33 +79,50 @@ class Redactor:
             text = scrub_with(text, self._fams)
         return scrub_pii(text) if self.pii else text
 
+    def _key(self, key: str) -> str:
+        # keys are scanned for secret shapes (a token pasted as a name), not for PII
+        return scrub_with(key, self._key_fams) if self._key_fams else key
+
     def value(self, value: Any) -> Any:
-        """A JSON-like value with every string in it masked (a new value when changed)."""
+        """A JSON-like value with every string in it masked, and the values of keys that
+        name a secret masked whatever they hold (a new value when changed)."""
         t = type(value)
         if t is str:
             return self.text(value)
         if t is dict:
-            return {k: self.value(v) for k, v in value.items()}
+            return {
+                k: mask_value(v) if type(k) is str and is_secret_name(k) else self.value(v)
+                for k, v in value.items()
+            }
         if t is list or t is tuple:
             return [self.value(v) for v in value]
         return value
 
-    def _needed(self, *values: Any) -> bool:
-        """Pre-check a record's strings at once; sets the families to apply while walking."""
+    def _needed(self, *values: Any, name: str = "") -> bool:
+        """Pre-check a record's strings at once; sets the families to apply while walking.
+        Keys (and the span's ``name``) are checked apart: names like ``input_tokens`` would
+        otherwise send every value through the ``name=value`` pattern."""
         found: list[str] = []
+        keys: list[str] = [name] if name else []
+        named = False
         for v in values:
-            _strings(v, found)
+            named = _strings(v, found, keys) or named
         self._fams = families("\x00".join(found)) if found else NONE
-        return bool(self._fams) or (self.pii and bool(found))
+        self._key_fams = families("\x00".join(keys)) & NAME_FAMILIES if keys else NONE
+        return named or bool(self._fams or self._key_fams) or (self.pii and bool(found))
 
     def _attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for k, v in attrs.items():
-            if type(v) is str:
+            if is_secret_name(k):
+                v = mask_value(v)
+            elif type(v) is str:
                 if len(v) > 6:
-                    attrs[k] = self.text(v)
+                    v = self.text(v)
             elif type(v) is list or type(v) is dict:
-                attrs[k] = self.value(v)
-        return attrs
+                v = self.value(v)
+            out[self._key(k)] = v
+        return out
 
     def call(self, c: CallRecord) -> None:
         """Mask one call's messages, error message and attributes."""
@@ -107,15 +143,17 @@ class Redactor:
         if c.error_message:
             c.error_message = self.text(c.error_message)
         if c.attributes:
-            self._attrs(c.attributes)
+            c.attributes = self._attrs(c.attributes)
         self.redacted += 1
 
     def span(self, s: SpanRecord) -> None:
-        """Mask one span's attributes, status message and event attributes."""
-        if not self._needed(s.attributes, s.status_message, s.events):
+        """Mask one span's name, attributes, status message and event attributes."""
+        if not self._needed(s.attributes, s.status_message, s.events, name=s.name):
             return
+        if s.name:
+            s.name = self._key(s.name)
         if s.attributes:
-            self._attrs(s.attributes)
+            s.attributes = self._attrs(s.attributes)
         if s.status_message:
             s.status_message = self.text(s.status_message)
         if s.events:

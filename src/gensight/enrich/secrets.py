@@ -27,6 +27,7 @@ international (``+44 20 7946 0958``), ``(555) 123-4567`` or ``555-123-4567`` sha
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Any
@@ -80,6 +81,36 @@ def _mask_prefixed(m: re.Match[str]) -> str:
     return m.group("p") + MASK
 
 
+# A query parameter (``?key=…``, ``&sig=…``): its name is checked in ``_mask_query``.
+_QUERY = re.compile(r"(?P<p>[?&](?P<n>[A-Za-z][\w.\-]{0,63})=)(?!\[REDACTED)[^&#\s\"'<>\\]+")
+
+
+class _AllOf:
+    """A needle that holds when every one of its fragments is in the text (two ``in``
+    scans: much cheaper than a regex whose first character is a class)."""
+
+    def __init__(self, *fragments: str) -> None:
+        self.fragments = fragments
+
+    def search(self, low: str) -> bool | None:
+        """True when every fragment is in ``low``, else None (as ``re.search``)."""
+        return True if all(f in low for f in self.fragments) else None
+
+
+_QUERY_HINT = _AllOf("?", "=")
+# A bare AWS secret access key (in text that mentions AWS): 40 characters of base64's
+# alphabet, mixed case with a digit, standing alone (a longer run is some other blob; hex
+# digests have one case only).
+_AWS_SECRET = re.compile(
+    r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]{0,39}[a-z])(?=[A-Za-z0-9/+]{0,39}[A-Z])"
+    r"(?=[A-Za-z0-9/+]{0,39}\d)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
+)
+
+
+def _mask_query(m: re.Match[str]) -> str:
+    return m.group("p") + MASK if is_secret_param(m.group("n")) else m.group(0)
+
+
 # (fragments, pattern, replacement): a family's pattern runs only on text whose lowered
 # form contains one of its fragments; every match of the pattern contains one.
 _GH = re.compile("gh[pousr]_|github_pat")  # one scan ('g' found by the engine's fast path)
@@ -93,12 +124,21 @@ _FAMILIES: tuple[tuple[tuple[str | re.Pattern[str], ...], re.Pattern[str], Any],
     (("akia", "asia"), _AWS, MASK),
     (("aiza", "ya29."), _GCP, MASK),
     ((_GH, "xox", "eyj"), _TOKENS, MASK),
+    ((_QUERY_HINT,), _QUERY, _mask_query),
+    # looked for where AWS is mentioned (a key id, "aws"): a scan of every text for 40-char
+    # runs would triple the cost of clean records
+    (("akia", "asia", "aws"), _AWS_SECRET, MASK),
 )
 _NEEDLES = tuple(dict.fromkeys(n for needles, _, _ in _FAMILIES for n in needles))
 _NEEDLE_FAMILIES = {
     n: frozenset(i for i, (needles, _, _) in enumerate(_FAMILIES) if n in needles) for n in _NEEDLES
 }
 NONE: frozenset[int] = frozenset()
+#: The families worth running on names (attribute keys, span names): key shapes only, not
+#: ``name=value`` pairs or query strings, which ``input_tokens``-like names would trigger.
+NAME_FAMILIES = frozenset(
+    i for i, (_, p, _) in enumerate(_FAMILIES) if p not in (_PEM, _KV, _QUERY)
+)
 
 
 def families(text: str) -> frozenset[int]:
@@ -203,7 +243,8 @@ def scrub_pii(text: str) -> str:
 
 
 # Names whose values are secrets whatever they look like (issue #17 item 1). Compared
-# after lower-casing and dropping separators, so "X-Api-Key", "api_key" and "apiKey" match.
+# after lower-casing and dropping separators, so "X-Api-Key", "api_key" and "apiKey" match;
+# a name whose last words form one of them ("openai_api_key", "db_password") matches too.
 _SECRET_NAMES = frozenset(
     n.replace("_", "").replace("-", "")
     for n in (
@@ -211,16 +252,43 @@ _SECRET_NAMES = frozenset(
         "x-api-key", "api-key", "token", "access_token", "refresh_token", "id_token",
         "auth_token", "authorization", "proxy-authorization", "cookie", "set-cookie",
         "aws_secret_access_key", "aws_session_token", "private_key", "x-goog-api-key",
-        "sig", "signature", "key",
+        "secret_key", "session_token", "credentials",
     )
 )  # fmt: skip
+# In URLs' query strings these short names carry keys too (Gemini's ?key=, Azure's ?sig=).
+_QUERY_NAMES = frozenset({"key", "sig", "signature", "code", "auth"})
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+")
 
 
+@functools.lru_cache(maxsize=8192)
 def is_secret_name(name: str) -> bool:
     """True when an attribute key, header name or JSON key names a secret.
 
     Only the last dotted segment counts (``http.request.header.authorization``), so
     ``gen_ai.usage.input_tokens`` is not a secret while ``auth.token`` is.
     """
-    last = name.rsplit(".", 1)[-1].lower()
-    return last.replace("_", "").replace("-", "") in _SECRET_NAMES
+    last = name.rsplit(".", 1)[-1]
+    if last.lower().replace("_", "").replace("-", "") in _SECRET_NAMES:
+        return True
+    words = [w.lower() for w in _WORDS.findall(last)]
+    tail = ""
+    for w in reversed(words):
+        tail = w + tail
+        if tail in _SECRET_NAMES:
+            return True
+    return False
+
+
+def is_secret_param(name: str) -> bool:
+    """True when a URL query parameter's name says its value is a secret."""
+    return name.lower() in _QUERY_NAMES or is_secret_name(name)
+
+
+def mask_value(value: Any) -> Any:
+    """The value of a secret-named field, masked whatever its type (None, bools and empty
+    strings kept: they hold nothing)."""
+    if value is None or value == "" or type(value) is bool:
+        return value
+    if type(value) is list or type(value) is tuple:
+        return [mask_value(v) for v in value]
+    return MASK

@@ -4,6 +4,10 @@ Both talk to a running server's API (the store file belongs to that server): exp
 pages through ``/api/calls?full=true`` newest first, import posts JSON lines to
 ``/api/import``. JSONL keeps every field as the API shows it; Parquet uses the same
 columns as the stores (messages and attributes as JSON text).
+
+Each exported call carries its ``scores`` (#20): its own, its trace's and its session's,
+as a list (JSONL) or JSON text (Parquet's ``scores`` column). A trace's score repeats on
+each of its calls; importing stores it once (scores are idempotent by id).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import IO, Any
 import orjson
 
 from gensight.model import vocab
-from gensight.model.records import CALL_FIELD_NAMES, CallRecord
+from gensight.model.records import CALL_FIELD_NAMES, CallRecord, Score
+from gensight.model.scores import ScoreError, score_from_dict
 from gensight.model.vocab import one_of
 
 _FIELDS = {f.name: f for f in dataclasses.fields(CallRecord)}
@@ -63,8 +68,27 @@ def call_from_dict(d: dict[str, Any]) -> CallRecord:
 _WRONG_TYPE = (TypeError, ValueError, AttributeError, OverflowError, NotImplementedError)
 
 
+def scores_from_value(value: Any) -> list[Score]:
+    """A call row's ``scores`` (a list, or JSON text from Parquet) as Scores."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        value = orjson.loads(value)
+    if not isinstance(value, list):
+        raise BadRecord("field 'scores' must be a list")
+    try:
+        return [score_from_dict(d, where=f"scores[{i}].") for i, d in enumerate(value)]
+    except ScoreError as e:
+        raise BadRecord(str(e)) from None
+
+
 def calls_from_jsonl(data: bytes) -> list[CallRecord]:
-    """Parse JSON lines of call records (BadRecord naming the line).
+    """Parse JSON lines of call records (BadRecord naming the line)."""
+    return records_from_jsonl(data)[0]
+
+
+def records_from_jsonl(data: bytes) -> tuple[list[CallRecord], list[Score]]:
+    """Parse JSON lines of call records and their scores (BadRecord naming the line).
 
     Every field must fit its store column: a record the writer could not insert would be
     retried forever and hold up everything queued behind it.
@@ -72,6 +96,7 @@ def calls_from_jsonl(data: bytes) -> list[CallRecord]:
     from gensight.store.arrow import calls_table
 
     calls = []
+    scores: dict[str, Score] = {}
     lines = []
     for n, line in enumerate(data.splitlines(), start=1):
         if not line.strip():
@@ -81,6 +106,8 @@ def calls_from_jsonl(data: bytes) -> list[CallRecord]:
             if not isinstance(obj, dict):
                 raise BadRecord("not a JSON object")
             calls.append(call_from_dict(obj))
+            for score in scores_from_value(obj.get("scores")):
+                scores[score.id] = score
             lines.append(n)
         except (orjson.JSONDecodeError, BadRecord, *_WRONG_TYPE) as e:
             raise BadRecord(f"line {n}: {e}") from None
@@ -93,7 +120,7 @@ def calls_from_jsonl(data: bytes) -> list[CallRecord]:
             except _WRONG_TYPE as e:
                 raise BadRecord(f"line {n}: a field has the wrong type: {e}") from None
         raise
-    return calls
+    return calls, list(scores.values())
 
 
 def iter_export(client: Any, params: dict[str, Any], page: int = 1000) -> Iterator[dict]:
@@ -114,31 +141,40 @@ class ParquetSink:
     """Writes call dicts to Parquet in row groups, with the stores' column types."""
 
     def __init__(self, out: IO[bytes] | Path) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         from gensight.store import arrow
 
+        self._pa = pa
         self._arrow = arrow
-        self._writer = pq.ParquetWriter(out, arrow.CALL_SCHEMA)
+        self._schema = arrow.CALL_SCHEMA.append(pa.field("scores", pa.string()))
+        self._writer = pq.ParquetWriter(out, self._schema)
         self._rows: list[CallRecord] = []
+        self._scores: list[str | None] = []
 
     def write(self, row: dict[str, Any]) -> None:
         self._rows.append(call_from_dict(row))
+        scores = row.get("scores")
+        self._scores.append(orjson.dumps(scores).decode() if scores else None)
         if len(self._rows) >= 10_000:
             self.flush()
 
     def flush(self) -> None:
         if self._rows:
-            self._writer.write_table(self._arrow.calls_table(self._rows))
+            table = self._arrow.calls_table(self._rows)
+            table = table.append_column("scores", self._pa.array(self._scores, self._pa.string()))
+            self._writer.write_table(table)
             self._rows = []
+            self._scores = []
 
     def close(self) -> None:
         self.flush()
         self._writer.close()
 
 
-def read_parquet(path: Path) -> Iterator[CallRecord]:
-    """Call records from a Parquet file written by ``gensight export``."""
+def read_parquet(path: Path) -> Iterator[tuple[CallRecord, list[Score]]]:
+    """Call records and their scores from a Parquet file written by ``gensight export``."""
     import pyarrow.parquet as pq
 
     f = pq.ParquetFile(path)
@@ -147,7 +183,8 @@ def read_parquet(path: Path) -> Iterator[CallRecord]:
         raise BadRecord(f"{path} has no call columns (id, ts, trace_id)")
     for batch in f.iter_batches(batch_size=10_000):
         for row in batch.to_pylist():
-            yield call_from_dict({k: v for k, v in row.items() if k in CALL_FIELD_NAMES})
+            call = call_from_dict({k: v for k, v in row.items() if k in CALL_FIELD_NAMES})
+            yield call, scores_from_value(row.get("scores"))
 
 
 def to_jsonl(call: CallRecord | dict[str, Any]) -> bytes:

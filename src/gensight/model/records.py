@@ -120,16 +120,50 @@ class ContentEvent:
     message: dict[str, Any]
 
 
+@dataclass(slots=True)
+class Score:
+    """A judgement of quality (#20) about a call, a trace or a session.
+
+    ``value`` (a number) and/or ``label`` (``good``, ``thumbs_down``…); ``source`` is who
+    judged (``vocab.SCORE_SOURCES``). Idempotent by ``id``: the same score sent twice is
+    stored once. A score is joined to its call, trace or session when read, so it may
+    arrive before or after them; ``trace_id`` is the call's trace when the sender knew it.
+    """
+
+    id: str
+    ts: datetime
+    target: str  # "call" | "trace" | "session"
+    target_id: str
+    name: str
+    value: float | None = None
+    label: str | None = None
+    comment: str | None = None
+    source: str = "api"
+    author: str | None = None
+    app: str | None = None
+    trace_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The score as the API shows it."""
+        d = {f.name: getattr(self, f.name) for f in _SCORE_FIELDS}
+        d["ts"] = self.ts.isoformat()
+        return d
+
+
 _CALL_FIELDS = dataclasses.fields(CallRecord)
 _SPAN_FIELDS = dataclasses.fields(SpanRecord)
+_SCORE_FIELDS = dataclasses.fields(Score)
 CALL_FIELD_NAMES = tuple(f.name for f in _CALL_FIELDS)
 SPAN_FIELD_NAMES = tuple(f.name for f in _SPAN_FIELDS)
+SCORE_FIELD_NAMES = tuple(f.name for f in _SCORE_FIELDS)
 __all__ = [
     "CALL_FIELD_NAMES",
     "COST_SOURCES",
     "ERROR_CLASSES",
+    "SCORE_FIELD_NAMES",
     "SPAN_FIELD_NAMES",
     "CallRecord",
     "ContentEvent",
+    "Score",
     "SpanRecord",
 ]

@@ -22,7 +22,13 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from gensight.model.units import parse_seconds, parse_size
 
-DEFAULT_UPSTREAMS = {"openai": "https://api.openai.com/v1"}
+#: ``NAME=[WIRE:]URL``: the wire format (``gensight.receive.gateway.upstreams.WIRES``)
+#: prefixes a native upstream's URL; ``/anthropic/…`` and ``/gemini/…`` use these two.
+DEFAULT_UPSTREAMS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "anthropic:https://api.anthropic.com",
+    "gemini": "gemini:https://generativelanguage.googleapis.com",
+}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -40,10 +46,40 @@ def parse_upstreams(value: object) -> dict[str, str]:
     upstreams = dict(DEFAULT_UPSTREAMS)
     for item in _items(value):
         name, sep, url = item.partition("=")
-        if not sep or not name.strip() or not url.startswith(("http://", "https://")):
-            raise ValueError(f"{item!r} is not NAME=http(s)://URL")
+        bare = url.split(":", 1)[1] if url.startswith(("anthropic:", "gemini:")) else url
+        if not sep or not name.strip() or not bare.startswith(("http://", "https://")):
+            raise ValueError(f"{item!r} is not NAME=http(s)://URL or NAME=anthropic|gemini:URL")
         upstreams[name.strip()] = url.rstrip("/")
     return upstreams
+
+
+def parse_pairs(value: object, what: str = "NAME=VALUE") -> dict[str, str]:
+    """``NAME=VALUE`` items (repeated or comma-separated) as a dict; a dict passes through."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    pairs: dict[str, str] = {}
+    for item in _items(value):
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise ValueError(f"{item!r} is not {what}")
+        pairs[key.strip()] = val.strip()
+    return pairs
+
+
+def parse_fallbacks(value: object) -> dict[str, str]:
+    """``FROM=TO`` pairs: which upstream ``TO`` takes over when upstream ``FROM`` fails.
+
+    A bare name (the old ``--fallback NAME``, which applied to every upstream and sent
+    the client's key and prompt to it) is refused: each pair must be said.
+    """
+    return parse_pairs(
+        value, "FROM=TO (say which upstream falls back, e.g. --fallback openai=azure)"
+    )
+
+
+def parse_upstream_keys(value: object) -> dict[str, str]:
+    """``NAME=ENV_VAR`` pairs: the environment variable holding upstream NAME's key."""
+    return parse_pairs(value, "NAME=ENV_VAR")
 
 
 def parse_headers(value: object) -> dict[str, str]:
@@ -186,9 +222,19 @@ class Settings(BaseModel):
     max_body: Size = setting(
         "16MiB", "Largest accepted request body, also after gunzip.", metavar="SIZE"
     )
+    header_timeout: Annotated[float, BeforeValidator(parse_seconds), Field(gt=0)] = setting(
+        "10s", "Time a client has to send a request's headers.", metavar="DURATION"
+    )
+    body_timeout: Annotated[float, BeforeValidator(parse_seconds), Field(gt=0)] = setting(
+        "60s", "Time a client has to send a request's whole body.", metavar="DURATION"
+    )
+    keep_alive_timeout: Annotated[float, BeforeValidator(parse_seconds), Field(gt=0)] = setting(
+        "5s", "Idle time after which a keep-alive connection is closed.", metavar="DURATION"
+    )
     upstreams: Annotated[dict[str, str], BeforeValidator(parse_upstreams)] = setting(
         "openai=https://api.openai.com/v1",
-        "NAME=URL of an upstream the gateway may reach (repeatable, or comma-separated).",
+        "NAME=URL of an upstream the gateway may reach (repeatable, or comma-separated); "
+        "NAME=anthropic:URL or NAME=gemini:URL for one speaking that provider's own API.",
         flag="upstream",
         metavar="NAME=URL",
         repeatable=True,
@@ -200,8 +246,27 @@ class Settings(BaseModel):
         metavar="N",
         ge=0,
     )
-    fallback: str | None = setting(
-        None, "Upstream NAME the gateway tries after the last retry.", metavar="NAME"
+    fallback: Annotated[dict[str, str], BeforeValidator(parse_fallbacks)] = setting(
+        "",
+        "FROM=TO: upstream TO is tried after upstream FROM's last retry (repeatable; only "
+        "the pairs given, so no prompt goes where you did not say).",
+        metavar="FROM=TO",
+        repeatable=True,
+    )
+    upstream_keys: Annotated[dict[str, str], BeforeValidator(parse_upstream_keys)] = setting(
+        "",
+        "NAME=ENV_VAR: the gateway sends upstream NAME the key in ENV_VAR in place of the "
+        "client's Authorization/api-key (repeatable). The client's key only ever goes to the "
+        "upstream it addressed.",
+        flag="upstream-key",
+        metavar="NAME=ENV_VAR",
+        repeatable=True,
+    )
+    upstreams_file: ExistingFile = setting(
+        None,
+        "TOML file of upstreams: [upstreams.NAME] with url, and optionally key_env and "
+        "fallback (the same as --upstream, --upstream-key and --fallback).",
+        metavar="FILE",
     )
     upstream_timeout: Seconds = setting(
         "600s",
@@ -215,8 +280,9 @@ class Settings(BaseModel):
         "0.5s", "First retry delay (it doubles each retry, with jitter).", metavar="DURATION"
     )
     retry_max_wait: Seconds = setting(
-        "30s",
-        "Longest Retry-After the gateway waits through; a longer one goes to the client.",
+        "10s",
+        "Most time one gateway call spends waiting between retries (Retry-After or backoff);"
+        " an answer asking for longer goes to the client as it came.",
         metavar="DURATION",
     )
     capture_content: Annotated[bool, BeforeValidator(parse_capture)] = setting(
@@ -242,10 +308,21 @@ class Settings(BaseModel):
     api_keys: str | None = setting(
         None,
         "Scoped keys ingest:K1,read:K2,admin:K3: ingest = OTLP and gateway, read = UI and "
-        "GET /api, admin = API writes and all; ingest@APP:K binds a key to an app.",
+        "GET /api, admin = API writes and all; ingest@APP:K binds a key to an app; "
+        "annotate = scores (POST /api/scores, which ingest keys may also call, and the call "
+        "page's form).",
         metavar="KEYS",
     )
     insecure: bool = setting(False, "Allow a non-loopback --host without any key.")
+    trusted_proxy: bool = setting(
+        False,
+        "Behind a reverse proxy: trust its X-Forwarded-Host/Proto for the same-origin check "
+        "of browser writes.",
+    )
+    allow_private_webhooks: bool = setting(
+        False,
+        "Let alert webhooks reach loopback, private, link-local and CGNAT addresses.",
+    )
     retention: Annotated[timedelta | None, BeforeValidator(parse_retention)] = setting(
         "forever",
         "Delete calls older than this (30d): a TTL on ClickHouse, an hourly delete on DuckDB.",

@@ -20,7 +20,10 @@ def parse_duration(text: str) -> timedelta:
     m = _DURATION.match(text)
     if not m:
         raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h, 7d")
-    return timedelta(seconds=float(m.group(1)) * _SECONDS[m.group(2).lower()])
+    try:
+        return timedelta(seconds=float(m.group(1)) * _SECONDS[m.group(2).lower()])
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long a duration") from None
 
 
 def parse_seconds(value: object) -> float:

@@ -97,6 +97,12 @@ CALL_FILTERS = (
     Filter("operation", "Operation", "chat, embeddings, responses, …"),
     Filter("source", "Source", "gateway or otlp", SOURCES),
     Filter("q", "Search messages", "substring of message content", in_rules=False),
+    Filter(
+        "score",
+        "Score",
+        "NAME, NAME:<0.5 (<, <=, >, >=, =, != a value) or NAME:=LABEL: calls with such a score",
+        in_rules=False,
+    ),
 )
 FILTERS = {f.name: f for f in CALL_FILTERS}
 FILTER_NAMES = tuple(FILTERS)
@@ -104,6 +110,14 @@ FILTER_NAMES = tuple(FILTERS)
 RULE_FILTERS = tuple(f.name for f in CALL_FILTERS if f.in_rules)
 #: The filters a budget (``"action": "block"``) takes: what the gateway knows of a call.
 BUDGET_FILTERS = ("app", "user")
+
+#: Where a score comes from (#20): an end user's feedback, a human annotator, an automated
+#: evaluation, or the API without more said.
+SCORE_SOURCES = ("user", "human", "eval", "api")
+#: What a score is about: one call, a whole trace, or a session (conversation).
+SCORE_TARGETS = ("call", "trace", "session")
+#: Comparisons of a ``score`` filter (``helpful:<0.5``), longest first for parsing.
+SCORE_OPS = ("<=", ">=", "!=", "<", ">", "=")
 
 #: Alert rule measures, each a path into the overview's totals.
 ALERT_MEASURES = {
@@ -115,7 +129,15 @@ ALERT_MEASURES = {
     "ttft_p95_ms": ("ttft_ms", "p95"),
     "input_tokens": ("input_tokens",),
     "output_tokens": ("output_tokens",),
+    #: the mean value of the rule's ``score`` (#20) over the window's calls
+    "score_mean": ("score_mean",),
 }
+#: The unit of each measure's threshold, as forms and tables show it.
+MEASURE_UNITS = {
+    "cost_usd": "$", "calls": "calls", "errors": "calls", "error_rate": "ratio 0–1",
+    "latency_p95_ms": "ms", "ttft_p95_ms": "ms", "input_tokens": "tokens",
+    "output_tokens": "tokens", "score_mean": "score value",
+}  # fmt: skip
 ALERT_OPS = (">", ">=", "<", "<=")
 ALERT_ACTIONS = ("notify", "block")
 ALERT_FORMATS = ("json", "slack")

@@ -3,7 +3,8 @@
 Gateway calls and imported records have no wire payload of their own to journal (OTLP
 bodies are journaled as received), so they are journaled as
 
-    {"v": 1, "calls": [{field: value, ...}], "spans": [...], "events": [...]}
+    {"v": 1, "calls": [{field: value, ...}], "spans": [...], "events": [...],
+     "scores": [...]}
 
 with records keyed by field *name*. Decoding takes the fields the running release's
 record classes know, gives missing ones their defaults and keeps unknown ones in the
@@ -22,15 +23,17 @@ from typing import Any
 
 import orjson
 
-from gensight.model.records import CallRecord, ContentEvent, SpanRecord
+from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 
 #: Journal kind of a JSON record batch.
 RECORDS = "records.json"
 #: Version of the JSON layout above; decoders accept any version (fields are by name).
 FORMAT_VERSION = 1
 
-Batch = tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]
-_TABLES = ("calls", "spans", "events")
+Batch = tuple[list[CallRecord], list[SpanRecord], list[ContentEvent], list[Score]]
+#: ``scores`` (#20) came last: a journal written before it has three tables, and a
+#: release before it ignores the fourth
+_TABLES = ("calls", "spans", "events", "scores")
 
 
 def _default(value: Any) -> Any:
@@ -53,9 +56,14 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
 
 
-def encode_batch(calls: list[Any], spans: list[Any], events: list[Any]) -> bytes:
+def encode_batch(
+    calls: list[Any], spans: list[Any], events: list[Any], scores: list[Any] | None = None
+) -> bytes:
     """One batch as the journal's JSON record format."""
-    return dumps({"v": FORMAT_VERSION, "calls": calls, "spans": spans, "events": events})
+    doc = {"v": FORMAT_VERSION, "calls": calls, "spans": spans, "events": events}
+    if scores:
+        doc["scores"] = scores
+    return dumps(doc)
 
 
 class DecodeResult:
@@ -73,21 +81,24 @@ def decode_batch(
     call_cls: type = CallRecord,
     span_cls: type = SpanRecord,
     event_cls: type = ContentEvent,
+    score_cls: type = Score,
 ) -> DecodeResult:
     """Records of a JSON batch, built with the given classes (the running release's)."""
     doc = orjson.loads(payload)
     if not isinstance(doc, dict):
         raise ValueError("journal record batch is not a JSON object")
-    return decode_tables({t: doc.get(t) or [] for t in _TABLES}, (call_cls, span_cls, event_cls))
+    classes = (call_cls, span_cls, event_cls, score_cls)
+    return decode_tables({t: doc.get(t) or [] for t in _TABLES}, classes)
 
 
 def decode_tables(
     tables: dict[str, list[dict[str, Any]]], classes: tuple[type, ...]
 ) -> DecodeResult:
-    """Build records from field dicts per table (shared by the JSON and legacy formats)."""
-    out: tuple[list, list, list] = ([], [], [])
+    """Build records from field dicts per table (shared by the JSON and legacy formats;
+    the legacy one has no scores class)."""
+    out: tuple[list, list, list, list] = ([], [], [], [])
     unreadable: list[tuple[str, dict[str, Any], str]] = []
-    for i, table in enumerate(_TABLES):
+    for i, table in enumerate(_TABLES[: len(classes)]):
         for d in tables.get(table, []):
             try:
                 out[i].append(from_dict(classes[i], d))

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gensight.pipeline import legacy
+from gensight.pipeline.files import open_private, private_dir, write_private
 
 log = logging.getLogger("gensight.pipeline.journal")
 
@@ -96,8 +97,7 @@ class Journal:
     """Append-only segments plus a committed mark; thread-safe."""
 
     def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = SEGMENT_BYTES):
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = private_dir(Path(directory))
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
@@ -145,7 +145,7 @@ class Journal:
         if self._file is not None:
             self._file.close()
         path = self.dir / f"seg-{self.next_seq:016d}.log"
-        self._file = open(path, "ab")  # noqa: SIM115 - kept open across appends
+        self._file = os.fdopen(open_private(path), "ab")  # kept open across appends
         self._file_size = path.stat().st_size
         if self._file_size == 0:
             self._file.write(SEGMENT_MAGIC)
@@ -160,7 +160,7 @@ class Journal:
                 return
             self.committed = seq
             tmp = self.dir / "committed.tmp"
-            tmp.write_text(str(seq))
+            write_private(tmp, str(seq).encode())
             os.replace(tmp, self.dir / "committed")
             # a segment is done when the next one starts at or before committed + 1
             while len(self._segments) > 1 and self._segments[1][0] <= seq + 1:

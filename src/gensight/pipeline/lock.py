@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gensight.pipeline.files import open_private, private_dir
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock; one server per dir is then the user's care
@@ -32,8 +34,8 @@ class DataDirLock:
 
     def acquire(self) -> DataDirLock:
         """Take the lock or raise DataDirLocked at once (never waits)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        private_dir(self.dir)
+        fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

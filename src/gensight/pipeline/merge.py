@@ -177,22 +177,25 @@ def failed_key(call: CallRecord) -> tuple[str, str] | None:
     return (call.provider or "", call.request_model)
 
 
+def _folded(record: CallRecord, field_name: str) -> list[str]:
+    """``field_name`` (``producer``, ``span_id``) of each report folded into a record."""
+    folded = record.attributes.get(MERGED_FROM) if record.attributes else None
+    if not isinstance(folded, list):
+        return []
+    return [f[field_name] for f in folded if isinstance(f, dict) and f.get(field_name)]
+
+
 def _producers(record: CallRecord) -> set[str]:
     """The producers whose reports a record folds in."""
-    folded = record.attributes.get(MERGED_FROM) if record.attributes else None
-    names = {record.producer} if record.producer else set()
-    if isinstance(folded, list):
-        names.update(f["producer"] for f in folded if isinstance(f, dict) and f.get("producer"))
+    names = set(_folded(record, "producer"))
+    if record.producer:
+        names.add(record.producer)
     return names
 
 
 def _span_ids(record: CallRecord) -> list[str]:
     """The spans a record stands for: its own and those of the reports folded into it."""
-    folded = record.attributes.get(MERGED_FROM) if record.attributes else None
-    ids = [record.span_id]
-    if isinstance(folded, list):
-        ids += [f["span_id"] for f in folded if isinstance(f, dict) and f.get("span_id")]
-    return ids
+    return [record.span_id, *_folded(record, "span_id")]
 
 
 def _same_failure(a: CallRecord, b: CallRecord) -> bool:
@@ -229,7 +232,15 @@ class _Index:
     """Records by id and by each of their keys; ``find`` is the rule of what is one call."""
 
     def __init__(self, self_hosted: SelfHosted) -> None:
-        self.self_hosted = self_hosted
+        memo: dict[tuple[str | None, str | None], bool] = {}
+
+        def cached(provider: str | None, server_address: str | None) -> bool:
+            key = (provider, server_address)
+            if key not in memo:
+                memo[key] = self_hosted(provider, server_address)
+            return memo[key]
+
+        self.self_hosted = cached
         self.by_id: dict[str, CallRecord] = {}
         self.by_key: dict[tuple[str, str, str], CallRecord] = {}
         self.failed: dict[tuple[str, str], dict[str, CallRecord]] = {}

@@ -11,6 +11,7 @@ it was to ``DIR/entry-<seq>-<kind>.bin``. A log line names the file.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gensight.pipeline.codec import dumps, record_dict
+from gensight.pipeline.files import open_private, private_dir, write_private
 
 log = logging.getLogger("gensight.pipeline.setaside")
 
@@ -48,9 +50,9 @@ class SetAside:
                 for line in lines:
                     log.error("set aside %s record: %s", table, line.decode().rstrip())
                 return None
-            self.dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.dir)
             path = self.dir / f"{table}-{at:%Y%m%d}.jsonl"
-            with path.open("ab") as f:
+            with os.fdopen(open_private(path), "ab") as f:
                 f.writelines(lines)
         log.error("%d %s record(s) set aside in %s: %s", len(records), table, path, reason)
         return path
@@ -63,10 +65,10 @@ class SetAside:
                 log.error("journal entry %d (%s) could not be replayed and is lost: %s",
                           seq, kind, reason)  # fmt: skip
                 return None
-            self.dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.dir)
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", kind)[:64]
             path = self.dir / f"entry-{seq}-{safe}.bin"
-            path.write_bytes(payload)
+            write_private(path, payload)
         log.error("journal entry %d (%s) could not be replayed (%s); its payload is kept in %s",
                   seq, kind, reason, path)  # fmt: skip
         return path

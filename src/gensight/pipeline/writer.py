@@ -33,17 +33,20 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from gensight.enrich.estimate import estimate_missing
 from gensight.enrich.redaction import Redactor
-from gensight.model.records import CallRecord, ContentEvent, SpanRecord
+from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 from gensight.pipeline import legacy
 from gensight.pipeline.codec import RECORDS, DecodeResult, decode_batch, encode_batch
+from gensight.pipeline.health import Conditions, cause
 from gensight.pipeline.journal import Entry, Journal, JournalDamaged, JournalFull
 from gensight.pipeline.merge import CallMerger
 from gensight.pipeline.setaside import SetAside
 from gensight.pipeline.worker import Worker
 
-Batch = tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]
-Decoder = Callable[[bytes], Batch]
+Batch = tuple[list[CallRecord], list[SpanRecord], list[ContentEvent], list[Score]]
+#: A decoder returns a batch; one without scores (three lists) is read as having none.
+Decoder = Callable[[bytes], Any]
 
 log = logging.getLogger("gensight.pipeline.writer")
 
@@ -67,6 +70,7 @@ class Writable(Protocol):
         calls: Sequence[CallRecord],
         spans: Sequence[SpanRecord],
         events: Sequence[ContentEvent],
+        scores: Sequence[Score] = (),
     ) -> None: ...
 
 
@@ -101,20 +105,31 @@ def is_outage(e: BaseException) -> bool:
 
 
 def _size(batch: Batch) -> int:
-    return len(batch[0]) + len(batch[1]) + len(batch[2])
+    return sum(len(t) for t in batch)
 
 
-def _halves(calls: list, spans: list, events: list) -> list[Batch]:
+def _batch(result: Any) -> Batch:
+    """A decoder's or a caller's tables as a four-table batch (scores may be absent)."""
+    calls, spans, events, *rest = result
+    return (list(calls), list(spans), list(events), list(rest[0]) if rest else [])
+
+
+def _halves(calls: list, spans: list, events: list, scores: list) -> list[Batch]:
     """A batch split in two, each table by half (for isolating a bad record)."""
 
     def cut(xs: list) -> tuple[list, list]:
         return xs[: len(xs) // 2], xs[len(xs) // 2 :]
 
-    (c1, c2), (s1, s2), (e1, e2) = cut(calls), cut(spans), cut(events)
-    if len(calls) <= 1 and len(spans) <= 1 and len(events) <= 1:
+    (c1, c2), (s1, s2), (e1, e2), (r1, r2) = cut(calls), cut(spans), cut(events), cut(scores)
+    if len(calls) <= 1 and len(spans) <= 1 and len(events) <= 1 and len(scores) <= 1:
         # one record per table: try them one by one
-        return [([*calls], [], []), ([], [*spans], []), ([], [], [*events])]
-    return [(c1, s1, e1), (c2, s2, e2)]
+        return [
+            ([*calls], [], [], []),
+            ([], [*spans], [], []),
+            ([], [], [*events], []),
+            ([], [], [], [*scores]),
+        ]
+    return [(c1, s1, e1, r1), (c2, s2, e2, r2)]
 
 
 class Pipeline(Worker):
@@ -142,7 +157,7 @@ class Pipeline(Worker):
         self.queue_size = queue_size
         self.flush_interval = flush_interval
         self.journal = journal
-        self._decoders: dict[str, Callable[[bytes], Batch | DecodeResult]] = {RECORDS: decode_batch}
+        self._decoders: dict[str, Callable[[bytes], Any]] = {RECORDS: decode_batch}
         if set_aside is None:
             set_aside = SetAside(journal.dir / "set-aside" if journal is not None else None)
         self.set_aside = set_aside
@@ -157,6 +172,8 @@ class Pipeline(Worker):
         self._inflight = 0
         self.accepted = 0
         self.written = 0
+        self.conditions = Conditions()  # what is unwell now, for /api/health
+        self._written_now = 0  # of the batch being written: counted once it is committed
         self.dropped = 0
         self.write_errors = 0
         self.last_error: str | None = None
@@ -175,6 +192,7 @@ class Pipeline(Worker):
         spans: Sequence[SpanRecord] = (),
         events: Sequence[ContentEvent] = (),
         raw: tuple[str, bytes] | None = None,
+        scores: Sequence[Score] = (),
     ) -> bool:
         """Accept records for writing; False (counted as dropped) when they cannot be kept.
 
@@ -182,10 +200,10 @@ class Pipeline(Worker):
         protobuf)``) for the journal, decoded again by ``register_decoder``'s function on
         replay; without it the records are journaled in the JSON record format.
         """
-        n = len(calls) + len(spans) + len(events)
+        n = len(calls) + len(spans) + len(events) + len(scores)
         if n == 0:
             return True
-        batch: Batch = (list(calls), list(spans), list(events))
+        batch: Batch = (list(calls), list(spans), list(events), list(scores))
         entry = None
         if self.journal is not None:
             kind, payload = raw or (RECORDS, encode_batch(*batch))
@@ -195,7 +213,10 @@ class Pipeline(Worker):
                 with self._cond:
                     self.dropped += n
                     self.last_error = f"journal: {e}"
+                self.conditions.set("ingest", cause(e), str(e))
                 return False
+            if self.conditions.clear("ingest") and self.conditions.reason() is None:
+                self.last_error = None  # recovered: what failed before is no longer news
         with self._cond:
             if self._stopping and entry is None:
                 self.dropped += n
@@ -255,6 +276,7 @@ class Pipeline(Worker):
         calls: list[CallRecord] = []
         spans: list[SpanRecord] = []
         events: list[ContentEvent] = []
+        scores: list[Score] = []
         n = 0
         last_seq = None
         while self._queue and n < MAX_BATCH:
@@ -270,18 +292,19 @@ class Pipeline(Worker):
                 self.replayed += 1
                 counted = 0
             else:
-                counted = len(batch[0]) + len(batch[1]) + len(batch[2])
+                counted = _size(batch)
             self._queue.popleft()
-            c, s, e = batch
+            c, s, e, r = batch
             calls += c
             spans += s
             events += e
-            n += len(c) + len(s) + len(e)
+            scores += r
+            n += len(c) + len(s) + len(e) + len(r)
             self._queued -= counted
             if entry is not None:
                 last_seq = entry.seq
         self._inflight = n
-        return (calls, spans, events), last_seq
+        return (calls, spans, events, scores), last_seq
 
     def _from_journal(self, entry: Entry) -> Batch:
         """A journaled batch's records; what cannot be decoded is set aside, never raised
@@ -292,24 +315,24 @@ class Pipeline(Worker):
         except (JournalDamaged, OSError) as e:  # damaged since open, or the file gone
             self.damaged += 1
             log.error("journal entry %d (%s) skipped: %s", entry.seq, entry.kind, e)
-            return [], [], []
+            return [], [], [], []
         if entry.legacy and entry.kind == legacy.PICKLED:
-            decode: Callable[[bytes], Batch | DecodeResult] | None = _decode_legacy
+            decode: Callable[[bytes], Any] | None = _decode_legacy
         else:
             decode = self._decoders.get(entry.kind)
         if decode is None:
             self.set_aside.payload(entry.seq, entry.kind, payload, "no decoder for this kind")
-            return [], [], []
+            return [], [], [], []
         try:
             result = decode(payload)
         except Exception as e:  # any decoder failure: keep the payload for a human
             self.set_aside.payload(entry.seq, entry.kind, payload, f"{type(e).__name__}: {e}")
-            return [], [], []
+            return [], [], [], []
         if isinstance(result, DecodeResult):
             for table, record, why in result.unreadable:
                 self.set_aside.add_records(table, [record], f"unreadable from the journal: {why}")
-            return result.batch
-        return result
+            return _batch(result.batch)
+        return _batch(result)
 
     def _run(self) -> None:
         while True:
@@ -323,10 +346,16 @@ class Pipeline(Worker):
                         return
                     continue
                 batch, last_seq = self._take()
-            if not self._write_batch(batch):
-                return  # store down at shutdown: the journal keeps the rest
-            if last_seq is not None and self.journal is not None:
+            ok = self._write_batch(batch)
+            if ok and last_seq is not None and self.journal is not None:
+                # commit (and delete the segments it empties: they hold payloads before
+                # redaction) before the records count as written, so a reader that sees
+                # them written sees the journal without them
                 self.journal.commit(last_seq)
+            self.written += self._written_now
+            self._written_now = 0
+            if not ok:
+                return  # store down at shutdown: the journal keeps the rest
             with self._cond:
                 self._inflight = 0
 
@@ -350,7 +379,8 @@ class Pipeline(Worker):
                 self.write_errors += 1
                 self.last_error = f"{type(e).__name__}: {e}"
                 if is_outage(e) or self._store_says_outage(e):
-                    log.warning("store unavailable (%s); retrying in %.1fs", e, backoff)
+                    self.conditions.set("writer", cause(e, outage=True), str(e))
+                    log.info("store unavailable (%s); retrying in %.1fs", e, backoff)
                     time.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     if self._stopping and backoff >= 5.0:
@@ -378,6 +408,8 @@ class Pipeline(Worker):
             parts.pop()
             tries = 0
             backoff = 0.1
+            if self.conditions.clear("writer") and self.conditions.reason() is None:
+                self.last_error = None
         return True
 
     def _store_says_outage(self, e: Exception) -> bool:
@@ -406,7 +438,7 @@ class Pipeline(Worker):
     def _set_aside_part(self, part: Batch, reason: str) -> None:
         """Keep a record the store will not take where a human can find it."""
         self.last_error = f"record set aside: {reason}"
-        for table, records in zip(("calls", "spans", "events"), part, strict=True):
+        for table, records in zip(("calls", "spans", "events", "scores"), part, strict=True):
             try:
                 self.set_aside.add_records(table, list(records), reason)
             except Exception as e:  # even the set-aside file failing must not stop writes
@@ -432,15 +464,21 @@ class Pipeline(Worker):
             log.warning("retention failed: %s", e)
 
     def _write(
-        self, calls: list[CallRecord], spans: list[SpanRecord], events: list[ContentEvent]
+        self,
+        calls: list[CallRecord],
+        spans: list[SpanRecord],
+        events: list[ContentEvent],
+        scores: list[Score],
     ) -> None:
         if _FAULT_FILE and os.path.exists(_FAULT_FILE):
             raise ConnectionError(f"store unavailable (test fault: {_FAULT_FILE} exists)")
-        n = len(calls) + len(spans) + len(events)
+        n = len(calls) + len(spans) + len(events) + len(scores)
         # the same call reported twice, resent or replayed becomes one record: only new
         # or changed calls are written, only calls not counted before reach observers
         lookup = getattr(self.store, "stored_calls", None)
         calls, spans, counted = self._merger.resolve(calls, spans, lookup)
+        for call in calls:  # content but no usage: counts from the messages, marked estimated
+            estimate_missing(call)
         if self.pricer is not None:
             for call in calls:
                 if call.cost_source == "unknown" and call.cost_usd is None:
@@ -449,8 +487,11 @@ class Pipeline(Worker):
                     except Exception as e:  # pricing must never cost the record
                         log.debug("pricing failed for %s: %s", call.request_model, e)
         self.redactor.apply(calls, spans, events)  # after pricing, before anything keeps it
-        self.store.write(calls, spans, events)
-        self.written += n
+        if scores:
+            self.store.write(calls, spans, events, scores)
+        else:  # a store written before scores existed (tests' doubles) takes three
+            self.store.write(calls, spans, events)
+        self._written_now += n
         self.last_write_at = time.time()
         self._merger.told(counted)
         for observe in self._observers:

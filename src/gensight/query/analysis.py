@@ -13,7 +13,10 @@ from typing import Any
 from gensight.model.vocab import MAX_GROUPS, OTHER_GROUP
 
 #: Measures that add up across groups and buckets (percentiles do not).
-ADDITIVE = ("calls", "errors", "input_tokens", "output_tokens", "cost_usd", "unpriced_calls")
+ADDITIVE = (
+    "calls", "errors", "input_tokens", "output_tokens", "cost_usd", "unpriced_calls",
+    "no_usage_calls",
+)  # fmt: skip
 
 #: Candidate bucket widths (seconds) for automatically chosen intervals.
 NICE_INTERVALS = (
@@ -51,6 +54,7 @@ def totals_row(row: dict[str, Any]) -> dict[str, Any]:
         "output_tokens": int(row.get("output_tokens") or 0),
         "cost_usd": float(row.get("cost_usd") or 0.0),
         "unpriced_calls": int(row.get("unpriced_calls") or 0),
+        "no_usage_calls": int(row.get("no_usage_calls") or 0),
         "latency_ms": dict(zip(("p50", "p95", "p99"), _levels(row.get("lat_q"), 3), strict=True)),
         "ttft_ms": dict(zip(("p50", "p95"), _levels(row.get("ttft_q"), 2), strict=True)),
     }

@@ -8,12 +8,71 @@ the API's. The store runs the SQL and returns rows (``SQLStore``); the arithmeti
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gensight.query import analysis
-from gensight.store.base import CallFilters
+from gensight.model.units import parse_duration
+from gensight.query import analysis, quality
+from gensight.store.base import CallFilters, Cursor
 from gensight.store.common import iso
+
+
+def call_page(
+    store: Any,
+    filters: CallFilters,
+    limit: int,
+    cursor: Cursor | None,
+    full: bool = False,
+    sort: str = "ts",
+    order: str = "desc",
+) -> dict[str, Any]:
+    """A page of the call log: ``items`` in ``sort`` order, the ``next`` cursor (null on
+    the last page) and ``total``, how many calls match the filters on all pages."""
+    items, nxt = store.list_calls(filters, limit, cursor, full, sort, order)
+    return {
+        "items": items,
+        "next": nxt.encode() if nxt else None,
+        "total": store.count_calls(filters),
+        "sort": sort,
+        "order": order,
+    }
+
+
+#: Filters whose form inputs suggest the values seen (``suggestions``).
+SUGGESTED = ("app", "model", "user", "session")
+
+
+def suggestions(
+    store: Any,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+) -> dict[str, list[str]]:
+    """The commonest values of each ``SUGGESTED`` filter in a time range (default: the
+    last 7 days)."""
+    f = CallFilters(since=since or (until or datetime.now(UTC)) - timedelta(days=7), until=until)
+    return {name: store.known_values(name, f, limit) for name in SUGGESTED}
+
+
+def fitting_range(store: Any, filters: CallFilters, choices: tuple[str, ...]) -> str | None:
+    """The dashboard's default range when none is asked for: the shortest of ``choices``
+    (durations such as ``15m``, ``24h``) holding every call of the last 24 hours, or,
+    when there were none, the shortest reaching back to the latest call; None when no
+    choice reaches any call."""
+    now = datetime.now(UTC)
+    spans = [(c, parse_duration(c)) for c in choices]
+    day = replace(filters, since=now - timedelta(hours=24), until=None)
+    first, _ = store.time_bounds(day)
+    if first is None:
+        _, last = store.time_bounds(replace(filters, since=None, until=None))
+        if last is None:
+            return None
+        first = last
+    for choice, span in spans:
+        if now - span <= first:
+            return choice
+    return None
 
 
 def totals(store: Any, filters: CallFilters) -> dict[str, Any]:
@@ -40,11 +99,13 @@ def overview(
     order: list[str | None] | None = None
     if group_by:
         groups, kept = analysis.group_totals(source.group_rows(filters, group_by))
+        quality.attach_group_scores(store, filters, group_by, groups)
         order = [g["group"] for g in groups]
     rows = source.series_rows(filters, interval, group_by)
     return {
         "rows_from": "raw" if source is store else "rollups",
         "totals": totals(source, filters),
+        "scores": quality.score_totals(store, filters),
         "interval": interval,
         "since": iso(filters.since),
         "until": iso(filters.until),
@@ -107,12 +168,21 @@ def correlations(store: Any, filters: CallFilters, target: str) -> dict[str, Any
 
 
 def dependencies(store: Any, filters: CallFilters) -> dict[str, Any]:
-    """Where request time goes: per LLM provider/model and per non-LLM downstream."""
+    """Where request time goes: per LLM provider/model and per non-LLM downstream.
+
+    ``share_of_trace_time`` is exclusive (self) time: a span's duration less its
+    children's, over the traces' time, so a parent never counts its children's time
+    again. Where spans run concurrently their self times can add up to more than the
+    wall time; the shares are then taken of that sum instead, so the column never
+    adds up to more than 100%."""
     items, roots = store.dependency_rows(filters)
     trace_ms = float(roots["trace_ms"] or 0.0)
+    all_self = float(roots.get("self_ms") or 0.0) + sum(float(it["self_ms"] or 0) for it in items)
+    base = max(trace_ms, all_self)
     for it in items:
         it["calls"] = int(it["calls"])
         it["traces"] = int(it["traces"])
-        it["share_of_trace_time"] = (it["total_ms"] / trace_ms) if trace_ms else None
-    items.sort(key=lambda r: (-(r["total_ms"] or 0), r["downstream"]))
+        it["self_ms"] = float(it["self_ms"] or 0.0)
+        it["share_of_trace_time"] = (it["self_ms"] / base) if trace_ms else None
+    items.sort(key=lambda r: (-(r["self_ms"] or 0), -(r["total_ms"] or 0), r["downstream"]))
     return {"trace_ms": trace_ms, "traces": int(roots["traces"]), "items": items}

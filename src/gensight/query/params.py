@@ -6,8 +6,17 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from gensight.model.scores import parse_score_filter
 from gensight.model.units import is_duration, parse_duration
-from gensight.model.vocab import CALL_FILTERS, FILTER_NAMES, FILTERS, GROUP_BY, one_of
+from gensight.model.vocab import (
+    CALL_FILTERS,
+    CALL_SORT_KEYS,
+    FILTER_NAMES,
+    FILTERS,
+    GROUP_BY,
+    SORT_ORDERS,
+    one_of,
+)
 from gensight.query.analysis import choose_interval
 from gensight.store.base import CallFilters, Cursor
 
@@ -26,7 +35,10 @@ def parse_time(param: str, text: str | None, now: datetime | None = None) -> dat
         return None
     now = now or datetime.now(UTC)
     if is_duration(text):
-        return now - parse_duration(text)
+        try:
+            return _in_range(param, now - parse_duration(text))
+        except (ValueError, OverflowError):
+            raise ParamError(param, f"{text!r} reaches back before {MIN_TIME.year}") from None
     if text == "now":
         return now
     t = text.strip()
@@ -40,7 +52,21 @@ def parse_time(param: str, text: str | None, now: datetime | None = None) -> dat
         ) from None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC)
+    try:
+        return _in_range(param, ts.astimezone(UTC))
+    except OverflowError:
+        raise ParamError(param, f"{text!r} is out of range") from None
+
+
+#: Times a query may name: calls are from this era, and ranges around them stay computable.
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _in_range(param: str, ts: datetime) -> datetime:
+    if not MIN_TIME <= ts <= MAX_TIME:
+        raise ParamError(param, f"{ts.isoformat()} is outside {MIN_TIME.year}..{MAX_TIME.year}")
+    return ts
 
 
 def call_filters(**params: str | None) -> CallFilters:
@@ -60,18 +86,42 @@ def call_filters(**params: str | None) -> CallFilters:
         value = params.get(f.name) or None
         if value is not None and f.choices is not None and value not in f.choices:
             raise ParamError(f.name, one_of(f.choices))
+        if value is not None and f.name == "score":
+            try:
+                parse_score_filter(value)
+            except ValueError as e:
+                raise ParamError("score", str(e)) from None
         values[f.name] = value
     return CallFilters(since=start, until=end, **values)
 
 
-def parse_cursor(text: str | None) -> Cursor | None:
-    """The paging cursor (ParamError when it is not one this server handed out)."""
+def parse_cursor(text: str | None, sort: str = "ts", order: str = "desc") -> Cursor | None:
+    """The paging cursor (ParamError when it is not one this server handed out, or one
+    handed out for another ``sort``/``order``)."""
     if not text:
         return None
     try:
-        return Cursor.decode(text)
+        cursor = Cursor.decode(text)
     except ValueError:
         raise ParamError("cursor", "not a cursor returned by this API") from None
+    if (cursor.key, cursor.order) != (sort, order):
+        raise ParamError(
+            "cursor",
+            f"this cursor pages sort={cursor.key}&order={cursor.order}, not"
+            f" sort={sort}&order={order}; start again without cursor",
+        )
+    return cursor
+
+
+def parse_sort(sort: str | None, order: str | None) -> tuple[str, str]:
+    """The call log's ``sort`` key and ``order`` (default: time, newest first)."""
+    key = sort or "ts"
+    if key not in CALL_SORT_KEYS:
+        raise ParamError("sort", one_of(CALL_SORT_KEYS))
+    direction = order or "desc"
+    if direction not in SORT_ORDERS:
+        raise ParamError("order", one_of(SORT_ORDERS))
+    return key, direction
 
 
 def with_range(filters: CallFilters, default: timedelta = timedelta(hours=24)) -> CallFilters:

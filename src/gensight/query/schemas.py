@@ -30,6 +30,63 @@ def _values(values: tuple[str, ...]) -> str:
     return "one of " + ", ".join(values)
 
 
+class Score(BaseModel):
+    """A score (#20): about a call, a trace or a session."""
+
+    id: str
+    ts: str
+    target: str = Field(description=_values(vocab.SCORE_TARGETS))
+    target_id: str
+    name: str
+    value: float | None = None
+    label: str | None = None
+    comment: str | None = None
+    source: str = Field(description=_values(vocab.SCORE_SOURCES))
+    author: str | None = None
+    app: str | None = None
+    trace_id: str | None = None
+
+
+class ScoreMean(BaseModel):
+    """The scores of one name over a set of calls."""
+
+    mean: float | None = Field(description="mean numeric value; null when only labels")
+    count: int = Field(description="scores")
+    calls: int = Field(description="calls they judge")
+
+
+class ScoresAccepted(BaseModel):
+    accepted: int
+    ids: list[str]
+
+
+class ScoreList(BaseModel):
+    items: list[Score]
+
+
+class GoodAnswerGroup(BaseModel):
+    group: str | None
+    calls: int
+    cost_usd: float | None
+    priced_calls: int
+    scored_calls: int
+    good_calls: int
+    good_share: float | None = Field(description="good ÷ scored calls")
+    cost_per_call_usd: float | None
+    cost_per_good_answer_usd: float | None = Field(
+        description="cost per priced call ÷ good share; null without a good, priced call"
+    )
+
+
+class CostPerGoodAnswer(BaseModel):
+    """Groups ranked by what one good answer costs (cheapest first)."""
+
+    score: str
+    threshold: float
+    group_by: GroupBy
+    items: list[GoodAnswerGroup]
+
+
 class Call(_Open):
     """A CallRecord (DESIGN.md, "The record"); messages and attributes in the detail view.
 
@@ -54,13 +111,17 @@ class Call(_Open):
     cost_source: str = Field(description=_values(vocab.COST_SOURCES))
     status: str = Field(description=_values(vocab.STATUSES))
     error_class: str | None = Field(None, description=_values(vocab.ERROR_CLASSES))
+    scores: list[Score] | None = Field(None, description="in the detail and trace views")
 
 
 class CallPage(BaseModel):
-    """A page of calls, newest first."""
+    """A page of calls, newest first unless ``sort``/``order`` say otherwise."""
 
     items: list[Call]
     next: str | None = Field(description="cursor of the next page; null on the last")
+    total: int = Field(description="calls matching the filters, on all pages")
+    sort: str = Field("ts", description=_values(vocab.CALL_SORT_KEYS))
+    order: str = Field("desc", description=_values(vocab.SORT_ORDERS))
 
 
 class Span(_Open):
@@ -102,7 +163,12 @@ class Totals(BaseModel):
     input_tokens: int
     output_tokens: int
     cost_usd: float = Field(description="sum over priced calls")
-    unpriced_calls: int = Field(description="calls without a price (not in cost_usd)")
+    unpriced_calls: int = Field(
+        description="calls with tokens but no price for their model (not in cost_usd)"
+    )
+    no_usage_calls: int = Field(
+        0, description="calls that reported no tokens (nothing to price; not in cost_usd)"
+    )
     latency_ms: Latency
     ttft_ms: Ttft
 
@@ -120,12 +186,14 @@ class Trace(BaseModel):
     spans: list[Span]
     calls: list[Call]
     totals: TraceTotals
+    scores: list[Score] = Field(description="of the trace and of its calls")
 
 
 class Group(Totals):
     """One group's totals (``(other)``: the groups past the largest ten, summed)."""
 
     group: str | None
+    scores: dict[str, ScoreMean] = Field(description="per score name, of the group's calls")
 
 
 class Point(Totals):
@@ -144,6 +212,7 @@ class Overview(BaseModel):
         " range's whole hours from hourly rollups (the same sums, percentiles within 1%)",
     )
     totals: Totals
+    scores: dict[str, ScoreMean] = Field(description="per score name, of the calls")
     interval: int = Field(description="bucket width, seconds")
     since: str
     until: str
@@ -205,7 +274,10 @@ class Dependency(BaseModel):
     p95_ms: float | None
     error_rate: float | None
     traces: int
-    share_of_trace_time: float | None
+    self_ms: float = Field(0.0, description="exclusive time: durations less their children's")
+    share_of_trace_time: float | None = Field(
+        description="self_ms over the traces' time (the column sums to at most 1)"
+    )
 
 
 class Dependencies(BaseModel):
@@ -220,6 +292,7 @@ class Health(BaseModel):
     """Server health; without a read key (when keys are set) only ``status``."""
 
     status: Literal["ok", "degraded"]
+    reason: str | None = None
     store: dict[str, Any] | None = None
     queue: dict[str, Any] | None = None
     dropped: int | None = None
@@ -245,6 +318,7 @@ class AlertRule(BaseModel):
     action: Action
     webhook: str | None
     format: Format
+    score: str | None = Field(None, description="the score score_mean averages")
     source: Literal["api", "file"]
     created_at: str
 
@@ -288,3 +362,66 @@ class AlertEvent(BaseModel):
 
 class AlertHistory(BaseModel):
     items: list[AlertEvent]
+
+
+# -- conversations and users (``gensight.query.people``) ---------------------------------
+class SessionRow(Totals):
+    """One conversation: the measures of its calls, when it began and last went on."""
+
+    session: str
+    first_ts: str
+    last_ts: str
+    app: str | None
+    user: str | None
+
+
+class SessionList(BaseModel):
+    """Conversations, most recently active first."""
+
+    items: list[SessionRow]
+    truncated: bool = Field(description="more sessions matched than are listed")
+
+
+class Session(SessionRow):
+    """One conversation and its turns (calls with messages), oldest first."""
+
+    turns: list[Call]
+    truncated: bool = Field(description="the session has more turns than are listed")
+
+
+class Budget(BaseModel):
+    """A budget rule (``action`` block) of a user or app, with its state."""
+
+    rule_id: str
+    name: str
+    state: AlertState
+    since: str | None
+    threshold: float | None
+    value: float | None
+    window: str | None
+
+
+class UserRow(Totals):
+    """One user: the measures of their calls, first and last seen, budget state."""
+
+    user: str
+    first_ts: str
+    last_ts: str
+    app: str | None
+    budget: Literal["blocked", "ok", "none"] = Field(
+        description="blocked while one of the user's budget rules fires; none without one"
+    )
+    budgets: list[Budget]
+
+
+class UserList(BaseModel):
+    """Users, most recently seen first."""
+
+    items: list[UserRow]
+    truncated: bool = Field(description="more users matched than are listed")
+
+
+class User(UserRow):
+    """One user and their sessions."""
+
+    sessions: list[SessionRow]

@@ -3,14 +3,21 @@
 Keys come from ``--api-key KEY`` (full access) and ``--api-keys`` /
 ``GENSIGHT_API_KEYS``: a comma-separated list of ``SCOPE:KEY`` (``ingest:k1,read:k2,
 admin:k3``; several scopes joined with ``+``: ``read+ingest:k4``). ``admin`` implies
-``read`` and ``ingest``.
+``read`` and ``ingest``. An ingest key may be bound to an app, ``ingest@checkout:k5``:
+gateway calls and OTLP sent with it are app ``checkout``'s whatever their headers or
+resources say, so an app blocked by a budget cannot unblock itself by renaming, nor make
+another app's budget fire.
 
 Surfaces and the scope each needs:
 
 - ``ingest``: OTLP ``/v1/traces|logs|metrics`` (HTTP and gRPC) and the gateway
   (``/openai/v1/…``, ``/p/{name}/v1/…``).
 - ``read``: the UI pages, ``GET /api/*``, ``/metrics``, ``/openapi.json``.
-- ``admin``: every other method on the API and UI (alert rules, ``/api/import``).
+- ``annotate`` (#20): scores: ``POST /api/scores`` (an ``ingest`` key may send them too:
+  an app's thumbs-up travels with its telemetry key) and the call page's annotation
+  form, ``POST /calls/{id}/scores``.
+- ``admin``: every other method on the API and UI (alert rules, ``/api/import``), and
+  everything ``annotate`` may do.
 
 A key travels as ``Authorization: Bearer KEY`` or ``X-Gensight-Key: KEY`` (the gateway
 takes only the latter: its ``Authorization`` belongs to the upstream), or, for a
@@ -47,7 +54,7 @@ from urllib.parse import urlencode
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-SCOPES = ("ingest", "read", "admin")
+SCOPES = ("ingest", "read", "admin", "annotate")
 COOKIE = "gensight_session"
 SESSION_SECONDS = 7 * 24 * 3600
 
@@ -55,6 +62,7 @@ _IMPLIES = {
     "admin": frozenset(SCOPES),
     "read": frozenset({"read"}),
     "ingest": frozenset({"ingest"}),
+    "annotate": frozenset({"annotate"}),
 }
 
 
@@ -69,11 +77,18 @@ class KeyEntry:
     digest: bytes
     scopes: frozenset[str]
     label: str  # "api-key" or "api-keys[2]": for messages, never the key itself
+    #: ``ingest@checkout:K``: what this key sends is app ``checkout``'s, whatever it says.
+    app: str | None = None
 
 
 def parse_api_keys(text: str | None) -> list[tuple[str, frozenset[str]]]:
     """``"ingest:k1,read+ingest:k2"`` as ``[(key, scopes)]`` (``admin`` expanded)."""
-    out: list[tuple[str, frozenset[str]]] = []
+    return [(key, scopes) for key, scopes, _app in parse_bound_keys(text)]
+
+
+def parse_bound_keys(text: str | None) -> list[tuple[str, frozenset[str], str | None]]:
+    """``"ingest@checkout:k1,read:k2"`` as ``[(key, scopes, bound app or None)]``."""
+    out: list[tuple[str, frozenset[str], str | None]] = []
     if not text:
         return out
     for i, item in enumerate(text.replace("\n", ",").split(",")):
@@ -84,18 +99,36 @@ def parse_api_keys(text: str | None) -> list[tuple[str, frozenset[str]]]:
         key = key.strip()
         if not sep or not key:
             raise KeyConfigError(
-                f"api-keys entry {i + 1} is not SCOPE:KEY (scopes: ingest, read, admin)"
+                f"api-keys entry {i + 1} is not SCOPE:KEY (scopes: {', '.join(SCOPES)})"
+            )
+        names, at, app = names.partition("@")
+        app = app.strip()
+        if at and (not app or names.strip().lower() != "ingest"):
+            raise KeyConfigError(
+                f"api-keys entry {i + 1}: only an ingest key binds to an app (ingest@APP:KEY)"
             )
         scopes: set[str] = set()
         for name in names.split("+"):
             name = name.strip().lower()
             if name not in _IMPLIES:
                 raise KeyConfigError(
-                    f"api-keys entry {i + 1}: unknown scope {name!r} (ingest, read, admin)"
+                    f"api-keys entry {i + 1}: unknown scope {name!r} ({', '.join(SCOPES)})"
                 )
             scopes |= _IMPLIES[name]
-        out.append((key, frozenset(scopes)))
+        out.append((key, frozenset(scopes), app or None))
     return out
+
+
+#: Shorter keys can be guessed (and are refused at start).
+MIN_KEY_LENGTH = 16
+
+
+def _check_length(key: str, label: str) -> None:
+    if len(key) < MIN_KEY_LENGTH:
+        raise KeyConfigError(
+            f"{label} is shorter than {MIN_KEY_LENGTH} characters: use a long random key "
+            "(e.g. the output of `openssl rand -hex 16`)"
+        )
 
 
 def _digest(key: bytes | str) -> bytes:
@@ -108,9 +141,11 @@ class Keyring:
     def __init__(self, api_key: str | None = None, api_keys: str | None = None) -> None:
         entries: list[KeyEntry] = []
         if api_key:
+            _check_length(api_key, "--api-key")
             entries.append(KeyEntry(_digest(api_key), frozenset(SCOPES), "api-key"))
-        for i, (key, scopes) in enumerate(parse_api_keys(api_keys)):
-            entries.append(KeyEntry(_digest(key), scopes, f"api-keys[{i + 1}]"))
+        for i, (key, scopes, app) in enumerate(parse_bound_keys(api_keys)):
+            _check_length(key, f"--api-keys entry {i + 1}")
+            entries.append(KeyEntry(_digest(key), scopes, f"api-keys[{i + 1}]", app))
         self.entries = tuple(entries)
         self._revoked: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
@@ -142,7 +177,7 @@ class Keyring:
         if not token or not self.entries:
             return None
         parts = token.split(".")
-        if len(parts) != 3 or not parts[0].isdigit():
+        if len(parts) != 3 or not (parts[0].isascii() and parts[0].isdigit()) or len(parts[0]) > 12:
             return None
         expiry, nonce, mac = int(parts[0]), parts[1], parts[2]
         if expiry < (now if now is not None else time.time()):
@@ -205,7 +240,7 @@ def bind_refusal(host: str, keyring: Keyring, insecure: bool) -> str | None:
 # -- the ASGI check in front of everything ------------------------------------------------
 
 _PUBLIC_EXACT = frozenset({"/login", "/logout", "/api/health", "/favicon.ico"})
-_GATEWAY_PREFIXES = ("/openai/", "/p/")
+GATEWAY_PREFIXES = ("/openai/", "/p/")
 _NOT_PAGES = ("/api/", "/v1/", "/openai/", "/p/")
 
 
@@ -213,11 +248,20 @@ def required_scope(method: str, path: str) -> str | None:
     """The scope a request needs (None: open to everyone)."""
     if path in _PUBLIC_EXACT or path.startswith("/static/"):
         return None
-    if path.startswith(_GATEWAY_PREFIXES) or path.startswith("/v1/"):
+    if path.startswith(GATEWAY_PREFIXES) or path.startswith("/v1/"):
         return "ingest"
     if method in ("GET", "HEAD"):
         return "read"
+    if path == "/api/scores" or (path.startswith("/calls/") and path.endswith("/scores")):
+        return "annotate"
     return "admin"
+
+
+def allowed(need: str, path: str, scopes: frozenset[str]) -> bool:
+    """Whether ``scopes`` grant ``need`` on ``path`` (an ingest key may send scores)."""
+    if need in scopes:
+        return True
+    return need == "annotate" and path == "/api/scores" and "ingest" in scopes
 
 
 def _is_page(method: str, path: str) -> bool:
@@ -261,7 +305,7 @@ class AuthMiddleware:
             return
         path: str = scope.get("path", "")
         method: str = scope.get("method", "GET")
-        gateway = path.startswith(_GATEWAY_PREFIXES)
+        gateway = path.startswith(GATEWAY_PREFIXES)
         offered: bytes | None = None
         cookie: bytes | None = None
         for name, value in scope.get("headers") or ():
@@ -281,9 +325,10 @@ class AuthMiddleware:
             session = entry is not None
         state = scope.setdefault("state", {})
         state["gensight_scopes"] = entry.scopes if entry is not None else frozenset()
+        state["gensight_app"] = entry.app if entry is not None else None
         state["gensight_session"] = session
         need = required_scope(method, path)
-        if need is None or (entry is not None and need in entry.scopes):
+        if need is None or (entry is not None and allowed(need, path, entry.scopes)):
             await self.app(scope, receive, send)
             return
         if entry is None:

@@ -18,6 +18,8 @@ Usage
     @gensight.trace
     async def answer(question): ...
 
+    gensight.score(call_id, "helpful", value=1.0)  # feedback: see gensight.sdk.scores
+
 ``gensight.init(endpoint=None, app=None, environment=None, capture_content=None)``
 sets up OpenTelemetry tracer, meter and logger providers that export over OTLP/HTTP
 (protobuf) to ``endpoint`` — Gensight (``gensight serve``) or any OTLP backend: an
@@ -119,10 +121,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from gensight.sdk.scores import score
 from gensight.sdk.setup import flush, init, shutdown
 from gensight.sdk.workflow import span, trace
 
-__all__ = ["OpenAIInstrumentor", "flush", "init", "shutdown", "span", "trace"]
+__all__ = ["OpenAIInstrumentor", "flush", "init", "score", "shutdown", "span", "trace"]
 
 
 def __getattr__(name: str) -> Any:

@@ -45,6 +45,7 @@ class _State:
         self.settings: Settings | None = None
         self.instrumentor: Any = None
         self.tracer_provider: Any = None
+        self.logger_provider: Any = None
         self.owned: list[Any] = []  # providers this SDK made (and so shuts down)
         self.added: list[Any] = []  # our processors added to the app's providers
         self.health: Any = None
@@ -252,6 +253,7 @@ def _init(settings: Settings) -> bool:
         load_prices(instrumentor.telemetry)
     _state.instrumentor = instrumentor
     _state.tracer_provider = tracer_provider
+    _state.logger_provider = logger_provider
     _state.settings = settings
     atexit.register(shutdown)
     return True
@@ -298,6 +300,17 @@ def tracer() -> Any:
     from gensight.sdk.instrumentor import SCOPE
 
     return trace.get_tracer(SCOPE, tracer_provider=_state.tracer_provider)
+
+
+def logger() -> Any:
+    """The logger ``gensight.score`` emits its events with (None before ``init()``)."""
+    if _state.logger_provider is None or _state.shut_down:
+        return None
+    from opentelemetry._logs import get_logger
+
+    from gensight.sdk.instrumentor import SCOPE
+
+    return get_logger(SCOPE, logger_provider=_state.logger_provider)
 
 
 def flush(timeout: float = SHUTDOWN_TIMEOUT) -> bool:

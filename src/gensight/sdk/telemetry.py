@@ -25,6 +25,7 @@ from gensight.sdk.call import Call, StreamCall
 from gensight.sdk.instruments import Instruments
 from gensight.sdk.operations import Operation, _given
 from gensight.sdk.runtime import drain_orphans, orphans, set_attributes, warn_once
+from gensight.sdk.scores import remember_call
 
 _RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 _perf = time.perf_counter
@@ -184,6 +185,7 @@ class Telemetry:
             else:
                 span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
 
+            remember_call(span)  # what gensight.score(None, ...) judges
             call = StreamCall() if stream else Call()
             call.tel = self
             call.op = op

@@ -11,13 +11,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from gensight.model.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, SpanRecord
+from gensight.model.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, Score, SpanRecord
 from gensight.store import schema, sql
 from gensight.store.common import json_text
 
 CALL_SCHEMA = schema.arrow_schema(schema.CALLS)
 SPAN_SCHEMA = schema.arrow_schema(schema.SPANS)
 EVENT_SCHEMA = schema.arrow_schema(schema.CONTENT_EVENTS)
+SCORE_SCHEMA = schema.arrow_schema(schema.SCORES)
 
 
 _TS_AWARE = pa.timestamp("us", tz="UTC")
@@ -49,6 +50,7 @@ _SPAN_GET = attrgetter(*sql.SPAN_COLUMNS)
 _SPAN_JSON = frozenset({"attributes", "events"})
 _EVENT_GET = attrgetter(*EVENT_SCHEMA.names)
 _EVENT_JSON = frozenset({"message"})
+_SCORE_GET = attrgetter(*SCORE_SCHEMA.names)
 
 
 def calls_table(calls: Sequence[CallRecord]) -> pa.Table:
@@ -64,3 +66,8 @@ def spans_table(spans: Sequence[SpanRecord]) -> pa.Table:
 def events_table(events: Sequence[ContentEvent]) -> pa.Table:
     """Content events as an Arrow table."""
     return _columns([_EVENT_GET(e) for e in events], EVENT_SCHEMA, _EVENT_JSON)
+
+
+def scores_table(scores: Sequence[Score]) -> pa.Table:
+    """Scores as an Arrow table."""
+    return _columns([_SCORE_GET(s) for s in scores], SCORE_SCHEMA, frozenset())

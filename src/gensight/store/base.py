@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gensight.model.records import CallRecord, ContentEvent, SpanRecord
+from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 from gensight.model.vocab import FILTER_NAMES
 
 
@@ -29,6 +30,7 @@ class CallFilters:
     operation: str | None = None
     source: str | None = None
     q: str | None = None  # substring of message content, case-insensitive
+    score: str | None = None  # a score the call has (``model.scores.parse_score_filter``)
     trace_id: str | None = None
 
     def active(self) -> dict[str, Any]:
@@ -44,14 +46,24 @@ if tuple(f.name for f in fields(CallFilters)) != (*FILTER_NAMES, "trace_id"):
 
 @dataclass(frozen=True)
 class Cursor:
-    """Position after the last item of a page (newest-first order: ts, then id)."""
+    """Position after the last item of a page: in the page's order (``key`` then ts, then
+    id; newest first by default), with the last item's ``value`` of ``key``."""
 
     ts: datetime
     id: str
+    key: str = "ts"
+    value: float | int | None = None
+    order: str = "desc"
 
     def encode(self) -> str:
-        """Opaque URL-safe form."""
-        raw = f"{self.ts.isoformat()}|{self.id}".encode()
+        """Opaque URL-safe form (the newest-first time order keeps its short form)."""
+        if self.key == "ts" and self.order == "desc":
+            raw = f"{self.ts.isoformat()}|{self.id}".encode()
+        else:
+            raw = json.dumps(
+                {"ts": self.ts.isoformat(), "id": self.id, "k": self.key, "v": self.value,
+                 "o": self.order}, separators=(",", ":"),
+            ).encode()  # fmt: skip
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
@@ -59,15 +71,23 @@ class Cursor:
         """Parse an opaque cursor; ValueError when it is not one of ours."""
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-            ts, _, id_ = raw.partition("|")
+            if raw.startswith("{"):
+                data = json.loads(raw)
+                ts, id_ = data["ts"], data["id"]
+                key, value, order = str(data["k"]), data["v"], str(data["o"])
+                if value is not None and not isinstance(value, int | float):
+                    raise ValueError("not a sort value")
+            else:
+                ts, _, id_ = raw.partition("|")
+                key, value, order = "ts", None, "desc"
             parsed = datetime.fromisoformat(ts)
         except Exception as e:
             raise ValueError("not a valid cursor") from e
-        if not id_:
+        if not id_ or not isinstance(id_, str):
             raise ValueError("not a valid cursor")
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return cls(parsed, id_)
+        return cls(parsed, id_, key, value, order)
 
 
 class Store(Protocol):
@@ -78,14 +98,23 @@ class Store(Protocol):
         calls: Sequence[CallRecord],
         spans: Sequence[SpanRecord],
         events: Sequence[ContentEvent],
+        scores: Sequence[Score] = (),
     ) -> None:
         """Insert one batch (called only from the pipeline's writer thread)."""
         ...
 
     def list_calls(
-        self, filters: CallFilters, limit: int, cursor: Cursor | None
+        self,
+        filters: CallFilters,
+        limit: int,
+        cursor: Cursor | None,
+        full: bool = False,
+        sort: str = "ts",
+        order: str = "desc",
     ) -> tuple[list[dict[str, Any]], Cursor | None]:
-        """A page of calls, newest first, without message content; and the next cursor."""
+        """A page of calls (newest first unless ``sort``/``order`` say otherwise; calls
+        without a value of ``sort`` last), without message content unless ``full``; and
+        the next cursor."""
         ...
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:

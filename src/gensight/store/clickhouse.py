@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from gensight.model.records import CallRecord, ContentEvent, SpanRecord
+from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 from gensight.store import arrow, migrations, schema
 from gensight.store.common import SQLStore, unique
 from gensight.store.dialect import ClickHouseDialect, Query
@@ -141,12 +141,16 @@ class ClickHouseStore(SQLStore):
         calls: Sequence[CallRecord],
         spans: Sequence[SpanRecord],
         events: Sequence[ContentEvent],
+        scores: Sequence[Score] = (),
     ) -> None:
         """Insert one batch as Arrow tables (calls last: a call is visible once its
         spans and content are). A row repeating a stored key is folded into it by the
         ReplacingMergeTree (queries read ``FINAL``); a call's newer version wins."""
         calls, spans, events = unique(calls, spans, events)
+        scores = list({s.id: s for s in scores}.values())
         with self._lock:
+            if scores:
+                self.client.insert_arrow("scores", arrow.scores_table(scores))
             if spans:
                 self.client.insert_arrow("spans", arrow.spans_table(spans))
             if events:

@@ -16,8 +16,9 @@ import orjson
 
 from gensight.model.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, SpanRecord
 from gensight.pipeline.merge import FAILED_WINDOW_S, failed_key
-from gensight.store import sql
+from gensight.store import people_sql, score_sql, sql
 from gensight.store.base import CallFilters, Cursor
+from gensight.store.dimensions import GROUP_BY
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -67,10 +68,6 @@ def call_record(row: dict[str, Any]) -> CallRecord:
     return CallRecord(**values)
 
 
-#: Calls looked up per query at most (the statement binds each id).
-_LOOKUP_CHUNK = 1000
-
-
 def merge_content_events(call: dict[str, Any], events: list[tuple[str, Any]]) -> None:
     """Fill a call's message fields from content events when the span carried none."""
     by_kind: dict[str, list[Any]] = {"system": [], "input": [], "output": []}
@@ -87,6 +84,10 @@ def merge_content_events(call: dict[str, Any], events: list[tuple[str, Any]]) ->
             call["finish_reasons"] = [
                 m["finish_reason"] for m in by_kind["output"] if m.get("finish_reason")
             ]
+
+
+#: Calls whose scores one query looks up at most (the statement binds each id).
+_LOOKUP_CHUNK = 1000
 
 
 class SQLStore:
@@ -123,8 +124,9 @@ class SQLStore:
         batch with these before writing it (``gensight.pipeline.merge`` decides which
         candidates are the same call)."""
         found: dict[str, CallRecord] = {}
-        for i in range(0, len(calls), _LOOKUP_CHUNK):
-            chunk = calls[i : i + _LOOKUP_CHUNK]
+        size = self.dialect.lookup_chunk
+        for i in range(0, len(calls), size):
+            chunk = calls[i : i + size]
             responses = [c.response_id for c in chunk if c.response_id]
             requests = [c.upstream_request_id for c in chunk if c.upstream_request_id]
             since = min(c.ts for c in chunk) - timedelta(hours=1)
@@ -146,14 +148,24 @@ class SQLStore:
         return list(found.values())
 
     def list_calls(
-        self, filters: CallFilters, limit: int, cursor: Cursor | None, full: bool = False
+        self,
+        filters: CallFilters,
+        limit: int,
+        cursor: Cursor | None,
+        full: bool = False,
+        sort: str = "ts",
+        order: str = "desc",
     ) -> tuple[list[dict[str, Any]], Cursor | None]:
-        """A page of calls, newest first; messages and attributes only when ``full``."""
-        rows = self._list_rows(filters, limit, cursor, full)
+        """A page of calls in ``sort`` order (newest first by default); messages and
+        attributes only when ``full``."""
+        rows = self._list_rows(filters, limit, cursor, full, sort, order)
         nxt = None
         if len(rows) > limit:
             last = rows[limit - 1]
-            nxt = Cursor(last["ts"].replace(tzinfo=UTC), last["id"])
+            value = None if sort == "ts" else last[sort]
+            if isinstance(value, float) and value != value:  # ClickHouse NaN for NULL
+                value = None
+            nxt = Cursor(last["ts"].replace(tzinfo=UTC), last["id"], sort, value, order)
         calls = [self._call_row(r) for r in rows[:limit]]
         if full and calls:
             events = self._rows(sql.content_events_of(self.dialect, [c["span_id"] for c in calls]))
@@ -164,14 +176,59 @@ class SQLStore:
             for c in calls:
                 if (c["trace_id"], c["span_id"]) in by_call:
                     merge_content_events(c, by_call[(c["trace_id"], c["span_id"])])
+            self._attach_scores(calls)
         return calls, nxt
 
     def _list_rows(
-        self, filters: CallFilters, limit: int, cursor: Cursor | None, full: bool
+        self,
+        filters: CallFilters,
+        limit: int,
+        cursor: Cursor | None,
+        full: bool,
+        sort: str = "ts",
+        order: str = "desc",
     ) -> list[dict[str, Any]]:
-        """Up to ``limit + 1`` call rows newest first (a store with a search index
+        """Up to ``limit + 1`` call rows in ``sort`` order (a store with a search index
         answers ``q`` from it)."""
-        return self._rows(sql.list_calls(self.dialect, filters, limit, cursor, full))
+        return self._rows(sql.list_calls(self.dialect, filters, limit, cursor, full, sort, order))
+
+    def _attach_scores(self, calls: list[dict[str, Any]]) -> None:
+        """Each call's ``scores``: its own, its trace's and its session's (an export
+        repeats a trace's score on each of its calls; an import stores it once, by id)."""
+        traces = sorted({c["trace_id"] for c in calls})
+        sessions = sorted({c["session"] for c in calls if c.get("session")})
+        rows = self.scores_of([c["id"] for c in calls], traces)
+        if sessions:
+            for r in self._rows(score_sql.scores_of_sessions(self.dialect, sessions)):
+                r["ts"] = iso(r["ts"])
+                rows.append(r)
+        for c in calls:
+            mine = {("call", c["id"]), ("trace", c["trace_id"]), ("session", c.get("session"))}
+            c["scores"] = [r for r in rows if (r["target"], r["target_id"]) in mine]
+
+    def known_values(self, name: str, filters: CallFilters, limit: int = 50) -> list[str]:
+        """The commonest values of ``app``, ``model``, ``user`` or ``session``."""
+        return [r["v"] for r in self._rows(sql.known_values(self.dialect, name, filters, limit))]
+
+    def time_bounds(self, filters: CallFilters) -> tuple[datetime | None, datetime | None]:
+        """The first and last start time of the matching calls (None when none match)."""
+        (row,) = self._rows(sql.time_bounds(self.dialect, filters))
+        if not row["n"]:
+            return None, None
+        return (row["first"].replace(tzinfo=UTC), row["last"].replace(tzinfo=UTC))
+
+    def people_rows(self, filters: CallFilters, column: str, limit: int) -> list[dict[str, Any]]:
+        """Per ``session`` or ``user``: measure rows with ``first_ts``/``last_ts`` (ISO),
+        ``app`` and ``who``; the most recently active first, ``limit`` + 1 rows at most."""
+        rows = self._rows(people_sql.people_rows(self.dialect, filters, column, limit))
+        for r in rows:
+            r["first_ts"], r["last_ts"] = iso(r["first_ts"]), iso(r["last_ts"])
+        return rows
+
+    def count_calls(self, filters: CallFilters) -> int:
+        """How many calls match the filters."""
+        (row,) = self._rows(sql.count_calls(self.dialect, filters))
+        return int(row["n"])
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:
         """One call with its messages, merging content that arrived as log events."""
@@ -182,6 +239,7 @@ class SQLStore:
         events = self._rows(sql.content_events(self.dialect, call["trace_id"], call["span_id"]))
         if events:
             merge_content_events(call, [(e["kind"], orjson.loads(e["message"])) for e in events])
+        call["scores"] = self.scores_of([call["id"]], [])
         return call
 
     def get_trace(self, trace_id: str) -> dict[str, Any] | None:
@@ -204,7 +262,52 @@ class SQLStore:
             s["attributes"] = orjson.loads(s["attributes"]) if s["attributes"] else {}
             s["events"] = orjson.loads(s["events"]) if s["events"] else []
         calls.sort(key=lambda c: (c["ts"], c["id"]))
-        return {"trace_id": trace_id, "spans": spans, "calls": calls}
+        scores = self.scores_of([c["id"] for c in calls], [trace_id])
+        for c in calls:
+            c["scores"] = [s for s in scores if s["target"] == "call" and s["target_id"] == c["id"]]
+        return {"trace_id": trace_id, "spans": spans, "calls": calls, "scores": scores}
+
+    # -- scores (#20) ---------------------------------------------------------------
+    def scores_of(self, call_ids: list[str], trace_ids: list[str]) -> list[dict[str, Any]]:
+        """The scores of these calls and traces, oldest first."""
+        out: list[dict[str, Any]] = []
+        for i in range(0, max(len(call_ids), 1), _LOOKUP_CHUNK):
+            chunk = call_ids[i : i + _LOOKUP_CHUNK]
+            if not chunk and not trace_ids:
+                break
+            out += self._rows(score_sql.scores_of(self.dialect, chunk, trace_ids))
+            trace_ids = []  # asked once, with the first chunk
+        seen: set[str] = set()
+        unique_rows = []
+        for row in sorted(out, key=lambda r: (r["ts"], r["id"])):
+            if row["id"] not in seen:
+                seen.add(row["id"])
+                row["ts"] = iso(row["ts"])
+                unique_rows.append(row)
+        return unique_rows
+
+    def list_scores(
+        self, filters: CallFilters, name: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Scores newest first (by their own time), optionally of one name."""
+        rows = self._rows(score_sql.list_scores(self.dialect, filters, name, limit))
+        for row in rows:
+            row["ts"] = iso(row["ts"])
+        return rows
+
+    def score_rows(self, filters: CallFilters, group_by: str | None) -> list[dict[str, Any]]:
+        """Per ``grp`` (when grouped) and score ``name``: ``mean``, ``n``, ``scored_calls``."""
+        grp = GROUP_BY[group_by] if group_by else None
+        return self._rows(score_sql.score_means(self.dialect, filters, grp, sql.where))
+
+    def good_answer_rows(
+        self, filters: CallFilters, group_by: str, name: str, threshold: float
+    ) -> list[dict[str, Any]]:
+        """Per ``grp``: ``calls``, ``cost_usd``, ``priced``, ``scored``, ``good``."""
+        q = score_sql.good_answers(
+            self.dialect, filters, GROUP_BY[group_by], name, threshold, sql.where
+        )
+        return self._rows(q)
 
     # -- stats and analysis: rows only; ``gensight.query.answers`` shapes them ----------
     def aggregate(self, filters: CallFilters) -> dict[str, Any]:

@@ -22,6 +22,8 @@ class Dialect:
     """How one backend spells the few things that differ. Subclasses fill these in."""
 
     name = "?"
+    #: Calls looked up per ``stored_calls`` query (``in_strings`` lists' length).
+    lookup_chunk = 1000
 
     def table(self, name: str, alias: str) -> str:
         """A record table as a FROM item: one row per natural key."""
@@ -33,6 +35,11 @@ class Dialect:
 
     def param_ts(self, q: Query, value: datetime) -> str:
         """Bind a time (naive UTC, microsecond precision)."""
+        raise NotImplementedError
+
+    def in_strings(self, q: Query, expr: str, values: list[str]) -> str:
+        """``expr IN`` a bound list of strings, as one parameter the engine hashes (a
+        placeholder per value makes DuckDB compare each row with each value)."""
         raise NotImplementedError
 
     def countif(self, cond: str) -> str:
@@ -102,6 +109,7 @@ class DuckDBDialect(Dialect):
     """DuckDB: ``?`` parameters, FILTER clauses, ``quantile_cont``."""
 
     name = "duckdb"
+    lookup_chunk = 10_000  # one list parameter, whatever its length
 
     def new_params(self) -> list[Any]:
         return []
@@ -112,6 +120,10 @@ class DuckDBDialect(Dialect):
 
     def param_ts(self, q: Query, value: datetime) -> str:
         return self.param(q, utc_naive(value))
+
+    def in_strings(self, q: Query, expr: str, values: list[str]) -> str:
+        # measured on 100k rows, 2 x 1,000 values: 16 ms, against 430 ms with ? per value
+        return f"{expr} IN (SELECT unnest({self.param(q, list(values))}::VARCHAR[]))"
 
     def countif(self, cond: str) -> str:
         return f"count(*) FILTER (WHERE {cond})"
@@ -152,6 +164,7 @@ class ClickHouseDialect(Dialect):
     """ClickHouse (server or chDB): ``%(pN)s`` parameters bound by clickhouse-connect."""
 
     name = "clickhouse"
+    lookup_chunk = 1000  # values are inlined into the SQL text, under max_query_size
 
     def table(self, name: str, alias: str) -> str:
         """FINAL: a ReplacingMergeTree may still hold a key's older rows until it merges
@@ -169,6 +182,9 @@ class ClickHouseDialect(Dialect):
     def param_ts(self, q: Query, value: datetime) -> str:
         text = utc_naive(value).strftime("%Y-%m-%d %H:%M:%S.%f")
         return f"toDateTime64({self.param(q, text)}, 6, 'UTC')"
+
+    def in_strings(self, q: Query, expr: str, values: list[str]) -> str:
+        return f"{expr} IN {self.param(q, tuple(values))}"  # a tuple binds as a set
 
     def countif(self, cond: str) -> str:
         return f"countIf({cond})"

@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from gensight.model.records import CallRecord, ContentEvent, SpanRecord
+from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 from gensight.store import arrow, migrations, rollups, schema, search
 from gensight.store.base import CallFilters, Cursor
 from gensight.store.common import SQLStore, unique
@@ -38,6 +38,7 @@ _INSERT = {
     "calls": "INSERT OR REPLACE INTO calls BY NAME SELECT * FROM _gensight_batch",
     "spans": "INSERT OR IGNORE INTO spans BY NAME SELECT * FROM _gensight_batch",
     "content_events": "INSERT OR IGNORE INTO content_events BY NAME SELECT * FROM _gensight_batch",
+    "scores": "INSERT OR REPLACE INTO scores BY NAME SELECT * FROM _gensight_batch",
 }
 
 
@@ -134,10 +135,12 @@ class DuckDBStore(SQLStore):
         calls: Sequence[CallRecord],
         spans: Sequence[SpanRecord],
         events: Sequence[ContentEvent],
+        scores: Sequence[Score] = (),
     ) -> None:
-        """Store one batch in one transaction, via Arrow tables; idempotent: a call
-        replaces the stored one with its id, a span or event already stored stays."""
+        """Store one batch in one transaction, via Arrow tables; idempotent: a call or a
+        score replaces the stored one with its id, a span or event already stored stays."""
         calls, spans, events = unique(calls, spans, events)
+        scores = list({s.id: s for s in scores}.values())
         tables: list[tuple[str, pa.Table]] = []
         if calls:
             tables.append(("calls", arrow.calls_table(calls)))
@@ -145,6 +148,8 @@ class DuckDBStore(SQLStore):
             tables.append(("spans", arrow.spans_table(spans)))
         if events:
             tables.append(("content_events", arrow.events_table(events)))
+        if scores:
+            tables.append(("scores", arrow.scores_table(scores)))
         if not tables:
             return
         with self._write_lock:
@@ -181,7 +186,7 @@ class DuckDBStore(SQLStore):
             con = self._con
             con.execute("BEGIN")
             try:
-                for table in ("content_events", "spans", "calls"):
+                for table in ("content_events", "spans", "calls", "scores"):
                     row = con.execute(f"DELETE FROM {table} WHERE ts < ?", [cutoff]).fetchone()
                     deleted += int(row[0]) if row else 0
                 rollups.after_retention(con, cutoff)
@@ -221,13 +226,20 @@ class DuckDBStore(SQLStore):
             events.close()
 
     def _list_rows(
-        self, filters: CallFilters, limit: int, cursor: Cursor | None, full: bool
+        self,
+        filters: CallFilters,
+        limit: int,
+        cursor: Cursor | None,
+        full: bool,
+        sort: str = "ts",
+        order: str = "desc",
     ) -> list[dict[str, Any]]:
-        if filters.q and self.search is not None:
+        # the index reads hits newest first: other orders scan the messages in SQL
+        if filters.q and self.search is not None and (sort, order) == ("ts", "desc"):
             rows = search.list_rows(self, self.search, filters, limit, cursor, full)
             if rows is not None:
                 return rows
-        return super()._list_rows(filters, limit, cursor, full)
+        return super()._list_rows(filters, limit, cursor, full, sort, order)
 
     # -- rollups (``gensight.store.rollups``) ---------------------------------------
     def rebuild_rollups(self) -> None:

@@ -96,6 +96,12 @@ DUCKDB: list[list[str]] = [
     [  # 6: the provider's request id (two reports of one failed call are one call)
         'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "upstream_request_id" VARCHAR',
     ],
+    [  # 7 (#20): scores about calls, traces and sessions
+        'CREATE TABLE IF NOT EXISTS scores ("id" VARCHAR, "ts" TIMESTAMP, "target" VARCHAR,'
+        ' "target_id" VARCHAR, "name" VARCHAR, "value" DOUBLE, "label" VARCHAR, "comment"'
+        ' VARCHAR, "source" VARCHAR, "author" VARCHAR, "app" VARCHAR, "trace_id" VARCHAR,'
+        ' PRIMARY KEY ("id"))',
+    ],
 ]
 
 #: ClickHouse (and chDB): one list of statements per version.
@@ -230,5 +236,15 @@ CLICKHOUSE: list[list[str]] = [
     [  # 5: the provider's request id (two reports of one failed call are one call)
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `upstream_request_id` Nullable(String)"
         " AFTER `attributes`",
+    ],
+    [  # 6 (#20): scores about calls, traces and sessions
+        "CREATE TABLE IF NOT EXISTS scores (`id` String, `ts` DateTime64(6, 'UTC'), `target`"
+        " LowCardinality(String), `target_id` String, `name` LowCardinality(String), `value`"
+        " Nullable(Float64), `label` LowCardinality(Nullable(String)), `comment`"
+        " Nullable(String), `source` LowCardinality(String), `author` Nullable(String), `app`"
+        " LowCardinality(Nullable(String)), `trace_id` Nullable(String), `_version` UInt64"
+        " DEFAULT toUnixTimestamp64Micro(now64(6)), INDEX idx_target target_id TYPE"
+        " bloom_filter GRANULARITY 4) ENGINE = ReplacingMergeTree(_version) PARTITION BY"
+        " toDate(ts) ORDER BY (id) SETTINGS index_granularity = 8192",
     ],
 ]

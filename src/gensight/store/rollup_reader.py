@@ -19,6 +19,7 @@ from gensight.store.dialect import DuckDBDialect, Query
 from gensight.store.dimensions import MODEL
 
 _D = DuckDBDialect()
+_NO_USAGE = "(c.input_tokens IS NULL AND c.output_tokens IS NULL)"
 
 
 class RollupReader:
@@ -117,12 +118,13 @@ def _measures(
     cols, raw_cols = _dims(r)
     rollup = (
         f"SELECT hour AS ts, {cols}calls, errors, input_tokens, output_tokens, cost_usd,"
-        f" unpriced_calls FROM rollup_calls_{r.name} WHERE {{whole}}"
+        f" unpriced_calls, no_usage_calls FROM rollup_calls_{r.name} WHERE {{whole}}"
     )
     raw = (
         f"SELECT c.ts, {raw_cols}1, CAST(c.status = 'error' AS BIGINT),"
         " c.input_tokens, c.output_tokens, CAST(c.cost_usd AS DECIMAL(38, 12)),"
-        " CAST(c.cost_usd IS NULL AS BIGINT) FROM calls c WHERE {edges}"
+        f" CAST(c.cost_usd IS NULL AND NOT {_NO_USAGE} AS BIGINT),"
+        f" CAST(c.cost_usd IS NULL AND {_NO_USAGE} AS BIGINT) FROM calls c WHERE {{edges}}"
     )
     union = _parts(q, filters, rollup, [raw])
     bucket, grp, w = _outer(q, filters, interval, group_by)
@@ -132,7 +134,8 @@ def _measures(
         " CAST(sum(input_tokens) AS BIGINT) AS input_tokens,"
         " CAST(sum(output_tokens) AS BIGINT) AS output_tokens,"
         " CAST(sum(cost_usd) AS DOUBLE) AS cost_usd,"
-        " CAST(sum(unpriced_calls) AS BIGINT) AS unpriced_calls"
+        " CAST(sum(unpriced_calls) AS BIGINT) AS unpriced_calls,"
+        " CAST(sum(no_usage_calls) AS BIGINT) AS no_usage_calls"
         f" FROM ({union}) u WHERE {w} GROUP BY ALL"
     )
     return q

@@ -52,7 +52,10 @@ SETS: dict[str, tuple[str, ...]] = {
     **{d: (d,) for d in DIMENSIONS},
     "status_error_class": ("status", "error_class"),
 }
-MEASURES = ("calls", "errors", "input_tokens", "output_tokens", "cost_usd", "unpriced_calls")
+MEASURES = (
+    "calls", "errors", "input_tokens", "output_tokens", "cost_usd", "unpriced_calls",
+    "no_usage_calls",
+)  # fmt: skip
 LEVELS = (0.5, 0.95, 0.99)
 
 # a call as a rollup row's columns (the model is the expression group_by=model uses)
@@ -68,7 +71,7 @@ def _ddl(name: str, dims: tuple[str, ...]) -> list[str]:
     return [
         f"CREATE TABLE IF NOT EXISTS rollup_calls_{name} (hour TIMESTAMP, {cols}calls BIGINT,"
         " errors BIGINT, input_tokens BIGINT, output_tokens BIGINT,"
-        " cost_usd DECIMAL(38, 12), unpriced_calls BIGINT)",
+        " cost_usd DECIMAL(38, 12), unpriced_calls BIGINT, no_usage_calls BIGINT)",
         f"CREATE TABLE IF NOT EXISTS rollup_latency_{name} (hour TIMESTAMP, {cols}"
         "metric UTINYINT, key SMALLINT, n BIGINT)",
     ]
@@ -112,8 +115,11 @@ def _insert_from(rows: str, name: str, dims: tuple[str, ...]) -> list[str]:
     tokens_in = "coalesce(sum(sign * input_tokens), 0)"
     tokens_out = "coalesce(sum(sign * output_tokens), 0)"
     cost = "coalesce(sum(sign * CAST(cost_usd AS DECIMAL(38, 12))), 0)"
-    unpriced = "coalesce(sum(sign) FILTER (WHERE cost_usd IS NULL), 0)"
-    measures = ("sum(sign)", errors, tokens_in, tokens_out, cost, unpriced)
+    # as ``sql.measures``: a call without any tokens has no usage, not a missing price
+    no_usage = "(input_tokens IS NULL AND output_tokens IS NULL)"
+    unpriced = f"coalesce(sum(sign) FILTER (WHERE cost_usd IS NULL AND NOT {no_usage}), 0)"
+    no_usage_n = f"coalesce(sum(sign) FILTER (WHERE cost_usd IS NULL AND {no_usage}), 0)"
+    measures = ("sum(sign)", errors, tokens_in, tokens_out, cost, unpriced, no_usage_n)
     calls = (
         f"INSERT INTO rollup_calls_{name} SELECT {hour} AS hour, {cols}"
         f"{', '.join(measures)} FROM {rows} r GROUP BY ALL"
@@ -130,7 +136,12 @@ def _insert_from(rows: str, name: str, dims: tuple[str, ...]) -> list[str]:
 
 
 def create(con: Any) -> None:
-    """Create the tables; fill them from ``calls`` when they are new (an older store)."""
+    """Create the tables; fill them from ``calls`` when they are new (an older store) or
+    were built as other tables (derived data: dropped and built again)."""
+    con.execute(DDL[-1])
+    if not is_built(con):
+        for table in TABLES:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
     for statement in DDL:
         con.execute(statement)
     if not is_built(con):
@@ -143,7 +154,7 @@ def is_built(con: Any) -> bool:
 
 
 #: What the stored rollups were built as; a store with others rebuilds them at open.
-_VERSION = f"sets={','.join(SETS)};alpha={ALPHA}"
+_VERSION = f"sets={','.join(SETS)};alpha={ALPHA};measures={','.join(MEASURES)}"
 
 
 def apply_batch(con: Any, batch: str, since: datetime, until: datetime) -> None:

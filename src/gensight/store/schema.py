@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from gensight.model.records import CALL_FIELD_NAMES, SPAN_FIELD_NAMES
+from gensight.model.records import CALL_FIELD_NAMES, SCORE_FIELD_NAMES, SPAN_FIELD_NAMES
 
 
 @dataclass(frozen=True)
@@ -156,10 +156,36 @@ CONTENT_EVENTS = Table(
     order_by="trace_id, span_id, ts, seq, kind",
 )
 
-RECORD_TABLES = (CALLS, SPANS, CONTENT_EVENTS)
+#: Scores (#20): about a call, a trace or a session, joined to them when read (so a score
+#: may arrive before its call). A resent score (same id) replaces the stored one.
+SCORES = Table(
+    "scores",
+    (
+        _c("id", nullable=False),
+        _c("ts", "timestamp", nullable=False),
+        _c("target", nullable=False, lc=True),
+        _c("target_id", nullable=False),
+        _c("name", nullable=False, lc=True),
+        _c("value", "float"),
+        _c("label", lc=True),
+        _c("comment"),
+        _c("source", nullable=False, lc=True),
+        _c("author"),
+        _c("app", lc=True),
+        _c("trace_id"),
+    ),
+    key=("id",),
+    order_by="id",
+    # no DuckDB index: an index column cannot be rewritten by INSERT OR REPLACE
+    skip_indexes=(("idx_target", "target_id", "bloom_filter"),),
+    versioned=True,
+)
+
+RECORD_TABLES = (CALLS, SPANS, CONTENT_EVENTS, SCORES)
 
 assert tuple(CALLS.names) == CALL_FIELD_NAMES, "calls table out of step with CallRecord"
 assert set(SPANS.names) == set(SPAN_FIELD_NAMES), "spans table out of step with SpanRecord"
+assert tuple(SCORES.names) == SCORE_FIELD_NAMES, "scores table out of step with Score"
 
 #: The ClickHouse version column (not a record field: filled by the server at insert).
 VERSION_COLUMN = "_version"

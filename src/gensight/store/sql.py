@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from gensight.model.records import CALL_FIELD_NAMES
-from gensight.model.vocab import FILTER_NAMES
+from gensight.model.vocab import CALL_SORT_KEYS, FILTER_NAMES, SORT_ORDERS
+from gensight.store import score_sql
 from gensight.store.base import CallFilters, Cursor
 from gensight.store.dialect import Dialect, Query
 from gensight.store.dimensions import CORRELATION_DIMENSIONS, GROUP_BY, MODEL
@@ -26,7 +27,7 @@ SPAN_COLUMNS = SPANS.names
 
 #: Filters that compare a column with a value (time, model and content search are special).
 _EQUALITY_FILTERS = (
-    *(n for n in FILTER_NAMES if n not in ("since", "until", "model", "q")),
+    *(n for n in FILTER_NAMES if n not in ("since", "until", "model", "q", "score")),
     "trace_id",
 )
 
@@ -53,6 +54,8 @@ def where(d: Dialect, q: Query, filters: CallFilters, alias: str = "c") -> str:
         content = [d.contains_ci(f"{a}.{f}", d.param(q, needle)) for f in MESSAGE_FIELDS]
         content.append(d.exists_content(a, d.param(q, needle)))
         clauses.append(f"({' OR '.join(content)})")
+    if filters.score:
+        clauses.append(score_sql.filter_clause(d, q, filters.score, a))
     return " AND ".join(clauses) if clauses else "1 = 1"
 
 
@@ -67,11 +70,16 @@ def list_calls(
     limit: int,
     cursor: Cursor | None,
     full: bool = False,
+    sort: str = "ts",
+    order: str = "desc",
     only: tuple[list[str], list[str]] | None = None,
 ) -> Query:
-    """A page of calls newest first (one row more than ``limit``, to know if there is more);
-    ``full`` adds messages and attributes; ``only`` keeps the calls of these (ids, span
-    ids): a search index's hits."""
+    """A page of calls in ``sort`` order (one row more than ``limit``, to know if there is
+    more); ties by time, then id, in the same direction; calls without a value last.
+    ``full`` adds messages and attributes. ``sort`` is one of ``vocab.CALL_SORT_KEYS``.
+    ``only`` keeps the calls of these (ids, span ids): a search index's hits."""
+    if sort not in CALL_SORT_KEYS or order not in SORT_ORDERS:
+        raise ValueError(f"unknown sort {sort!r} {order!r}")
     q = Query(d)
     w = where(d, q, filters)
     if only is not None:
@@ -81,14 +89,60 @@ def list_calls(
             if values
         ]
         w += f" AND ({' OR '.join(alternatives) or '1 = 0'})"
+    direction, cmp = ("DESC", "<") if order == "desc" else ("ASC", ">")
     if cursor is not None:
+        # placeholders are bound in the order they appear (DuckDB's are positional)
+        v = f'c."{sort}"'
+        if sort == "ts":
+            head, tail = "(", ")"
+        elif cursor.value is None:
+            head, tail = f"({v} IS NULL AND (", "))"
+        else:
+            v1, v2 = d.param(q, cursor.value), d.param(q, cursor.value)
+            head, tail = f"({v} IS NULL OR {v} {cmp} {v1} OR ({v} = {v2} AND (", ")))"
         ts1, ts2 = d.param_ts(q, cursor.ts), d.param_ts(q, cursor.ts)
         cid = d.param(q, cursor.id)
-        w += f" AND (c.ts < {ts1} OR (c.ts = {ts2} AND c.id < {cid}))"
+        w += f" AND {head}c.ts {cmp} {ts1} OR (c.ts = {ts2} AND c.id {cmp} {cid}){tail}"
+    keys = f"c.ts {direction}, c.id {direction}"
+    if sort != "ts":
+        keys = f'(c."{sort}" IS NULL), c."{sort}" {direction}, {keys}'
     q.sql = (
         f"SELECT {_cols(CALL_FIELD_NAMES if full else LIST_COLUMNS, 'c')}"
         f" FROM {d.table('calls', 'c')} WHERE {w}"
-        f" ORDER BY c.ts DESC, c.id DESC LIMIT {int(limit) + 1}"
+        f" ORDER BY {keys} LIMIT {int(limit) + 1}"
+    )
+    return q
+
+
+def time_bounds(d: Dialect, filters: CallFilters) -> Query:
+    """The first and last start time of the matching calls (NULLs when none match)."""
+    q = Query(d)
+    q.sql = (
+        f"SELECT min(c.ts) AS first, max(c.ts) AS last, count(*) AS n"
+        f" FROM {d.table('calls', 'c')} WHERE {where(d, q, filters)}"
+    )
+    return q
+
+
+def count_calls(d: Dialect, filters: CallFilters) -> Query:
+    """How many calls match the filters."""
+    q = Query(d)
+    q.sql = f"SELECT count(*) AS n FROM {d.table('calls', 'c')} WHERE {where(d, q, filters)}"
+    return q
+
+
+#: The columns whose seen values the filter forms suggest (``known_values``).
+KNOWN_VALUE_COLUMNS = {"app": "app", "model": MODEL, "user": '"user"', "session": "session"}
+
+
+def known_values(d: Dialect, name: str, filters: CallFilters, limit: int) -> Query:
+    """The commonest values of a filter column among the matching calls."""
+    q = Query(d)
+    col = KNOWN_VALUE_COLUMNS[name]
+    q.sql = (
+        f"SELECT {col} AS v, count(*) AS n FROM {d.table('calls', 'c')}"
+        f" WHERE {where(d, q, filters)} AND {col} IS NOT NULL"
+        f" GROUP BY v ORDER BY n DESC, v LIMIT {int(limit)}"
     )
     return q
 
@@ -132,13 +186,12 @@ def stored_calls(
         ("parent_span_id", parents or []),
     ):
         if values:
-            listed = ", ".join(d.param(q, v) for v in sorted(set(values)))
-            alternatives.append(f"c.{column} IN ({listed})")
+            alternatives.append(d.in_strings(q, f"c.{column}", sorted(set(values))))
     if failed_models and failed_window:  # failed calls without ids, close in time
-        listed = ", ".join(d.param(q, m) for m in sorted(set(failed_models)))
+        models = d.in_strings(q, "c.request_model", sorted(set(failed_models)))
         lo, hi = (d.param_ts(q, t) for t in failed_window)
         alternatives.append(
-            f"(c.status = 'error' AND c.response_id IS NULL AND c.request_model IN ({listed})"
+            f"(c.status = 'error' AND c.response_id IS NULL AND {models}"
             f" AND c.ts >= {lo} AND c.ts < {hi})"
         )
     q.sql = (
@@ -181,6 +234,11 @@ def trace_spans(d: Dialect, trace_id: str) -> Query:
     return q
 
 
+#: A call that reported no tokens at all (typically a failure before any usage): there is
+#: nothing to price, which is not the same as a price missing.
+_NO_USAGE = "(c.input_tokens IS NULL AND c.output_tokens IS NULL)"
+
+
 def measures(d: Dialect) -> str:
     """The aggregate columns of every totals and series row (over ``calls c``).
 
@@ -193,7 +251,8 @@ def measures(d: Dialect) -> str:
         sum(c.input_tokens) AS input_tokens,
         sum(c.output_tokens) AS output_tokens,
         sum(c.cost_usd) AS cost_usd,
-        {d.countif("c.cost_usd IS NULL")} AS unpriced_calls,
+        {d.countif(f"c.cost_usd IS NULL AND NOT {_NO_USAGE}")} AS unpriced_calls,
+        {d.countif(f"c.cost_usd IS NULL AND {_NO_USAGE}")} AS no_usage_calls,
         {d.quantiles("c.duration_ms", (0.5, 0.95, 0.99))} AS lat_q,
         {d.quantiles("c.ttft_ms", (0.5, 0.95))} AS ttft_q
     """
@@ -297,20 +356,29 @@ def _downstream(d: Dialect) -> str:
     return f"coalesce({', '.join(options)}, concat(s.kind, ':', s.name))"
 
 
-def _dependency_measures(d: Dialect) -> str:
+def _dependency_measures(d: Dialect, a: str = "c") -> str:
     return (
-        "count(*) AS calls, sum(duration_ms) AS total_ms,"
-        f" {d.quantile('duration_ms', 0.95)} AS p95_ms,"
-        f" {d.countif(_ERRORS)} / count(*) AS error_rate,"
-        " count(DISTINCT trace_id) AS traces"
+        f"count(*) AS calls, sum({a}.duration_ms) AS total_ms,"
+        f" {d.quantile(f'{a}.duration_ms', 0.95)} AS p95_ms,"
+        f" {d.countif(f'{a}.{_ERRORS}')} / count(*) AS error_rate,"
+        f" count(DISTINCT {a}.trace_id) AS traces"
     )
 
 
 def dependencies_llm(d: Dialect, filters: CallFilters) -> Query:
+    """Per LLM provider/model: measures, and ``self_ms``, the time of the calls that lie
+    in a trace whose root span is stored (an LLM call has no children: all of its time
+    is its own)."""
     q = Query(d)
+    rw = where(d, q, CallFilters(since=filters.since, until=filters.until), alias="r")
+    roots = (
+        f"SELECT r.trace_id FROM {d.table('spans', 'r')} WHERE {rw} AND r.parent_span_id IS NULL"
+    )
     q.sql = (
-        "SELECT 'llm' AS type, concat(coalesce(provider, '?'), '/', coalesce("
-        f"{_MODEL}, '?')) AS downstream, {_dependency_measures(d)}"
+        "SELECT 'llm' AS type, concat(coalesce(c.provider, '?'), '/', coalesce("
+        f"{_MODEL}, '?')) AS downstream,"
+        f" sum(CASE WHEN c.trace_id IN ({roots}) THEN c.duration_ms ELSE 0 END) AS self_ms,"
+        f" {_dependency_measures(d)}"
         f" FROM {d.table('calls', 'c')} WHERE {where(d, q, filters)} GROUP BY downstream"
     )
     return q
@@ -320,13 +388,33 @@ def _span_filters(filters: CallFilters) -> CallFilters:
     return CallFilters(since=filters.since, until=filters.until, app=filters.app)
 
 
+def _with_self_time(d: Dialect, q: Query, filters: CallFilters) -> tuple[str, str]:
+    """``spans s`` joined with the summed time of each span's direct children, and the
+    span's exclusive (self) time: its duration less its children's, never below 0."""
+    # the children's placeholders come first in the text, so they are bound first
+    kw = where(d, q, CallFilters(since=filters.since, until=filters.until), alias="k")
+    children = (
+        f"(SELECT k.trace_id AS kt, k.parent_span_id AS kp, sum(k.duration_ms) AS child_ms"
+        f" FROM {d.table('spans', 'k')} WHERE {kw} AND k.parent_span_id IS NOT NULL"
+        " GROUP BY kt, kp)"
+    )
+    source = (
+        f"{d.table('spans', 's')} LEFT JOIN {children} AS ch"
+        " ON ch.kt = s.trace_id AND ch.kp = s.span_id"
+    )
+    return source, "greatest(s.duration_ms - coalesce(ch.child_ms, 0), 0)"
+
+
 def dependencies_spans(d: Dialect, filters: CallFilters) -> Query:
-    """Non-LLM, non-root spans grouped by what they call (db, http host, tool, …)."""
+    """Non-LLM, non-root spans grouped by what they call (db, http host, tool, …), with
+    their summed exclusive time ``self_ms``."""
     q = Query(d)
+    source, own = _with_self_time(d, q, filters)
     w = where(d, q, _span_filters(filters), alias="s")
     q.sql = (
-        f"SELECT 'span' AS type, {_downstream(d)} AS downstream, {_dependency_measures(d)}"
-        f" FROM {d.table('spans', 's')} WHERE {w}"
+        f"SELECT 'span' AS type, {_downstream(d)} AS downstream,"
+        f" {_dependency_measures(d, 's')}, sum({own}) AS self_ms"
+        f" FROM {source} WHERE {w}"
         " AND s.call_id IS NULL AND s.parent_span_id IS NOT NULL"
         " GROUP BY downstream"
     )
@@ -334,11 +422,15 @@ def dependencies_spans(d: Dialect, filters: CallFilters) -> Query:
 
 
 def dependencies_roots(d: Dialect, filters: CallFilters) -> Query:
+    """The root spans' summed duration (the traces' time), count, and exclusive time
+    (of the roots that are not LLM calls: an LLM root's time is its call's)."""
     q = Query(d)
+    source, own = _with_self_time(d, q, filters)
     w = where(d, q, _span_filters(filters), alias="s")
     q.sql = (
-        "SELECT coalesce(sum(duration_ms), 0) AS trace_ms, count(*) AS traces"
-        f" FROM {d.table('spans', 's')} WHERE {w} AND s.parent_span_id IS NULL"
+        "SELECT coalesce(sum(s.duration_ms), 0) AS trace_ms, count(*) AS traces,"
+        f" coalesce(sum(CASE WHEN s.call_id IS NULL THEN {own} ELSE 0 END), 0) AS self_ms"
+        f" FROM {source} WHERE {w} AND s.parent_span_id IS NULL"
     )
     return q
 

@@ -12,12 +12,14 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from gensight.alerts.webhooks import masked
 from gensight.model import vocab
-from gensight.query import answers, schemas
+from gensight.query import answers, quality, schemas
 from gensight.query.params import (
     call_filters,
     parse_cursor,
     parse_interval,
+    parse_sort,
     with_range,
 )
 from gensight.store.base import CallFilters
@@ -75,22 +77,32 @@ def _store(request: Request) -> Any:
     response_model_exclude_none=True,
 )
 def health(request: Request) -> dict[str, Any]:
-    """``{"status", "store", "queue", "dropped"}``; status is ``degraded`` when writes fail.
+    """``{"status", "reason"?, "store", "queue", "dropped"}``: always HTTP 200; ``status``
+    is ``degraded``, with ``reason`` naming the cause (disk full, read-only file system,
+    store unreachable, journal full), while the writer fails or ingest is refused.
 
-    Open to everyone; when keys are configured, only ``{"status"}`` without a read key."""
+    Open to everyone; when keys are configured, only ``{"status", "reason"?}`` without a
+    read key."""
     pipeline = request.app.state.pipeline
     queue = pipeline.stats()
     try:
         store = _store(request).health()
     except Exception as e:  # the store being down is a health answer, not an error
         store = {"backend": getattr(_store(request), "name", "?"), "ok": False, "error": str(e)}
-    ok = store.get("ok") and not (queue["write_errors"] and pipeline.last_write_at is None)
+    reason = pipeline.conditions.reason()
+    if not store.get("ok"):
+        reason = "; ".join(filter(None, ["store unreachable", reason]))
+    elif queue["write_errors"] and pipeline.last_write_at is None and not reason:
+        reason = "writer: no write has succeeded yet"
+    brief: dict[str, Any] = {"status": "degraded" if reason else "ok"}
+    if reason:
+        brief["reason"] = reason
     if getattr(request.app.state, "keyring", None) and "read" not in getattr(
         request.state, "gensight_scopes", ()
-    ):  # anonymous probes (load balancers) learn the status, nothing more
-        return {"status": "ok" if ok else "degraded"}
+    ):  # anonymous probes (load balancers) learn the status and its reason, nothing more
+        return brief
     answer = {
-        "status": "ok" if ok else "degraded",
+        **brief,
         "store": store,
         "queue": queue,
         "dropped": queue["dropped"],
@@ -112,10 +124,17 @@ def list_calls(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Text = None,
     full: Annotated[bool, Query(description="include messages and attributes")] = False,
+    sort: Annotated[
+        Literal[vocab.CALL_SORT_KEYS] | None,  # type: ignore[valid-type]
+        Query(description="order by this; calls without a value come last"),
+    ] = None,
+    order: Annotated[Literal[vocab.SORT_ORDERS] | None, Query()] = None,  # type: ignore[valid-type]
 ) -> dict[str, Any]:
-    """``{"items": [CallRecord…], "next": cursor|null}``; messages only with ``full``."""
-    items, nxt = _store(request).list_calls(filters, limit, parse_cursor(cursor), full)
-    return {"items": items, "next": nxt.encode() if nxt else None}
+    """``{"items": [CallRecord…], "next": cursor|null, "total"}``; messages only with
+    ``full``. A cursor pages the ``sort``/``order`` it was handed out for."""
+    key, direction = parse_sort(sort, order)
+    page = parse_cursor(cursor, key, direction)
+    return answers.call_page(_store(request), filters, limit, page, full, key, direction)
 
 
 @router.get("/calls/{call_id}", summary="One call with its messages", response_model=schemas.Call)
@@ -193,6 +212,25 @@ def dependencies(request: Request, filters: Filters) -> dict[str, Any]:
     return answers.dependencies(_store(request), with_range(filters))
 
 
+@router.get(
+    "/analysis/cost-per-good-answer",
+    summary="Cost per good answer, per model, app, …",
+    response_model=schemas.CostPerGoodAnswer,
+)
+def cost_per_good_answer(
+    request: Request,
+    filters: Filters,
+    score: Annotated[str, Query(description="the score that says an answer is good")],
+    threshold: Annotated[float, Query(description="good: the call's mean score ≥ this")] = 0.5,
+    group_by: Annotated[schemas.GroupBy, Query()] = "model",
+) -> dict[str, Any]:
+    """Per group: cost per priced call ÷ share of scored calls at or above ``threshold``
+    (default 24h), cheapest good answer first (``gensight.query.quality``)."""
+    return quality.cost_per_good_answer(
+        _store(request), with_range(filters), group_by, score, threshold
+    )
+
+
 @router.post(
     "/import",
     summary="Import calls exported by `gensight export`",
@@ -200,8 +238,9 @@ def dependencies(request: Request, filters: Filters) -> dict[str, Any]:
     response_model=schemas.Accepted,
 )
 async def import_calls(request: Request) -> dict[str, Any]:
-    """Body: JSON lines of CallRecords (``application/x-ndjson``); answers how many were queued."""
-    from gensight.export.files import BadRecord, calls_from_jsonl
+    """Body: JSON lines of CallRecords (``application/x-ndjson``), each with its ``scores``
+    as ``gensight export`` writes them; answers how many calls were queued."""
+    from gensight.export.files import BadRecord, records_from_jsonl
 
     limit = request.app.state.settings.max_body
     body = bytearray()
@@ -210,10 +249,10 @@ async def import_calls(request: Request) -> dict[str, Any]:
         if len(body) > limit:
             raise HTTPException(413, f"import body exceeds {limit} bytes: send smaller chunks")
     try:
-        calls = calls_from_jsonl(bytes(body))
+        calls, scores = records_from_jsonl(bytes(body))
     except BadRecord as e:
         raise HTTPException(400, str(e)) from None
-    if calls and not request.app.state.pipeline.submit(calls):
+    if (calls or scores) and not request.app.state.pipeline.submit(calls, scores=scores):
         raise HTTPException(503, "writer queue is full; retry later")
     return {"accepted": len(calls)}
 
@@ -246,6 +285,7 @@ _RULE_SCHEMA = {
         "action": {"type": "string", "enum": list(vocab.ALERT_ACTIONS), "default": "notify"},
         "webhook": {"type": ["string", "null"]},
         "format": {"type": "string", "enum": list(vocab.ALERT_FORMATS), "default": "json"},
+        "score": {"type": ["string", "null"], "description": "the score (name) of score_mean"},
     },
 }
 
@@ -254,14 +294,24 @@ def _alerts(request: Request) -> Any:
     return request.app.state.alerts
 
 
+def _shown(request: Request, rule: dict[str, Any]) -> dict[str, Any]:
+    """A rule as this caller may see it: the webhook masked without the admin scope."""
+    if request.app.state.keyring and "admin" not in request.scope.get("state", {}).get(
+        "gensight_scopes", frozenset()
+    ):
+        rule["webhook"] = masked(rule.get("webhook"))
+    return rule
+
+
 def _bad_rule(field: str, message: str) -> JSONResponse:
     return JSONResponse({"detail": message, "param": field, "field": field}, status_code=400)
 
 
 @router.get("/alert-rules", summary="Every alert rule", response_model=list[schemas.AlertRule])
 def list_alert_rules(request: Request) -> list[dict[str, Any]]:
-    """The rules, oldest first (``source`` is ``api`` or ``file``)."""
-    return [r.to_dict() for r in _alerts(request).rules()]
+    """The rules, oldest first (``source`` is ``api`` or ``file``); webhook URLs show only
+    their host unless the caller may change rules (they are secrets, as Slack's are)."""
+    return [_shown(request, r.to_dict()) for r in _alerts(request).rules()]
 
 
 @router.post(
@@ -288,6 +338,8 @@ async def create_alert_rule(request: Request) -> Any:
     engine = _alerts(request)
     try:
         engine.create(rule)
+    except RuleError as e:
+        return _bad_rule(e.field, str(e))
     except Exception as e:  # the store refused: say so, never half-store
         raise HTTPException(503, f"could not store the rule: {e}") from None
     return JSONResponse(rule.to_dict(), status_code=201)
@@ -299,7 +351,7 @@ def get_alert_rule(request: Request, rule_id: str) -> dict[str, Any]:
     rule = _alerts(request).get(rule_id)
     if rule is None:
         raise HTTPException(404, f"no alert rule with id {rule_id!r}")
-    return rule.to_dict()
+    return _shown(request, rule.to_dict())
 
 
 @router.delete("/alert-rules/{rule_id}", status_code=204, summary="Remove an alert rule")

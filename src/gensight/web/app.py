@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -19,6 +20,7 @@ from gensight.enrich.redaction import Redactor
 from gensight.export.otlp import Forwarder
 from gensight.export.prometheus import Metrics, metrics_route, server_collector
 from gensight.model.settings import Settings
+from gensight.pipeline.files import private_file, private_tree
 from gensight.pipeline.journal import Journal
 from gensight.pipeline.lock import DataDirLock
 from gensight.pipeline.setaside import SetAside
@@ -27,11 +29,16 @@ from gensight.query.params import ParamError
 from gensight.receive.auth import AuthMiddleware, Keyring
 from gensight.receive.gateway import GatewayMiddleware
 from gensight.receive.gateway import from_settings as gateway_from_settings
+from gensight.receive.limits import BodyLimit
+from gensight.receive.origin import OriginGuard
 from gensight.receive.otlp.decode import LOGS, TRACES, replay_logs, replay_traces
 from gensight.receive.otlp.grpc import GrpcReceiver
 from gensight.receive.otlp.http import otlp_routes
 from gensight.store import open_store
 from gensight.web.api import router as api_router
+from gensight.web.api_people import router as people_api_router
+from gensight.web.scores import api_router as scores_api_router
+from gensight.web.scores import form_router as scores_form_router
 from gensight.web.ui import mount_ui
 
 log = logging.getLogger("gensight.web.app")
@@ -53,6 +60,11 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
 def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> FastAPI:
     keyring = Keyring(settings.api_key, settings.api_keys)  # ValueError when malformed
     store = store if store is not None else open_store(settings.store_url(), settings.retention)
+    private_tree(settings.data_dir)  # prompts and unredacted payloads: owner only
+    url = settings.store_url()
+    if url.startswith("duckdb://"):  # a store file kept elsewhere
+        for suffix in ("", ".wal"):
+            private_file(Path(url.removeprefix("duckdb://") + suffix))
     pricer = Pricer(settings.prices, settings.priced_hosts)
     journal = (
         Journal(settings.data_dir / "journal", settings.spill_max) if settings.journal else None
@@ -71,7 +83,12 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     counters: dict[str, int] = {}
     gateway = gateway_from_settings(settings, pipeline.submit, counters)
     file_rules = load_rules_file(settings.alert_rules) if settings.alert_rules else []
-    alerts = AlertEngine(store, interval=settings.alert_interval, file_rules=file_rules)
+    alerts = AlertEngine(
+        store,
+        interval=settings.alert_interval,
+        file_rules=file_rules,
+        allow_private_webhooks=settings.allow_private_webhooks,
+    )
     gateway.budget = alerts.budget
     forwarder = (
         Forwarder(settings.forward_otlp, settings.forward_headers)
@@ -128,6 +145,10 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
         version="0.1.0",
         description="Observability for applications that call LLM APIs.",
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN: the server stays
+        # offline and under its own CSP, so they are off (the schema is /openapi.json)
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store
@@ -155,6 +176,15 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
         message = f"invalid parameter {param!r}: {first.get('msg', 'invalid value')}"
         return JSONResponse({"detail": message, "param": param}, status_code=400)
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # numbers from a request beyond what a date or an integer column can hold
+        log.info("out-of-range input on %s: %s", request.url.path, exc)
+        return JSONResponse(
+            {"detail": f"a value in the request is out of range ({exc})", "param": "request"},
+            status_code=400,
+        )
+
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
@@ -172,13 +202,21 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
         )
 
     app.include_router(api_router)
+    app.include_router(scores_api_router)
+    app.include_router(scores_form_router)
+    app.include_router(people_api_router)
     app.router.routes.append(metrics_route(metrics))
     mount_ui(app)
-    for route in otlp_routes(pipeline.submit, settings.max_body, app.state.counters):
+    routes = otlp_routes(
+        pipeline.submit, settings.max_body, app.state.counters, pipeline.conditions.reason
+    )
+    for route in routes:
         app.router.routes.append(route)
     app.add_middleware(GatewayMiddleware, gateway=gateway)
+    app.add_middleware(OriginGuard, trusted_proxy=settings.trusted_proxy)
     if keyring:
         app.add_middleware(AuthMiddleware, keyring=keyring)
+    app.add_middleware(BodyLimit, max_body=settings.max_body, body_timeout=settings.body_timeout)
     return app
 
 

@@ -10,6 +10,7 @@ named in each config's ``gensight`` key.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from gensight.web.render import parse_ts
@@ -161,51 +162,74 @@ def dashboard_charts(
     points = [p for p in overall["series"] if p["group"] is None]
     charts: dict[str, Any] = {}
 
-    # Calls (stacked by the chosen group when there is one) and errors.
+    # With a group-by, every time chart is split by it, each group in one colour.
+    per = _by_group(grouped["series"]) if grouped is not None else {}
+    order = [r["group"] for r in grouped["groups"]] if grouped is not None else []
+
+    def split(measure: Callable[[dict[str, Any]], Any], stack: str | None) -> list[dict[str, Any]]:
+        sets = []
+        for g in order:
+            data = [measure(per[g][b]) if b in per.get(g, {}) else None for b in buckets]
+            if stack:
+                sets.append(_bar(group_label(g), [v or 0 for v in data], colours(g), stack=stack))
+            else:
+                sets.append(_line(group_label(g), data, colours(g), spanGaps=True))
+        return sets
+
+    # Calls (stacked by the group) and the error rate on its own axis.
     if grouped is not None:
-        per = _by_group(grouped["series"])
-        order = [r["group"] for r in grouped["groups"]]
-        calls_sets = [
-            _bar(group_label(g), [per[g].get(b, {}).get("calls", 0) for b in buckets], colours(g),
-                 stack="calls")
-            for g in order
-        ]  # fmt: skip
+        calls_sets = split(lambda p: p["calls"], "calls")
     else:
         calls_sets = [_bar("calls", [p["calls"] for p in points], PALETTE[0], stack="calls")]
-    error_counts = [p["errors"] for p in points]
-    # points only where something failed, so a quiet range is a flat line, not a row of dots
-    radius = [3 if n else 0 for n in error_counts]
-    errors = _line("errors", error_counts, "#d62728", order=-1, pointRadius=radius)
+    rates = [p["error_rate"] if p["calls"] else None for p in points]
+    radius = [3 if r else 0 for r in rates]  # dots only where something failed
+    errors = _line("error rate", rates, "#d62728", order=-1, pointRadius=radius, yAxisID="y1",
+                   gensightFormat="pct", spanGaps=True)  # fmt: skip
     charts["calls"] = _time_chart(labels, [*calls_sets, errors], "int", stacked=True)
+    charts["calls"]["options"]["scales"]["y1"] = {
+        "position": "right", "beginAtZero": True, "suggestedMax": 0.1,
+        "grid": {"drawOnChartArea": False}, "ticks": {"maxTicksLimit": 6},
+    }  # fmt: skip
+    charts["calls"]["gensight"]["y1"] = "pct"
 
-    lat = [
-        _line("p50", [p["latency_ms"]["p50"] for p in points], "#59a14f"),
-        _line("p95", [p["latency_ms"]["p95"] for p in points], "#f28e2b"),
-        _line("p99", [p["latency_ms"]["p99"] for p in points], "#e15759"),
-        _line("TTFT p50", [p["ttft_ms"]["p50"] for p in points], "#76b7b2", borderDash=[5, 4]),
-        _line("TTFT p95", [p["ttft_ms"]["p95"] for p in points], "#4e79a7", borderDash=[5, 4]),
-    ]
+    if grouped is not None:
+        lat = split(lambda p: p["latency_ms"]["p95"], None)
+        for d in lat:
+            d["label"] += " p95"
+    else:
+        lat = [
+            _line("p50", [p["latency_ms"]["p50"] for p in points], "#59a14f"),
+            _line("p95", [p["latency_ms"]["p95"] for p in points], "#f28e2b"),
+            _line("p99", [p["latency_ms"]["p99"] for p in points], "#e15759"),
+            _line("TTFT p50", [p["ttft_ms"]["p50"] for p in points], "#76b7b2",
+                  borderDash=[5, 4]),
+            _line("TTFT p95", [p["ttft_ms"]["p95"] for p in points], "#4e79a7",
+                  borderDash=[5, 4]),
+        ]  # fmt: skip
     charts["latency"] = _time_chart(labels, lat, "ms")
+    charts["latency"]["options"]["scales"]["y"]["ticks"] = {"maxTicksLimit": 6}
 
-    tokens = [
-        _bar("input", [p["input_tokens"] for p in points], "#4e79a7", stack="tokens"),
-        _bar("output", [p["output_tokens"] for p in points], "#f28e2b", stack="tokens"),
-    ]
+    if grouped is not None:
+        tokens = split(lambda p: p["input_tokens"] + p["output_tokens"], "tokens")
+    else:
+        tokens = [
+            _bar("input", [p["input_tokens"] for p in points], "#4e79a7", stack="tokens"),
+            _bar("output", [p["output_tokens"] for p in points], "#f28e2b", stack="tokens"),
+        ]
     charts["tokens"] = _time_chart(labels, tokens, "int", stacked=True)
 
     per_model = _by_group(by_model["series"])
     models = by_model["groups"]
-    charts["cost"] = _time_chart(
-        labels,
-        [
+    if grouped is not None:
+        cost_sets = split(lambda p: p["cost_usd"], "cost")
+    else:
+        cost_sets = [
             _bar(group_label(m["group"]),
                  [per_model[m["group"]].get(b, {}).get("cost_usd", 0) for b in buckets],
                  colours(m["group"]), stack="cost")
             for m in models
-        ],
-        "usd",
-        stacked=True,
-    )  # fmt: skip
+        ]  # fmt: skip
+    charts["cost"] = _time_chart(labels, cost_sets, "usd", stacked=True)
 
     charts["models"] = {
         "type": "doughnut",

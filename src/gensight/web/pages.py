@@ -17,19 +17,21 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
 from gensight.model import vocab
-from gensight.query import answers
+from gensight.query import answers, quality
 from gensight.query.params import (
     ParamError,
     call_filters,
     parse_cursor,
     parse_group_by,
     parse_interval,
+    parse_sort,
+    parse_time,
     with_range,
 )
 from gensight.store.base import CallFilters
-from gensight.web import charts
+from gensight.web import call_log, charts
 from gensight.web.render import error_page, query_string, render
-from gensight.web.waterfall import waterfall
+from gensight.web.waterfall import span_detail, waterfall
 
 router = APIRouter(include_in_schema=False)
 
@@ -105,9 +107,15 @@ def dashboard(request: Request) -> Response:
     filters = _filters(request)
     group_by = parse_group_by(request.query_params.get("group_by"))
     refresh = request.query_params.get("refresh") == "on"
+    store = _store(request)
+    fitted = None
+    if filters.since is None and filters.until is None:
+        # no range asked for: the shortest one that holds the recent calls
+        fitted = answers.fitting_range(store, filters, RANGES)
+        if fitted is not None:
+            filters = replace(filters, since=parse_time("since", fitted))
     f = with_range(filters)
     interval = parse_interval(request.query_params.get("interval"), f)
-    store = _store(request)
     overall = answers.overview(store, f, interval, None)
     by_model = answers.overview(store, f, interval, "model")
     # Errors by class only need the failed calls: the same counts, a far smaller query.
@@ -125,7 +133,8 @@ def dashboard(request: Request) -> Response:
         return "/calls" + query_string({**kept, **window, **changes})
 
     colours = charts.Colours()
-    for r in by_model["groups"]:  # models get the first colours, in order of calls
+    # the chosen groups get the first colours, then the models, in order of calls
+    for r in [*(grouped["groups"] if grouped else []), *by_model["groups"]]:
         colours(r["group"])
     return render(
         request,
@@ -139,6 +148,7 @@ def dashboard(request: Request) -> Response:
         refresh_on=refresh,
         ranges=RANGES,
         range_now=params.get("since") if "until" not in params else None,
+        fitted=fitted,
         group_by=group_by,
         group_by_choices=vocab.GROUP_BY,
         overview=overall,
@@ -158,12 +168,29 @@ def dashboard(request: Request) -> Response:
 @router.get("/calls", response_class=HTMLResponse)
 @page
 def calls(request: Request) -> Response:
-    """The call log: filters as query parameters, newest first, paged by cursor."""
-    filters = _filters(request)
-    limit = _int(request, "limit", 50, 1, 1000)
-    cursor_text = request.query_params.get("cursor") or None
-    items, nxt = _store(request).list_calls(filters, limit, parse_cursor(cursor_text))
-    params = _params(request, (*FILTER_PARAMS, "limit"))
+    """The call log: filters as query parameters, sorted (newest first by default) and
+    paged by cursor, with the total, error messages and one-line previews."""
+    params = _params(request, (*FILTER_PARAMS, "limit", "sort", "order"))
+    store = _store(request)
+    try:
+        filters = _filters(request)
+        limit = _int(request, "limit", 50, 1, 1000)
+        qp = request.query_params
+        sort, order = parse_sort(qp.get("sort") or None, qp.get("order") or None)
+        cursor_text = qp.get("cursor") or None
+        cursor = parse_cursor(cursor_text, sort, order)
+    except ParamError as e:  # keep the form as typed, and say which field is wrong
+        return render(
+            request, "calls.html", status_code=400, nav="calls", params=params,
+            url=_link("/calls"), items=[], total=0, sort="ts", order="desc",
+            sort_keys=vocab.CALL_SORT_KEYS, marked=call_log.marked, needle=None,
+            suggestions=answers.suggestions(store), next_cursor=None, paged=False,
+            filtered=True, no_calls_at_all=False, bad_param=e,
+        )  # fmt: skip
+    answer = answers.call_page(store, filters, limit, cursor, True, sort, order)
+    items = answer["items"]
+    for c in items:
+        c["preview"] = call_log.search_preview(c, filters.q)
     json_params = {**params, "cursor": cursor_text}
     return render(
         request,
@@ -172,10 +199,18 @@ def calls(request: Request) -> Response:
         params=params,
         url=_link("/calls"),
         items=items,
-        next_cursor=nxt.encode() if nxt else None,
+        total=answer["total"],
+        sort=sort,
+        order=order,
+        sort_keys=vocab.CALL_SORT_KEYS,
+        marked=call_log.marked,
+        needle=filters.q,
+        suggestions=answers.suggestions(store, filters.since, filters.until),
+        next_cursor=answer["next"],
         paged=cursor_text is not None,
         filtered=bool(filters.active()),
         no_calls_at_all=not items and not _has_calls(request),
+        bad_param=None,
         json_url="/api/calls" + query_string(json_params),
     )
 
@@ -204,15 +239,44 @@ def trace(request: Request, trace_id: str) -> Response:
     answer = answers.trace(_store(request), tid)
     if answer is None:
         return error_page(request, 404, "No such trace", f"no trace with id {trace_id!r}")
+    rows = waterfall(answer)
+    wanted = request.query_params.get("span") or None
+    selected = next((r for r in rows["rows"] if r["span_id"] == wanted), None)
+    if wanted and selected is None:
+        raise ParamError("span", f"no span {wanted!r} in this trace")
     return render(
         request,
         "trace.html",
         nav=None,
         trace=answer,
-        waterfall=waterfall(answer),
+        waterfall=rows,
+        selected=span_detail(selected) if selected else None,
         totals=answer["totals"],
         json_url=f"/api/traces/{tid}",
     )
+
+
+def _good_answers(request: Request, store: Any, f: CallFilters) -> dict[str, Any] | None:
+    """Cost per good answer for the page's chosen score (default: the most used one)."""
+    qp = request.query_params
+    names = quality.score_totals(store, f)
+    name = qp.get("quality_score") or (
+        max(sorted(names), key=lambda n: names[n]["count"]) if names else None
+    )
+    text = qp.get("threshold") or "0.5"
+    try:
+        threshold = float(text)
+    except ValueError:
+        raise ParamError("threshold", f"{text!r} is not a number") from None
+    by = parse_group_by(qp.get("quality_by")) or "model"
+    if name is None:
+        return {"names": [], "answer": None, "threshold": threshold, "by": by}
+    answer = quality.cost_per_good_answer(store, f, by, name, threshold)
+    json_url = "/api/analysis/cost-per-good-answer" + query_string(
+        {**_params(request, FILTER_PARAMS), "score": name, "threshold": text, "group_by": by}
+    )
+    return {"names": sorted(names), "answer": answer, "threshold": threshold, "by": by,
+            "json_url": json_url}  # fmt: skip
 
 
 @router.get("/analysis", response_class=HTMLResponse)
@@ -226,6 +290,7 @@ def analysis(request: Request) -> Response:
     lvt = answers.latency_vs_tokens(store, f, 2000)
     corr = answers.correlations(store, f, target)
     deps = answers.dependencies(store, f)
+    good = _good_answers(request, store, f)
     params = _params(request, FILTER_PARAMS)
     colours = charts.Colours()
     for fit in lvt["models"]:
@@ -242,6 +307,8 @@ def analysis(request: Request) -> Response:
         lvt=lvt,
         corr=corr,
         deps=deps,
+        good=good,
+        group_by_choices=vocab.GROUP_BY,
         empty=empty,
         no_calls_at_all=empty and not _has_calls(request),
         charts=None if not lvt["points"] else {"scatter": charts.scatter_chart(lvt, colours)},

@@ -10,6 +10,7 @@ as JSON inside ``<script type="application/json">`` (Jinja's ``tojson`` escapes 
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,16 +53,23 @@ def fmt_ms(value: float | None) -> str:
 
 
 def fmt_usd(value: float | None) -> str:
-    """Dollars with enough decimals for the tiny costs of single calls."""
+    """Dollars with enough decimals for the tiny costs of single calls: two significant
+    digits below a cent (``$0.00000014``), ``<$0.00000001`` below that; never a
+    non-zero cost shown as zero."""
     if value is None:
         return "–"
     if value == 0:
         return "$0"
-    if abs(value) >= 1:
-        return f"${value:,.2f}"
-    if abs(value) >= 0.01:
-        return f"${value:.4f}"
-    return f"${value:.6f}"
+    sign = "-" if value < 0 else ""
+    v = abs(value)
+    if v >= 1:
+        return f"{sign}${v:,.2f}"
+    if v >= 0.01:
+        return f"{sign}${v:.4f}"
+    if v < 1e-8:
+        return f"{sign}<$0.00000001"
+    digits = 1 - math.floor(math.log10(v))  # two significant digits
+    return f"{sign}${v:.{digits}f}"
 
 
 def fmt_int(value: float | None) -> str:
@@ -122,6 +130,16 @@ def fmt_ts(value: str | datetime | None) -> str:
     return ts.strftime("%Y-%m-%d %H:%M:%S.") + f"{ts.microsecond // 1000:03d}"
 
 
+def fmt_minute(value: str | datetime | None) -> str:
+    """``05:59`` today, ``2026-01-31 05:59`` on another day (UTC)."""
+    if not value:
+        return "–"
+    ts = parse_ts(value)
+    if ts.date() == datetime.now(UTC).date():
+        return ts.strftime("%H:%M")
+    return ts.strftime("%Y-%m-%d %H:%M")
+
+
 def fmt_json(value: Any) -> str:
     """Pretty JSON text for a value (strings that hold JSON are decoded first)."""
     if isinstance(value, str):
@@ -156,6 +174,7 @@ def _env() -> Environment:
         pct=fmt_pct,
         num=fmt_num,
         ts=fmt_ts,
+        minute=fmt_minute,
         pretty_json=fmt_json,
         value=fmt_value,
     )
@@ -178,6 +197,20 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+def firing_rules(request: Request) -> list[dict[str, Any]]:
+    """The alert rules firing now, for the header's badge (none for a caller who may not
+    read, such as the login page's, or when alerts are off or unreadable)."""
+    alerts = getattr(request.app.state, "alerts", None)
+    keyring = getattr(request.app.state, "keyring", None)
+    scopes = request.scope.get("state", {}).get("gensight_scopes", ())
+    if alerts is None or (keyring and "read" not in scopes):
+        return []
+    try:
+        return [s for s in alerts.states() if s["state"] == "firing"]
+    except Exception:  # the badge never breaks a page
+        return []
+
+
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """A page from a template, with the security headers."""
     context.setdefault("refresh", None)
@@ -185,6 +218,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     context.setdefault("nav", None)
     context.setdefault("charts", None)
     context.setdefault("signed_in", bool(request.scope.get("state", {}).get("gensight_session")))
+    context.setdefault("firing", firing_rules(request))
+    context.setdefault("keyed", bool(getattr(request.app.state, "keyring", None)))
     html = ENV.get_template(template).render(request=request, server=base_url(request), **context)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 

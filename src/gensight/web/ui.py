@@ -6,6 +6,8 @@ Pages (all HTML, all usable without JavaScript except the charts):
 - ``/calls`` the call log (the ``/api/calls`` filters as query parameters) and
   ``/calls/{id}`` one call.
 - ``/traces/{trace_id}`` the waterfall of a trace.
+- ``/sessions`` conversations and ``/sessions/{id}`` one with its turns; ``/users``
+  and ``/users/{id}`` per user with budget state.
 - ``/analysis`` latency against output tokens, correlations, dependencies.
 - ``/alerts`` alert rules and budgets with their state; add and remove rules.
 - ``/login`` and ``/logout`` when keys are configured (``gensight.receive.auth``).
@@ -22,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from gensight.web.alerts_page import router as alerts_router
 from gensight.web.login import router as login_router
 from gensight.web.pages import router
+from gensight.web.people_pages import router as people_router
 from gensight.web.render import STATIC_DIR
 
 __all__ = ["mount_ui", "router"]
@@ -30,6 +33,7 @@ __all__ = ["mount_ui", "router"]
 def mount_ui(app: FastAPI) -> None:
     """Add the pages and ``/static`` to the server's app."""
     app.include_router(router)
+    app.include_router(people_router)
     app.include_router(alerts_router)
     app.include_router(login_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -119,4 +119,27 @@ def _row(node: dict[str, Any], depth: int, start: Any, total_ms: float) -> dict[
         "ttft_width": round(ttft_width, 3) if ttft_width is not None else None,
         "call": call,
         "model": _model(call) if call else None,
+        "attributes": node.get("attributes") or {},
+        "events": node.get("events") or [],
     }
+
+
+def span_detail(row: dict[str, Any]) -> dict[str, Any]:
+    """What the trace page shows of one span: its exceptions (the OpenTelemetry
+    ``exception`` events: type, message, stack trace), its other events and attributes."""
+    exceptions, others = [], []
+    for e in row["events"]:
+        attrs = e.get("attributes") or {}
+        if e.get("name") == "exception":
+            exceptions.append(
+                {
+                    "type": attrs.get("exception.type"),
+                    "message": attrs.get("exception.message"),
+                    "stacktrace": attrs.get("exception.stacktrace"),
+                    "ts": e.get("ts"),
+                }
+            )
+        else:
+            others.append(e)
+    attributes = sorted(row["attributes"].items())
+    return {**row, "exceptions": exceptions, "other_events": others, "attribute_items": attributes}

@@ -12,6 +12,7 @@ import re
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,10 @@ class Plan:
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
     ignore_include_usage: bool = False
+    first_token_ms: float = 0.0
+    gzip: bool = False
+    request: Request | None = None
+    exchange: Exchange | None = None
 
 
 _FAKE_MODEL_RE = re.compile(r"^fake-(\d{3})(?:-([a-z]+))?$")
@@ -110,6 +115,9 @@ class UpstreamBase:
         plan.completion_tokens = _int_header(headers, "x-fake-completion-tokens")
         plan.cached_tokens = _int_header(headers, "x-fake-cached-tokens")
         plan.reasoning_tokens = _int_header(headers, "x-fake-reasoning-tokens")
+        # a delay after the early role/created events, before the first output token
+        plan.first_token_ms = float(_int_header(headers, "x-fake-first-token-ms") or 0)
+        plan.gzip = cfg.gzip_sse and "gzip" in headers.get("accept-encoding", "")
         plan.ignore_include_usage = not cfg.honor_include_usage or headers.get(
             "x-fake-ignore-include-usage", ""
         ).lower() in ("1", "true", "yes")
@@ -181,7 +189,8 @@ class UpstreamBase:
         self.log.add(ex)
         if self.config.api_key is not None:
             auth = request.headers.get("authorization", "")
-            if auth != f"Bearer {self.config.api_key}":
+            azure = request.headers.get("api-key")
+            if auth != f"Bearer {self.config.api_key}" and azure != self.config.api_key:
                 return ex, started, body, self._json(ex, started, 401, error_body(401))
         if request.method == "POST" and not isinstance(body, dict):
             err = invalid(
@@ -213,46 +222,76 @@ class UpstreamBase:
         started: float,
         plan: Plan,
         frames: list[tuple[str, bool]],
+        first_token: int | None = None,
     ) -> StreamingResponse:
-        """Stream pre-rendered SSE ``frames``; each is (text, counts_as_token_gap)."""
+        """Stream pre-rendered SSE ``frames``; each is (text, counts_as_token_gap).
+
+        ``first_token`` is the index of the first frame carrying output (by default the
+        first counted as a token gap): ``x-fake-first-token-ms`` waits before it.
+        """
+        if first_token is None:
+            first_token = next((i for i, (_f, gap) in enumerate(frames) if gap), 0)
         ex.status = 200
         ex.stream = True
 
+        gzip = zlib.compressobj(wbits=31) if plan.gzip else None
+
+        def encode(text: str) -> bytes:
+            if gzip is None:
+                return text.encode()
+            return gzip.compress(text.encode()) + gzip.flush(zlib.Z_SYNC_FLUSH)
+
         async def body() -> AsyncIterator[bytes]:
             try:
-                if plan.ttft_ms:
-                    await asyncio.sleep(plan.ttft_ms / 1000)
-                stall_at = len(frames) // 2
-                for i, (frame, gap) in enumerate(frames):
-                    if plan.disconnect_after is not None and i >= plan.disconnect_after:
-                        raise ConnectionResetError("x-fake-disconnect-after")
-                    if plan.stream_error_after is not None and i >= plan.stream_error_after:
-                        err = self._sse(error_body(500))
-                        ex.chunks.append(err)
-                        yield err.encode()
-                        return
-                    if i and gap and plan.token_gap_ms:
-                        await asyncio.sleep(plan.token_gap_ms / 1000)
-                    if plan.stall_ms and i == stall_at and i:
-                        await asyncio.sleep(plan.stall_ms / 1000)
-                    if ex.ttft_ms is None:
-                        ex.ttft_ms = (time.monotonic() - started) * 1000
-                    ex.chunks.append(frame)
-                    yield frame.encode()
-                ex.completed = True
+                async for piece in frames_out():
+                    yield encode(piece)
+                if gzip is not None:
+                    yield gzip.flush()
             finally:
                 ex.duration_ms = (time.monotonic() - started) * 1000
 
+        async def frames_out() -> AsyncIterator[str]:
+            if plan.ttft_ms:
+                await asyncio.sleep(plan.ttft_ms / 1000)
+            stall_at = len(frames) // 2
+            for i, (frame, gap) in enumerate(frames):
+                if i == first_token and plan.first_token_ms:
+                    await asyncio.sleep(plan.first_token_ms / 1000)
+                if plan.disconnect_after is not None and i >= plan.disconnect_after:
+                    raise ConnectionResetError("x-fake-disconnect-after")
+                if plan.stream_error_after is not None and i >= plan.stream_error_after:
+                    err = self._sse(error_body(500))
+                    ex.chunks.append(err)
+                    yield err
+                    return
+                if i and gap and plan.token_gap_ms:
+                    await asyncio.sleep(plan.token_gap_ms / 1000)
+                if plan.stall_ms and i == stall_at and i:
+                    await asyncio.sleep(plan.stall_ms / 1000)
+                if ex.ttft_ms is None:
+                    ex.ttft_ms = (time.monotonic() - started) * 1000
+                ex.chunks.append(frame)
+                yield frame
+            ex.completed = True
+
+        extra = {"cache-control": "no-cache"}
+        if gzip is not None:
+            extra["content-encoding"] = "gzip"
         return StreamingResponse(
-            body(),
-            media_type="text/event-stream",
-            headers=self._headers(started, {"cache-control": "no-cache"}),
+            body(), media_type="text/event-stream", headers=self._headers(started, extra)
         )
 
     async def _delay_non_streamed(self, plan: Plan, n_tokens: int) -> None:
+        """Take as long as the model would; a client that hangs up meanwhile is noted
+        (``Exchange.abandoned``), as a provider stops generating for it."""
         delay = plan.ttft_ms + plan.extra_latency_ms + plan.token_gap_ms * max(n_tokens - 1, 0)
-        if delay > 0:
-            await asyncio.sleep(delay / 1000)
+        end = time.monotonic() + delay / 1000
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.05))
+            if plan.request is not None and await plan.request.is_disconnected():
+                if plan.exchange is not None:
+                    plan.exchange.abandoned = True
+                return
 
     async def _accept(
         self, request: Request
@@ -267,6 +306,7 @@ class UpstreamBase:
             return bad
         model = str(body["model"])
         plan = self._plan(model, request.headers)
+        plan.request, plan.exchange = request, ex
         if plan.status is not None:
             return self._error(ex, started, plan, model)
         return ex, started, body, model, plan
@@ -274,6 +314,13 @@ class UpstreamBase:
     def _common_checks(self, ex: Exchange, started: float, body: dict[str, Any]) -> Response | None:
         if not body.get("model"):
             return self._json(ex, started, 400, invalid("you must provide a model parameter"))
+        if self.config.reject_stream_options and "stream_options" in body:
+            return self._json(
+                ex,
+                started,
+                400,
+                invalid("Unrecognized request argument supplied: stream_options"),
+            )
         if body.get("stream_options") is not None and not body.get("stream"):
             return self._json(
                 ex,

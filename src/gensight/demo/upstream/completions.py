@@ -266,7 +266,7 @@ class CompletionsAPI(UpstreamBase):
             frames.append((chunk([], usage), False))
             ex.usage_sent = True
         frames.append((self._sse("[DONE]"), False))
-        return await self._stream(ex, started, plan, frames)
+        return await self._stream(ex, started, plan, frames, first_token=0)
 
     # ----------------------------------------------------------------- embeddings
 

@@ -78,7 +78,8 @@ class UpstreamConfig:
 
     ``profiles`` maps a model name (or a prefix of one) to its latency profile;
     unknown models use ``default_profile`` (instantaneous by default).
-    With ``api_key`` set, requests need ``Authorization: Bearer <api_key>``.
+    With ``api_key`` set, requests need ``Authorization: Bearer <api_key>`` (or, as
+    Azure OpenAI takes it, ``api-key: <api_key>``).
     """
 
     profiles: Mapping[str, ModelProfile] = field(default_factory=dict)
@@ -87,6 +88,12 @@ class UpstreamConfig:
     models: Sequence[str] = DEFAULT_MODELS
     retry_after_s: int = 1
     honor_include_usage: bool = True
+    #: Answer 400 "Unrecognized request argument supplied: stream_options", as Azure
+    #: OpenAI does on api-versions before 2024-09-01-preview.
+    reject_stream_options: bool = False
+    #: Gzip streamed answers for clients that accept gzip (as some proxies in front of
+    #: providers do).
+    gzip_sse: bool = False
     seed: int = 0
     log_limit: int = 10_000
     organization: str = "org-fake"

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-_ERRORS: dict[str, tuple[str, str | None, str | None]] = {
+_ERRORS: dict[str, tuple[str, str | None, str | int | None]] = {
     # key: (message, type, code)
     "400": (
         "Invalid value for 'temperature': decimal above maximum value. Expected a value "
         "<= 2, but got 9 instead.",
         "invalid_request_error",
         "decimal_above_max_value",
+    ),
+    "400-context": (
+        "This model's maximum context length is 128000 tokens. However, your messages "
+        "resulted in 131072 tokens. Please reduce the length of the messages.",
+        "invalid_request_error",
+        "context_length_exceeded",
+    ),
+    "400-filter": (  # Azure OpenAI's content filter
+        "The response was filtered due to the prompt triggering Azure OpenAI's content "
+        "management policy. Please modify your prompt and retry.",
+        "invalid_request_error",
+        "content_filter",
     ),
     "401": (
         "Incorrect API key provided: sk-fake***********1234. You can find your API key at "
@@ -49,6 +61,12 @@ _ERRORS: dict[str, tuple[str, str | None, str | None]] = {
         "server_error",
         None,
     ),
+    # llama.cpp's answer to a body its JSON parser rejects: a validation error as 500
+    "500-validation": (
+        "[json.exception.type_error.302] type must be string, but is array",
+        "server_error",
+        500,
+    ),
     "502": ("Bad gateway.", "server_error", None),
     "503": (
         "The engine is currently overloaded, please try again later.",
@@ -58,7 +76,7 @@ _ERRORS: dict[str, tuple[str, str | None, str | None]] = {
     "504": ("Gateway timeout.", "server_error", None),
 }
 
-_ERROR_PARAM = {"400": "temperature"}
+_ERROR_PARAM = {"400": "temperature", "400-context": "messages", "400-filter": "prompt"}
 
 
 def error_body(

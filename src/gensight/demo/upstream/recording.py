@@ -26,6 +26,8 @@ class Exchange:
     usage: dict[str, Any] | None = None
     usage_sent: bool = False
     completed: bool = False
+    #: The client hung up before a non-streamed answer was ready.
+    abandoned: bool = False
     ttft_ms: float | None = None
     duration_ms: float | None = None
 

@@ -240,4 +240,8 @@ class ResponsesAPI(UpstreamBase):
         final_type = "response.completed" if status == "completed" else "response.incomplete"
         emit({"type": final_type, "response": response_obj(status, output, usage)})
         ex.usage_sent = True
-        return await self._stream(ex, started, plan, frames)
+        # the first output token: the first ``response.*.delta`` event
+        first = next(
+            (i for i, (f, _) in enumerate(frames) if f.split("\n")[0].endswith("delta")), 0
+        )
+        return await self._stream(ex, started, plan, frames, first)

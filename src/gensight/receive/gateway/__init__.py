@@ -1,4 +1,4 @@
-"""The gateway: an OpenAI-compatible recording proxy ("change one URL").
+"""The gateway: a recording proxy for OpenAI's, Anthropic's and Gemini's APIs ("change one URL").
 
 Usage: point any OpenAI client at Gensight instead of the provider::
 
@@ -13,6 +13,11 @@ Routes
     to the upstream ``name``; upstreams come from ``gensight serve --upstream NAME=URL``
     (default ``openai=https://api.openai.com/v1``). An unknown name gets a 404 in the
     OpenAI error shape listing the configured upstreams; no other host is contacted.
+    Upstreams on a provider's own wire (``NAME=anthropic:URL``, ``NAME=gemini:URL``;
+    built in: ``anthropic`` and ``gemini``) take ``/anthropic/{path}``, ``/gemini/{path}``
+    or ``/p/{name}/{path}``, the path their own SDK sends (``/v1/messages``,
+    ``/v1beta/models/…:generateContent``); ``anthropic.py`` and ``gemini.py`` read them,
+    and the gateway's own errors come in that wire's shape.
 
 Transparency
     Status, headers and body pass through unchanged (hop-by-hop headers aside; the

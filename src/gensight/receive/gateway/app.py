@@ -21,16 +21,20 @@ from multidict import CIMultiDict
 from starlette.types import ASGIApp, Receive, Scope, Send
 from yarl import URL
 
-from gensight.conventions.errors import classify
+from gensight.conventions.errors import classify_answer
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from gensight.model.settings import Settings
 from gensight.receive.gateway import forward, policy, record
 from gensight.receive.gateway.call import Call
-from gensight.receive.gateway.capture import Capture
-from gensight.receive.gateway.errors import Failure, openai_error, send_json
-from gensight.receive.gateway.upstreams import Upstream
+from gensight.receive.gateway.errors import Failure, openai_error, send_json, wire_error
+from gensight.receive.gateway.gemini import retry_delay
+from gensight.receive.gateway.upstreams import CREDENTIAL_HEADERS, Upstream, configure, read_file
+from gensight.receive.gateway.wires import capture_for
 
 log = logging.getLogger("gensight.receive.gateway")
+
+#: ``/anthropic/…`` and ``/gemini/…`` go to the upstream of that name (a native wire).
+NATIVE_ROUTES = ("anthropic", "gemini")
 
 Submit = Callable[[Sequence[CallRecord], Sequence[SpanRecord], Sequence[ContentEvent]], bool]
 
@@ -56,7 +60,8 @@ class Gateway:
         counters: dict[str, int],
         *,
         retries: int = 2,
-        fallback: str | None = None,
+        fallback: dict[str, str] | None = None,
+        upstream_keys: dict[str, str] | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 600.0,
         retry_backoff: float = 0.5,
@@ -64,16 +69,10 @@ class Gateway:
         max_body: int = 16 * 1024 * 1024,
         capture_content: bool = True,
     ) -> None:
-        self.upstreams = {name: Upstream.from_config(name, url) for name, url in upstreams.items()}
-        if fallback is not None and fallback not in self.upstreams:
-            raise ValueError(
-                f"--fallback {fallback!r} is not a configured upstream "
-                f"(configured: {', '.join(sorted(self.upstreams))})"
-            )
+        self.upstreams, self.fallbacks = configure(upstreams, upstream_keys or {}, fallback or {})
         self.submit = submit
         self.counters = counters
         self.retries = max(0, retries)
-        self.fallback = self.upstreams[fallback] if fallback else None
         self.timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_read=read_timeout
         )
@@ -81,6 +80,8 @@ class Gateway:
         self.retry_max_wait = retry_max_wait
         self.max_body = max_body
         self.capture_content = capture_content
+        #: Upstreams that answered 400 to the injected ``stream_options``: asked without it.
+        self.plain_streams: set[str] = set()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Budgets (``gensight.alerts.budget``): consulted per call, before any upstream is.
@@ -143,15 +144,16 @@ class Gateway:
                 ),
             )
             return
-        # The path after ``…/v1``, still percent-encoded as the client sent it.
+        # The path after the route's prefix (``/openai``, ``/p/NAME``…), still
+        # percent-encoded as the client sent it; after ``…/v1`` for the OpenAI wire.
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        if raw_path.startswith(b"/p/"):
-            slash = raw_path.find(b"/", 3)
-            rest = raw_path[slash + 3 :] if slash != -1 else b""
-        else:
-            rest = raw_path.partition(b"/v1")[2]
+        slash = raw_path.find(b"/", 3 if raw_path.startswith(b"/p/") else 1)
+        rest = raw_path[slash:] if slash != -1 else b""
+        if upstream.wire == "openai":
+            rest = rest[3:] if rest.startswith(b"/v1/") else b""
         if not rest.startswith(b"/"):
-            await send_json(send, 404, openai_error("Not found.", "invalid_request_error"))
+            body = wire_error(upstream.wire, 404, "Not found.", "invalid_request_error")
+            await send_json(send, 404, body)
             return
         body = bytearray()
         while True:
@@ -163,7 +165,9 @@ class Gateway:
                 await send_json(
                     send,
                     413,
-                    openai_error(
+                    wire_error(
+                        upstream.wire,
+                        413,
                         f"Request body exceeds the gateway's limit of {self.max_body} bytes.",
                         "invalid_request_error",
                         "request_too_large",
@@ -175,28 +179,26 @@ class Gateway:
 
         method: str = scope["method"]
         headers, meta = forward.request_headers(scope["headers"])
+        bound = (scope.get("state") or {}).get("gensight_app")
+        if bound:  # a key bound to an app (ingest@APP:KEY): its calls are that app's
+            meta[b"x-gensight-app"] = bound.encode()
         path = rest.decode("latin-1")
-        call = Call(start, ts, method, path, Capture(method, path, bytes(body)), meta)
+        call = Call(start, ts, method, path, capture_for(upstream, method, path, bytes(body)), meta)
         call.route = scope["path"]
         query: bytes = scope.get("query_string") or b""
         target = rest + (b"?" + query if query else b"")
         if self.budget is not None and call.capture.is_call:
             refusal = self.budget(
-                record.header_text(meta.get(b"x-gensight-app")),
-                record.header_text(meta.get(b"x-gensight-user")),
+                record.header_text(meta.get(b"x-gensight-app")), record.user_of(call)
             )
             if refusal is not None:
                 await self._refuse(refusal, upstream, call, send)
                 return
 
         task = asyncio.current_task()
-        # A client leaving a stream cancels it upstream. Non-streamed answers are not
-        # watched: a task per request costs more than the rare early hang-up saves.
-        watcher = (
-            asyncio.create_task(self._watch_disconnect(receive, call, task))
-            if call.capture.stream
-            else None
-        )
+        # A client leaving cancels its request upstream (a stream, or a long non-streamed
+        # answer it stopped waiting for) and the call is recorded as cancelled.
+        watcher = asyncio.create_task(self._watch_disconnect(receive, call, task))
         try:
             await self._exchange(upstream, method, target, CIMultiDict(headers), call, send)
         except asyncio.CancelledError:
@@ -206,8 +208,7 @@ class Gateway:
             call.error_class = "cancelled"
             call.error_message = "the client disconnected before the answer was complete"
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            watcher.cancel()
             try:
                 await self._record(call)
             except Exception:  # fail-open: recording never breaks a call
@@ -235,18 +236,23 @@ class Gateway:
         send: Send,
     ) -> None:
         """Try the upstream (then the fallback) until an answer can be forwarded."""
-        targets = policy.targets(upstream, self.fallback)
-        data = call.capture.upstream_body or None
+        targets = policy.targets(upstream, self.fallbacks)
+        cap = call.capture
         failure: Failure | None = None
+        waited = 0.0  # seconds slept between tries, within --retry-max-wait
         for ti, up in enumerate(targets):
             final_target = ti == len(targets) - 1
             url = URL(up.url + target.decode("latin-1"), encoded=True)
-            for n in range(self.retries + 1):
+            sent = policy.credentials(headers, upstream, up, CREDENTIAL_HEADERS)
+            n = -1
+            while n < self.retries:
+                n += 1
+                data = cap.body_for(up.name not in self.plain_streams) or None
                 call.target = up
                 span = record.attempt_span(call, up, method)
                 attempt_start = time.perf_counter()
                 try:
-                    resp = await forward.request(self.session(), method, url, headers, data)
+                    resp = await forward.request(self.session(), method, url, sent, data)
                 except Failure as f:
                     failure = f
                     record.end_attempt(span, attempt_start, None, f.error_class, f.message)
@@ -254,25 +260,54 @@ class Gateway:
                         await self._fail(f, call, send)
                         return
                     if n < self.retries:
-                        await asyncio.sleep(policy.backoff(n, None, self.retry_backoff))
+                        wait = policy.backoff(n, None, self.retry_backoff)
+                        waited += wait
+                        await asyncio.sleep(wait)
                     continue
                 status = resp.status
+                if status == 400 and cap.injected_usage:
+                    raw, err = await forward.read_error(resp)
+                    record.end_attempt(span, attempt_start, status, "invalid_request", err)
+                    if "stream_options" in err:
+                        # Azure OpenAI before 2024-09-01-preview, some self-hosted servers:
+                        # ask again as the client did (not a retry), and remember.
+                        self.plain_streams.add(up.name)
+                        n -= 1
+                        continue
+                    await forward.send_read(resp, raw, err, call, send)
+                    return
                 if not policy.retryable_status(status) or (final_target and n == self.retries):
+                    final = status >= 400 and len(call.attempts) > 1
                     try:
-                        await forward.forward(resp, call, send, span, attempt_start)
+                        await forward.forward(resp, call, send, span, attempt_start, final)
                     finally:
                         resp.close()
                     return
                 # A failed attempt: keep its error for the trace, then retry or move on.
                 raw, err = await forward.read_error(resp)
-                record.end_attempt(span, attempt_start, status, classify(status), err)
+                error_class, _code = classify_answer(status, err)
+                record.end_attempt(span, attempt_start, status, error_class, err)
+                if error_class not in policy.RETRYABLE_CLASSES:
+                    # e.g. a validation error sent as 500 (llama.cpp, vLLM): asking again
+                    # gets the same answer, and so would the client's own retries
+                    await forward.send_read(resp, raw, err, call, send, final=True)
+                    return
                 delay = policy.retry_after(resp.headers)
-                if policy.give_up(n, self.retries, resp.headers, err, delay, self.retry_max_wait):
+                if delay is None and up.wire == "gemini":  # Google's RetryInfo.retryDelay
+                    delay = retry_delay(err)
+                wait = policy.backoff(n, delay, self.retry_backoff)
+                left = self.retry_max_wait - waited
+                if policy.give_up(n, self.retries, resp.headers, err, wait, left):
                     if final_target:  # nowhere else to go: this is the answer
-                        await forward.send_read(resp, raw, err, call, send)
+                        # Retried already, or retrying cannot help: the client's SDK is
+                        # told not to try again (its 2 retries would triple ours). A long
+                        # Retry-After on a first answer is passed on as it came.
+                        final = len(call.attempts) > 1 or "insufficient_quota" in err
+                        await forward.send_read(resp, raw, err, call, send, final=final)
                         return
                     break  # on to the fallback
-                await asyncio.sleep(policy.backoff(n, delay, self.retry_backoff))
+                waited += wait
+                await asyncio.sleep(wait)
         assert failure is not None
         await self._fail(failure, call, send)
 
@@ -287,7 +322,11 @@ class Gateway:
         call.http_status = status
         call.done = True
         code = "upstream_timeout" if status == 504 else "upstream_connection_error"
-        await send_json(send, status, openai_error(message, "upstream_error", code))
+        # after the gateway's own retries, the client's SDK should not add its own
+        retried = len(call.attempts) > 1
+        wire = up.wire if up else None
+        body = wire_error(wire, status, message, "upstream_error", code)
+        await send_json(send, status, body, retried)
         call.response_started = True
 
     async def _refuse(self, refusal: Refusal, upstream: Upstream, call: Call, send: Send) -> None:
@@ -297,7 +336,7 @@ class Gateway:
         ``error_class`` is ``rate_limit`` (what a 429 is, and what OpenAI clients raise),
         with ``gensight.budget_rule`` naming the rule that refused it.
         """
-        body = openai_error(refusal.message, "budget_exceeded", "budget_exceeded")
+        body = wire_error(upstream.wire, 429, refusal.message, "budget_exceeded", "budget_exceeded")
         call.target = upstream
         call.http_status = 429
         call.error_class = "rate_limit"
@@ -342,7 +381,8 @@ class GatewayMiddleware:
 
     A proxy's overhead is per request, so gateway requests skip the web framework's
     routing and middleware (the key check, added outside this, still applies):
-    ``/openai/v1/…`` and ``/p/{name}/v1/…`` go straight to ``Gateway.handle``.
+    ``/openai/v1/…``, ``/anthropic/…``, ``/gemini/…`` and ``/p/{name}/…`` go straight to
+    ``Gateway.handle``.
     """
 
     def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
@@ -355,22 +395,32 @@ class GatewayMiddleware:
             if path.startswith("/openai/v1/"):
                 await self.gateway.handle(scope, receive, send, "openai")
                 return
+            for name in NATIVE_ROUTES:
+                if path.startswith(name, 1) and path[len(name) + 1 : len(name) + 2] == "/":
+                    await self.gateway.handle(scope, receive, send, name)
+                    return
             if path.startswith("/p/"):
                 name, _, rest = path[3:].partition("/")
-                if name and rest.startswith("v1/"):
+                up = self.gateway.upstreams.get(name)
+                if name and (rest.startswith("v1/") or (up is not None and up.wire != "openai")):
                     await self.gateway.handle(scope, receive, send, name)
                     return
         await self.app(scope, receive, send)
 
 
 def from_settings(settings: Settings, submit: Submit, counters: dict[str, int]) -> Gateway:
-    """A gateway configured from the server's ``Settings``."""
+    """A gateway configured from the server's ``Settings`` (and its upstreams file)."""
+    urls, keys, fallbacks = dict(settings.upstreams), {}, {}
+    if settings.upstreams_file is not None:
+        urls, keys, fallbacks = read_file(settings.upstreams_file)
+        urls = {**settings.upstreams, **urls}
     return Gateway(
-        dict(settings.upstreams),
+        urls,
         submit,
         counters,
         retries=settings.retries,
-        fallback=settings.fallback,
+        fallback={**fallbacks, **settings.fallback},
+        upstream_keys={**keys, **settings.upstream_keys},
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.upstream_timeout,
         retry_backoff=settings.retry_backoff,

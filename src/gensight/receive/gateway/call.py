@@ -7,6 +7,7 @@ from datetime import datetime
 
 from gensight.model.records import SpanRecord
 from gensight.receive.gateway.capture import Capture
+from gensight.receive.gateway.native import NativeCapture
 from gensight.receive.gateway.upstreams import Upstream
 
 
@@ -22,6 +23,7 @@ class Call:
         "error_class",
         "error_message",
         "first_byte",
+        "first_token",
         "http_status",
         "meta",
         "method",
@@ -31,6 +33,7 @@ class Call:
         "start",
         "target",
         "ts",
+        "upstream_error",
     )
 
     def __init__(
@@ -39,7 +42,7 @@ class Call:
         ts: datetime,
         method: str,
         path: str,
-        capture: Capture,
+        capture: Capture | NativeCapture,
         meta: dict[bytes, bytes],
     ) -> None:
         self.ts = ts
@@ -53,11 +56,14 @@ class Call:
         self.target: Upstream | None = None
         self.http_status: int | None = None
         self.first_byte: float | None = None
+        #: When the first chunk carrying output arrived (a stream's TTFT).
+        self.first_token: float | None = None
         self.response_started = False
         self.done = False
         self.disconnected = False
         self.error_class: str | None = None
         self.error_message: str | None = None
+        self.upstream_error = False  # error_message is the upstream's body (may quote the prompt)
         self.budget_rule: str | None = None
 
     def elapsed_ms(self, since: float | None = None) -> float:

@@ -23,6 +23,7 @@ from gensight.conventions import messages as msg
 from gensight.conventions.errors import classify
 from gensight.enrich import tokens
 from gensight.model.records import CallRecord
+from gensight.receive.gateway.errors import content_free
 from gensight.receive.gateway.messages import (
     assistant_message,
     chat_messages,
@@ -118,9 +119,11 @@ class Capture:
         "_outputs",
         "error_message",
         "error_type",
+        "has_output",
         "injected_usage",
         "operation",
         "request",
+        "request_body",
         "response_attrs",
         "response_id",
         "response_model",
@@ -130,40 +133,58 @@ class Capture:
     )
 
     def __init__(self, method: str, path: str, body: bytes) -> None:
-        self.request: dict[str, Any] | None = None
+        self.request: dict[str, Any] | None = None  # as recorded (clipped to MAX_DEPTH)
+        sent: dict[str, Any] | None = None  # as the client sent it
         if body[:1] == b"{" or body.lstrip()[:1] == b"{":
             try:
                 parsed = orjson.loads(body)
-                self.request = parsed if isinstance(parsed, dict) else None
             except orjson.JSONDecodeError:
-                pass
+                parsed = None
+            if isinstance(parsed, dict):
+                sent, self.request = parsed, msg.clip_depth(parsed)
         req = self.request or {}
         op = operation_for(method, path)
         if op is None and method == "POST" and isinstance(req.get("model"), str):
             op = ".".join(s for s in path.strip("/").split("/") if s) or None
         self.operation = op
         self.stream = req.get("stream") is True
+        self.request_body = body
         self.upstream_body = body
         self.injected_usage = False
-        if op == "chat" and self.stream:
+        if op in ("chat", "text_completion") and self.stream:
             options = req.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage")):
                 # Ask for usage; the extra chunk is removed before the client sees it.
                 options = dict(options) if isinstance(options, dict) else {}
                 options["include_usage"] = True
-                self.upstream_body = orjson.dumps(dict(req, stream_options=options))
-                self.injected_usage = True
+                try:
+                    self.upstream_body = orjson.dumps(dict(sent or {}, stream_options=options))
+                    self.injected_usage = True
+                except orjson.JSONEncodeError:  # nested past orjson's limit: sent as it came
+                    pass
         self.response_id: str | None = None
         self.response_model: str | None = None
         self.response_attrs: dict[str, Any] = {}
         self.usage: dict[str, Any] | None = None
         self.error_type: str | None = None
         self.error_message: str | None = None
+        #: Whether a streamed event carried output yet (text, tool-call arguments,
+        #: reasoning): the first one is the first token, what TTFT measures.
+        self.has_output = False
         self._choices: dict[int, _Choice] = {}
         self._final: dict[str, Any] | None = None  # Responses API: the final response object
         self._items: dict[int, dict[str, Any]] = {}  # Responses API: finished output items
         self._item_text: dict[str, list[str]] = {}  # Responses API: deltas by item id
         self._outputs: list[dict[str, Any]] | None = None
+
+    def body_for(self, inject: bool) -> bytes:
+        """The body of the next attempt: with the usage request (when one was added) or
+        as the client sent it, for an upstream that rejects ``stream_options``."""
+        if not inject and self.upstream_body is not self.request_body:
+            self.injected_usage = False
+            return self.request_body
+        self.injected_usage = self.upstream_body is not self.request_body
+        return self.upstream_body
 
     @property
     def is_call(self) -> bool:
@@ -174,7 +195,7 @@ class Capture:
     def on_body(self, body: bytes) -> None:
         """A whole non-streamed 2xx JSON body."""
         try:
-            data = orjson.loads(body)
+            data = msg.clip_depth(orjson.loads(body))
         except orjson.JSONDecodeError:
             return
         if not isinstance(data, dict):
@@ -208,13 +229,16 @@ class Capture:
         if data == b"[DONE]":
             return False
         try:
-            d = orjson.loads(data)
+            d = msg.clip_depth(orjson.loads(data))
         except orjson.JSONDecodeError:
             return False
         if not isinstance(d, dict):
             return False
         if self.operation == "responses":
-            self._responses_event(event or d.get("type"), d)
+            kind = event or d.get("type")
+            if not self.has_output and isinstance(kind, str) and kind.endswith(".delta"):
+                self.has_output = bool(d.get("delta"))
+            self._responses_event(kind, d)
             return False
         if "error" in d and d["error"]:
             self._stream_error(d["error"])
@@ -241,6 +265,8 @@ class Capture:
                     ch.content.append(delta["content"])
                 if isinstance(delta.get("refusal"), str):
                     ch.refusal.append(delta["refusal"])
+                if not self.has_output:
+                    self.has_output = _carries_output(delta)
                 for tc in delta.get("tool_calls") or ():
                     if not isinstance(tc, dict):
                         continue
@@ -252,6 +278,7 @@ class Capture:
                         slot[2].append(fn["arguments"])
             elif isinstance(c.get("text"), str):  # legacy completions
                 ch.content.append(c["text"])
+                self.has_output = self.has_output or bool(c["text"])
             if c.get("finish_reason"):
                 ch.finish = c["finish_reason"]
         return False
@@ -405,7 +432,9 @@ class Capture:
         if self.error_type is not None and call.status == "ok":
             call.status = "error"
             call.error_class = classify(None, self.error_type, self.error_message)
-            call.error_message = self.error_message
+            call.error_message = (
+                self.error_message if capture_content else content_free(self.error_message)
+            )
 
     def needs_estimate(self, call: CallRecord) -> bool:
         """Whether the upstream left token counts out that can be estimated."""
@@ -448,6 +477,20 @@ class Capture:
                         texts.extend((tc.get("name"), tc.get("arguments")))
                 call.output_tokens = tokens.count_texts(texts, model)
             call.tokens_estimated = True
+
+
+def _carries_output(delta: dict[str, Any]) -> bool:
+    """Whether a chat delta carries output: text, a refusal, reasoning (``reasoning_content``
+    of DeepSeek and vLLM, ``reasoning`` of OpenRouter and Ollama) or tool-call arguments;
+    not a role-only or empty first chunk."""
+    for key in ("content", "refusal", "reasoning_content", "reasoning"):
+        if isinstance(delta.get(key), str) and delta[key]:
+            return True
+    for tc in delta.get("tool_calls") or ():
+        fn = tc.get("function") if isinstance(tc, dict) else None
+        if isinstance(fn, dict) and isinstance(fn.get("arguments"), str) and fn["arguments"]:
+            return True
+    return False
 
 
 def _json(value: Any) -> str:

@@ -10,19 +10,21 @@ it. A copy is read on the way for the record (decoded where the gateway can).
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterable
 
 import aiohttp
+import orjson
 from multidict import CIMultiDict
 from starlette.types import Send
 from yarl import URL
 
-from gensight.conventions.errors import classify
+from gensight.conventions.errors import classify_answer
 from gensight.model.records import SpanRecord
 from gensight.receive.gateway.call import Call
-from gensight.receive.gateway.errors import MAX_ERROR_MESSAGE, Failure, openai_error
+from gensight.receive.gateway.errors import MAX_ERROR_MESSAGE, Failure, stream_error_event
 from gensight.receive.gateway.record import end_attempt
 from gensight.receive.gateway.sse import SSESplitter, parse_event
 
@@ -112,14 +114,28 @@ async def request(
     """Send one attempt; a failure to get any answer raises ``Failure``."""
     try:
         return await session.request(method, url, headers=headers, data=data, allow_redirects=False)
-    except aiohttp.ConnectionTimeoutError as e:
-        raise Failure("timeout", f"connecting timed out: {e}", True) from None
-    except (TimeoutError, aiohttp.ServerTimeoutError) as e:
-        raise Failure("timeout", f"no answer in time: {e or 'read timeout'}", False) from None
+    except aiohttp.ConnectionTimeoutError:
+        raise Failure("timeout", "connecting timed out", True) from None
+    except (TimeoutError, aiohttp.ServerTimeoutError):
+        raise Failure("timeout", "no answer in time", False) from None
     except (aiohttp.ClientConnectionError, OSError) as e:
-        raise Failure("connection", f"{type(e).__name__}: {e}", True) from None
+        raise Failure("connection", describe(e), True) from None
     except aiohttp.ClientError as e:
-        raise Failure("connection", f"{type(e).__name__}: {e}", False) from None
+        raise Failure("connection", describe(e), False) from None
+
+
+def describe(e: BaseException) -> str:
+    """What went wrong with a connection, in words a user acts on (no client internals)."""
+    if isinstance(e, aiohttp.ClientConnectorError):
+        reason = e.os_error.strerror or "refused" if e.os_error else "refused"
+        return f"could not connect to {e.host}:{e.port} ({str(reason).lower()})"
+    if isinstance(e, aiohttp.ServerDisconnectedError):
+        return "the upstream closed the connection before answering"
+    if isinstance(e, aiohttp.ClientPayloadError):
+        return "the upstream broke off its answer"
+    if isinstance(e, aiohttp.ClientOSError | OSError) and getattr(e, "strerror", None):
+        return f"the connection failed ({str(e.strerror).lower()})"
+    return "the connection to the upstream failed"
 
 
 async def read_error(resp: aiohttp.ClientResponse) -> tuple[bytes, str]:
@@ -148,19 +164,27 @@ def _response_headers(resp: aiohttp.ClientResponse, drop_length: bool) -> list[t
 
 
 async def send_read(
-    resp: aiohttp.ClientResponse, body: bytes, text: str, call: Call, send: Send
+    resp: aiohttp.ClientResponse,
+    body: bytes,
+    text: str,
+    call: Call,
+    send: Send,
+    final: bool = False,
 ) -> None:
-    """Forward an error answer whose body was already read for the retry decision."""
+    """Forward an error answer whose body was already read for the retry decision.
+
+    ``final``: the gateway has retried (or judged retrying useless), so the answer says
+    ``x-should-retry: false`` and OpenAI's SDKs do not multiply the tries.
+    """
     call.http_status = resp.status
     call.error_message = text
+    call.upstream_error = True
     call.done = True
-    await send(
-        {
-            "type": "http.response.start",
-            "status": resp.status,
-            "headers": _response_headers(resp, False),
-        }
-    )
+    headers = _response_headers(resp, False)
+    if final:
+        headers = [(k, v) for k, v in headers if k != b"x-should-retry"]
+        headers.append((b"x-should-retry", b"false"))
+    await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     call.response_started = True
     await send({"type": "http.response.body", "body": body})
 
@@ -171,22 +195,26 @@ async def forward(
     send: Send,
     span: SpanRecord,
     attempt_start: float,
+    final: bool = False,
 ) -> None:
-    """Stream the chosen answer to the client, reading a copy as it goes."""
+    """Stream the chosen answer to the client, reading a copy as it goes (``final``: the
+    gateway retried already, so the answer carries ``x-should-retry: false``)."""
     status = resp.status
     call.http_status = status
     cap = call.capture
     ctype = resp.headers.get("content-type", "")
     sse = ctype.startswith("text/event-stream")
     decode = _decoder(resp.headers.get("content-encoding"))
-    strip = sse and cap.injected_usage and decode is None
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": _response_headers(resp, strip),
-        }
-    )
+    strip = sse and cap.injected_usage and status < 400
+    headers = _response_headers(resp, strip)
+    if strip and decode is not None:
+        # A compressed stream is decoded to take out what the client did not ask for,
+        # and reaches it uncompressed (a client that accepts gzip accepts identity).
+        headers = [(k, v) for k, v in headers if k != b"content-encoding"]
+    if final:
+        headers = [(k, v) for k, v in headers if k != b"x-should-retry"]
+        headers.append((b"x-should-retry", b"false"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     call.response_started = True
     reader = resp.content
     error: Failure | None = None
@@ -199,22 +227,26 @@ async def forward(
         timeout = isinstance(e, TimeoutError)
         error = Failure(
             "timeout" if timeout else "connection",
-            ("the upstream stalled mid-answer: " if timeout else "the upstream broke off: ")
-            + (f"{type(e).__name__}: {e}" if str(e) else type(e).__name__),
+            "the upstream stalled mid-answer" if timeout else "the upstream broke off mid-answer",
             False,
         )
         call.error_class = error.error_class
         call.error_message = error.message
         call.done = True
-        if sse:  # end the stream the way OpenAI reports mid-stream errors
+        if sse and timeout:  # the upstream is still there: end the stream as OpenAI does
             code = f"upstream_{error.error_class}"
-            event = b"data: " + openai_error(error.message, "upstream_error", code) + b"\n\n"
+            wire = call.target.wire if call.target else None
+            status = 504 if error.error_class == "timeout" else 502
+            event = stream_error_event(wire, status, error.message, code)
             await send({"type": "http.response.body", "body": event, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
-        # Otherwise the answer is left incomplete: the server closes the connection,
-        # which is how a client learns that a body was cut.
+        # Otherwise the answer is left incomplete: the server closes the connection, which
+        # is how a client learns that a body was cut, as it would from the upstream itself
+        # (openai-python: a connection error, not an API error with our words in it).
     finally:
-        ended = call.error_class or (classify(status) if status >= 400 else None)
+        ended = call.error_class or (
+            classify_answer(status, call.error_message)[0] if status >= 400 else None
+        )
         end_attempt(span, attempt_start, status, ended, error.message if error else None)
 
 
@@ -228,14 +260,18 @@ async def _forward_sse(
     cap = call.capture
     splitter = SSESplitter()
     while chunk := await reader.readany():
+        arrived = time.perf_counter()
         if call.first_byte is None:
-            call.first_byte = time.perf_counter()
+            call.first_byte = arrived
         if strip:
             kept = []
-            for raw in splitter.feed(chunk):
+            for raw in splitter.feed(decode(chunk) if decode else chunk):
                 event, data = parse_event(raw)
-                if data is not None and cap.on_event(event, data):
-                    continue  # the usage chunk the client did not ask for
+                if data is not None:
+                    if cap.on_event(event, data):
+                        continue  # the usage chunk the client did not ask for
+                    if b'"usage"' in data:
+                        raw = without_null_usage(raw, data)
                 kept.append(raw)
             if kept:
                 await send(
@@ -247,15 +283,37 @@ async def _forward_sse(
                 event, data = parse_event(raw)
                 if data is not None:
                     cap.on_event(event, data)
+        if call.first_token is None and cap.has_output:
+            call.first_token = arrived
     tail = splitter.tail()
     if tail:
         event, data = parse_event(tail)
-        if data is not None:
-            cap.on_event(event, data)
-        if strip:
+        hidden = data is not None and cap.on_event(event, data)
+        if strip and not hidden:
             await send({"type": "http.response.body", "body": tail, "more_body": True})
     call.done = True
     await send({"type": "http.response.body", "body": b""})
+
+
+# ``"usage": null``, the member an upstream adds to every chunk once usage is asked for.
+# JSON strings cannot hold a bare quote, so this only matches a member, never text.
+_NULL_USAGE = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,')
+
+
+def without_null_usage(raw: bytes, data: bytes) -> bytes:
+    """An event without the top-level ``"usage": null`` the injected request added,
+    so a client that did not ask for usage gets chunks exactly as the upstream sends them
+    to it directly."""
+    found = _NULL_USAGE.findall(raw)
+    if len(found) != 1:
+        return raw
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return raw
+    if not isinstance(parsed, dict) or "usage" not in parsed or parsed["usage"] is not None:
+        return raw
+    return _NULL_USAGE.sub(b"", raw, count=1)
 
 
 async def _forward_body(
@@ -288,5 +346,6 @@ async def _forward_body(
         return
     if status >= 400:
         call.error_message = raw[:MAX_ERROR_MESSAGE].decode("utf-8", "replace")
+        call.upstream_error = True
     elif call.capture.is_call:
         call.capture.on_body(raw)

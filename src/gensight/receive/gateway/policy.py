@@ -3,7 +3,8 @@
 Upstream 429s, 5xx and connection failures are retried with exponential backoff and
 jitter, honouring ``Retry-After`` / ``retry-after-ms`` up to ``--retry-max-wait`` (a
 longer wait is the client's to decide, so that answer is passed on), and then the
-``--fallback`` upstream gets the same tries. The loop that applies this is
+addressed upstream's own fallback (``--fallback NAME=OTHER``), if it has one, gets the
+same tries. The loop that applies this is
 ``Gateway._exchange``; these are its decisions.
 """
 
@@ -18,11 +19,36 @@ from typing import Any
 from gensight.receive.gateway.upstreams import Upstream
 
 
-def targets(upstream: Upstream, fallback: Upstream | None) -> list[Upstream]:
-    """The upstreams to try in order: the one addressed, then the fallback if another."""
-    if fallback is not None and fallback is not upstream:
+def targets(upstream: Upstream, fallbacks: dict[str, Upstream]) -> list[Upstream]:
+    """The upstreams to try in order: the one addressed, then its own fallback, if any.
+
+    Only a configured pair falls back: a self-hosted upstream's prompts never go to a
+    remote provider unless that pair was configured; and never across wire formats (an
+    Anthropic request means nothing to an OpenAI endpoint).
+    """
+    fallback = fallbacks.get(upstream.name)
+    if fallback is not None and fallback is not upstream and fallback.wire == upstream.wire:
         return [upstream, fallback]
     return [upstream]
+
+
+def credentials(headers: Any, addressed: Upstream, target: Upstream, names: tuple[str, ...]) -> Any:
+    """The headers for an attempt on ``target``: its own key in place of the client's;
+    the client's key only when ``target`` is the upstream the client addressed."""
+    own = target.auth_header()
+    if own is None and target is addressed:
+        return headers
+    out = headers.copy()
+    for name in names:
+        out.popall(name, None)
+    if own is not None:
+        out[own[0]] = own[1]
+    return out
+
+
+#: Error classes of answers worth asking again (by status and body: a 500 whose body is
+#: a validation error is ``invalid_request`` and is not retried).
+RETRYABLE_CLASSES = frozenset({"rate_limit", "upstream_error", "timeout"})
 
 
 def retryable_status(status: int) -> bool:
@@ -50,19 +76,20 @@ def retry_after(headers: Any) -> float | None:
 
 
 def give_up(
-    attempt: int, retries: int, headers: Any, error: str, delay: float | None, max_wait: float
+    attempt: int, retries: int, headers: Any, error: str, wait: float, budget_left: float
 ) -> bool:
     """Whether a failed answer ends the tries on this upstream.
 
     So it does when the tries are used up, when the upstream says retrying cannot help
-    (``x-should-retry: false``, an exhausted quota), or when it asks for a longer wait
-    than the gateway sleeps through.
+    (``x-should-retry: false``, an exhausted quota), or when the next wait (its
+    Retry-After, or the backoff) is longer than what is left of the call's retry budget
+    (``--retry-max-wait``): sleeping past the client's own timeout helps no one.
     """
     return (
         attempt == retries
         or headers.get("x-should-retry") == "false"
         or "insufficient_quota" in error
-        or (delay is not None and delay > max_wait)
+        or wait > budget_left
     )
 
 

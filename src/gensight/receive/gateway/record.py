@@ -13,11 +13,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from gensight.conventions.errors import classify
+from gensight.conventions.errors import classify_answer
 from gensight.enrich import tokens
 from gensight.model.records import CallRecord, SpanRecord
 from gensight.receive.gateway.call import Call
-from gensight.receive.gateway.errors import MAX_ERROR_MESSAGE
+from gensight.receive.gateway.errors import MAX_ERROR_MESSAGE, content_free
 from gensight.receive.gateway.upstreams import Upstream
 
 
@@ -52,6 +52,17 @@ def header_text(value: bytes | None) -> str | None:
     if not value:
         return None
     return value.decode("utf-8", "replace").strip() or None
+
+
+def user_of(call: Call) -> str | None:
+    """The call's end user: ``X-Gensight-User``, else the OpenAI body's ``user`` or
+    ``safety_identifier`` (what budgets per user and the record's ``user`` see)."""
+    user = header_text(call.meta.get(b"x-gensight-user"))
+    if user is None:
+        req = call.capture.request or {}
+        body = req.get("user") or req.get("safety_identifier")
+        user = body.strip() or None if isinstance(body, str) else None
+    return user
 
 
 def _tags(value: bytes | None) -> list[str]:
@@ -112,15 +123,24 @@ async def build(call: Call, capture_content: bool) -> tuple[list[CallRecord], li
     app = header_text(meta.get(b"x-gensight-app"))
     status = "ok"
     error_class = call.error_class
+    code = None
     if error_class is None and call.http_status is not None and call.http_status >= 400:
-        error_class = classify(call.http_status)
+        error_class, code = classify_answer(call.http_status, call.error_message)
     if error_class is not None:
         status = "error"
     else:
         call.error_message = None
+    if not capture_content:  # upstream bodies may echo the prompt: keep only what names them
+        if call.upstream_error:
+            call.error_message = content_free(call.error_message)
+        for s in call.attempts:
+            if s.status_message and "http.response.status_code" in s.attributes:
+                s.status_message = content_free(s.status_message)
     attrs: dict[str, Any] = {"http.request.method": call.method, "url.path": call.route}
     if up is not None:
         attrs["gensight.upstream"] = up.name
+    if code is not None:  # the provider's own code: context_length_exceeded, content_filter…
+        attrs["gensight.error_code"] = code
     if call.budget_rule is not None:
         attrs["gensight.budget_rule"] = call.budget_rule
     if len({s.attributes["gensight.upstream"] for s in call.attempts}) > 1:
@@ -140,15 +160,15 @@ async def build(call: Call, capture_content: bool) -> tuple[list[CallRecord], li
             ts=call.ts,
             duration_ms=duration,
             source="gateway",
-            ttft_ms=(
-                (call.first_byte - call.start) * 1000.0
-                if cap.stream and call.first_byte is not None
+            ttft_ms=(  # the first token, not the first byte (a role chunk, response.created)
+                (call.first_token - call.start) * 1000.0
+                if cap.stream and call.first_token is not None
                 else None
             ),
             app=app,
             provider=up.provider if up else None,
             server_address=up.host if up else None,
-            user=header_text(meta.get(b"x-gensight-user")),
+            user=user_of(call),
             session=header_text(meta.get(b"x-gensight-session")),
             tags=_tags(meta.get(b"x-gensight-tags")),
             http_status=call.http_status,

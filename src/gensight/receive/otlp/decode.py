@@ -23,11 +23,13 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from gensight.conventions.evaluation import EVENT as EVAL_EVENT
+from gensight.conventions.evaluation import log_to_score, span_scores
 from gensight.conventions.logfire import join_streams
 from gensight.conventions.logs import log_to_events
 from gensight.conventions.otlp_values import attributes
 from gensight.conventions.spans import Resource, span_to_records
-from gensight.model.records import CallRecord, ContentEvent, SpanRecord
+from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -141,6 +143,42 @@ def logs_to_events(
     return events, rejected, first_error
 
 
+def traces_to_scores(req: trace_service_pb2.ExportTraceServiceRequest) -> list[Score]:
+    """Scores of the ``gen_ai.evaluation.result`` span events of a traces request (#20)."""
+    scores: list[Score] = []
+    for rs in req.resource_spans:
+        app: str | None | bool = False  # resolved at the first evaluation event only
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                if not span.events or not any(e.name == EVAL_EVENT for e in span.events):
+                    continue
+                if app is False:
+                    app = Resource(attributes(rs.resource.attributes)).app
+                try:
+                    scores += span_scores(span, app or None)
+                except Exception:  # a bad event costs itself, never its span
+                    continue
+    return scores
+
+
+def logs_to_scores(req: logs_service_pb2.ExportLogsServiceRequest) -> list[Score]:
+    """Scores of the ``gen_ai.evaluation.result`` log records of a logs request (#20)."""
+    scores: list[Score] = []
+    for rl in req.resource_logs:
+        app: str | None | bool = False
+        for sl in rl.scope_logs:
+            for record in sl.log_records:
+                if app is False:
+                    app = Resource(attributes(rl.resource.attributes)).app
+                try:
+                    score = log_to_score(record, app or None)
+                except Exception:
+                    continue
+                if score is not None:
+                    scores.append(score)
+    return scores
+
+
 def count_points(req: metrics_service_pb2.ExportMetricsServiceRequest) -> int:
     """Number of data points in a metrics export request."""
     n = 0
@@ -160,14 +198,18 @@ TRACES = "otlp-traces"
 LOGS = "otlp-logs"
 
 
-def replay_traces(payload: bytes) -> tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]:
+Replayed = tuple[list[CallRecord], list[SpanRecord], list[ContentEvent], list[Score]]
+
+
+def replay_traces(payload: bytes) -> Replayed:
     """Records of a journaled traces request (the pipeline's replay decoder)."""
     req = trace_service_pb2.ExportTraceServiceRequest.FromString(payload)
     calls, spans, _, _ = traces_to_records(req)
-    return calls, spans, []
+    return calls, spans, [], traces_to_scores(req)
 
 
-def replay_logs(payload: bytes) -> tuple[list[CallRecord], list[SpanRecord], list[ContentEvent]]:
-    """Content events of a journaled logs request."""
-    events, _, _ = logs_to_events(logs_service_pb2.ExportLogsServiceRequest.FromString(payload))
-    return [], [], events
+def replay_logs(payload: bytes) -> Replayed:
+    """Content events and scores of a journaled logs request."""
+    req = logs_service_pb2.ExportLogsServiceRequest.FromString(payload)
+    events, _, _ = logs_to_events(req)
+    return [], [], events, logs_to_scores(req)

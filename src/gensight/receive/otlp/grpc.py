@@ -32,7 +32,9 @@ from gensight.receive.otlp.decode import (
     Submit,
     count_points,
     logs_to_events,
+    logs_to_scores,
     traces_to_records,
+    traces_to_scores,
 )
 
 log = logging.getLogger("gensight.ingest.grpc")
@@ -77,8 +79,11 @@ class _Receiver:
         spans: Any,
         events: Any,
         raw: tuple[str, bytes] | None = None,
+        scores: Any = (),
     ) -> None:
-        if (calls or spans or events) and not self.submit(calls, spans, events, raw):
+        if (calls or spans or events or scores) and not self.submit(
+            calls, spans, events, raw, scores=scores
+        ):
             self.count("grpc_unavailable")
             context.abort(grpc.StatusCode.UNAVAILABLE, "writer queue is full; retry later")
 
@@ -92,7 +97,8 @@ class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         self.r.check_key(context)
         calls, spans, rejected, err = traces_to_records(request)
-        self.r.hand_over(context, calls, spans, [], (TRACES, request.SerializeToString()))
+        raw = (TRACES, request.SerializeToString())
+        self.r.hand_over(context, calls, spans, [], raw, traces_to_scores(request))
         self.r.count("grpc_traces")
         resp = trace_service_pb2.ExportTraceServiceResponse()
         if rejected:
@@ -111,7 +117,8 @@ class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
     ) -> logs_service_pb2.ExportLogsServiceResponse:
         self.r.check_key(context)
         events, rejected, err = logs_to_events(request)
-        self.r.hand_over(context, [], [], events, (LOGS, request.SerializeToString()))
+        raw = (LOGS, request.SerializeToString())
+        self.r.hand_over(context, [], [], events, raw, logs_to_scores(request))
         self.r.count("grpc_logs")
         resp = logs_service_pb2.ExportLogsServiceResponse()
         if rejected:

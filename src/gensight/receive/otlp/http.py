@@ -13,6 +13,7 @@ A batch answered with 200 has been handed to the writer. Decoding and normalizin
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 
 from google.protobuf.message import Message
 from google.rpc import status_pb2
@@ -35,7 +36,9 @@ from gensight.receive.otlp.decode import (
     decode,
     encode,
     logs_to_events,
+    logs_to_scores,
     traces_to_records,
+    traces_to_scores,
 )
 
 
@@ -91,7 +94,12 @@ def error_response(status: int, message: str, kind: str) -> Response:
 _GRPC_CODES = {400: 3, 413: 8, 415: 3, 401: 16, 503: 14}
 
 
-def otlp_routes(submit: Submit, max_body: int, counters: dict[str, int]) -> list[Route]:
+def otlp_routes(
+    submit: Submit,
+    max_body: int,
+    counters: dict[str, int],
+    refusal: Callable[[], str | None] | None = None,
+) -> list[Route]:
     """The three OTLP/HTTP routes, handing records to ``submit`` (the pipeline)."""
 
     async def handle(request: Request, signal: str) -> Response:
@@ -103,6 +111,7 @@ def otlp_routes(submit: Submit, max_body: int, counters: dict[str, int]) -> list
             if signal == "traces":
                 req = decode(body, kind, trace_service_pb2.ExportTraceServiceRequest())
                 calls, spans, rejected, err = traces_to_records(req)
+                scores = traces_to_scores(req)
                 raw = (TRACES, body if kind == "protobuf" else req.SerializeToString())
                 events: list[ContentEvent] = []
                 resp: Message = trace_service_pb2.ExportTraceServiceResponse()
@@ -112,6 +121,7 @@ def otlp_routes(submit: Submit, max_body: int, counters: dict[str, int]) -> list
                 req = decode(body, kind, logs_service_pb2.ExportLogsServiceRequest())
                 calls, spans = [], []
                 events, rejected, err = logs_to_events(req)
+                scores = logs_to_scores(req)
                 raw = (LOGS, body if kind == "protobuf" else req.SerializeToString())
                 resp = logs_service_pb2.ExportLogsServiceResponse()
                 if rejected:
@@ -120,12 +130,22 @@ def otlp_routes(submit: Submit, max_body: int, counters: dict[str, int]) -> list
                 req = decode(body, kind, metrics_service_pb2.ExportMetricsServiceRequest())
                 counters["metric_points"] = counters.get("metric_points", 0) + count_points(req)
                 calls, spans, events, rejected, err = [], [], [], 0, ""
+                scores = []
                 resp = metrics_service_pb2.ExportMetricsServiceResponse()
             if rejected:
                 resp.partial_success.error_message = err
                 counters["rejected"] = counters.get("rejected", 0) + rejected
-            if (calls or spans or events) and not submit(calls, spans, events, raw):
-                raise BadRequest(503, "cannot keep more data now (store down, spill full)")
+            bound = (request.scope.get("state") or {}).get("gensight_app")
+            if bound:  # a key bound to an app: what it sends is that app's
+                for record in (*calls, *spans, *scores):
+                    record.app = bound
+                if raw is not None:  # the journal keeps the records as decoded
+                    raw = None
+            if (calls or spans or events or scores) and not submit(
+                calls, spans, events, raw, scores=scores
+            ):
+                why = refusal() if refusal is not None else None
+                raise BadRequest(503, f"cannot keep more data now: {why or 'queue full'}")
         except BadRequest as e:
             counters[f"http_{e.status}"] = counters.get(f"http_{e.status}", 0) + 1
             return error_response(e.status, e.message, kind)

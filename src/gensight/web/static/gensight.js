@@ -16,7 +16,10 @@
     usd: function (v) {
       if (v === 0) return "$0";
       var a = Math.abs(v);
-      return "$" + (a >= 1 ? v.toFixed(2) : a >= 0.01 ? v.toFixed(4) : v.toFixed(6));
+      if (a >= 1) return "$" + v.toFixed(2);
+      if (a >= 0.01) return "$" + v.toFixed(4);
+      if (a < 1e-8) return "<$0.00000001";
+      return "$" + v.toFixed(1 - Math.floor(Math.log10(a)));  // two significant digits
     },
     pct: function (v) { return (v * 100).toFixed(1) + "%"; }
   };
@@ -37,7 +40,7 @@
     delete config.gensight;
     var options = config.options = config.options || {};
     var scales = options.scales = options.scales || {};
-    ["x", "y"].forEach(function (axis) {
+    ["x", "y", "y1"].forEach(function (axis) {
       var f = tickFormats[fmt[axis]] || formats[fmt[axis]];
       if (!f || config.type === "doughnut") return;
       scales[axis] = scales[axis] || {};
@@ -57,7 +60,8 @@
         label: function (ctx) {
           var raw = ctx.raw;
           var v = raw !== null && typeof raw === "object" ? raw[valueAxis] : raw;
-          var text = v === null || v === undefined ? "–" : f(v);
+          var own = formats[ctx.dataset.gensightFormat] || f;
+          var text = v === null || v === undefined ? "–" : own(v);
           if (raw !== null && typeof raw === "object" && fmt.x) {
             text = formats[fmt.x](raw.x) + " tokens, " + text;
           }
