@@ -3,8 +3,9 @@
 On a DuckDB file that ``bench/query.py`` generated (``--data``/``--calls`` as there), on
 a scratch copy: times ``gensight rebuild rollups``' work (``rebuild_rollups``), the
 rollup tables' rows, then each overview query (24h, 30d, 30d by model/app/user) from
-raw rows and from rollups alternately, p50/p95 of ``--reps``, and the largest relative
-difference of any percentile between the two answers (the rollups promise ≤ 1%).
+raw rows and from rollups (forced, whatever they cost) alternately, p50/p95 of
+``--reps``, which the overview itself picks (``auto``: ``rollups.pays``), and the largest
+relative difference of any percentile between the two answers (the rollups promise ≤ 1%).
 
     .venv/bin/python bench/rollups.py --calls 1000000
 """
@@ -70,6 +71,9 @@ def main() -> int:
     path = scratch / "gensight.duckdb"
     shutil.copy2(src, path)
     try:
+        from gensight.store import rollups
+
+        share = rollups.MAX_ROW_SHARE
         t = time.perf_counter()
         store = DuckDBStore(path)  # builds the rollups when the file has none
         open_s = time.perf_counter() - t
@@ -78,8 +82,6 @@ def main() -> int:
         t = time.perf_counter()
         store.rebuild_rollups()
         rebuild_s = time.perf_counter() - t
-        from gensight.store import rollups
-
         sizes = {
             name: store._con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
             for name in ("calls", *rollups.TABLES)
@@ -92,6 +94,7 @@ def main() -> int:
             ("overview 30d", timedelta(days=30), None),
             ("overview 30d by model", timedelta(days=30), "model"),
             ("overview 30d by app", timedelta(days=30), "app"),
+            ("overview 30d by provider", timedelta(days=30), "provider"),
             ("overview 30d by user", timedelta(days=30), "user"),
         ]
         rows = []
@@ -105,11 +108,14 @@ def main() -> int:
             for _ in range(args.reps + 1):  # the first of each is a warm-up
                 for mode in ("raw", "rollups"):
                     store.rollups_for = raw_reader if mode == "rollups" else lambda *a: None
+                    rollups.MAX_ROW_SHARE = float("inf") if mode == "rollups" else share
                     t = time.perf_counter()
                     answers_by[mode] = answers.overview(store, f, interval, group_by)
                     times[mode].append((time.perf_counter() - t) * 1000)
             store.rollups_for = raw_reader
+            rollups.MAX_ROW_SHARE = share
             used = answers_by["rollups"]["rows_from"]
+            auto = answers.overview(store, f, interval, group_by)["rows_from"]
             p50 = {m: statistics.median(v[1:]) for m, v in times.items()}
             rows.append(
                 {
@@ -120,6 +126,7 @@ def main() -> int:
                     "rollup_max_ms": max(times["rollups"][1:]),
                     "speedup": p50["raw"] / p50["rollups"],
                     "rows_from": used,
+                    "auto": auto,
                     "max_pct_diff": 100 * _diff(answers_by["rollups"], answers_by["raw"]),
                     "load": load,
                 }
@@ -136,6 +143,7 @@ def main() -> int:
             ("rollup_p50_ms", "rollup p50 ms", 1),
             ("speedup", "×", 1),
             ("rows_from", "rows_from", 0),
+            ("auto", "auto", 0),
             ("max_pct_diff", "max pct diff %", 3),
             ("load", "load", 2),
         ],

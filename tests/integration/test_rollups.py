@@ -1,6 +1,6 @@
-"""Hourly rollups (DuckDB): the overview over long ranges reads them, with the raw sums
-and percentiles within 1% of the exact ones; replays, merges, retention, compaction and
-rebuilds keep them exact."""
+"""Rollups (DuckDB): the overview over long ranges reads them, with the raw sums and
+percentiles within 1% of the exact ones; replays, merges, retention, compaction and
+rebuilds keep them exact; the raw rows answer when rollups would read as many rows."""
 
 from __future__ import annotations
 
@@ -59,6 +59,13 @@ def _calls(n: int, seed: int = 7, days: float = 3.0) -> list[CallRecord]:
             )
         )
     return out
+
+
+@pytest.fixture(autouse=True)
+def _always_rollups(monkeypatch: pytest.MonkeyPatch) -> None:
+    # these stores are small: rollups hold about as many rows as calls, so the overview
+    # would read raw rows; the accuracy checks want the rollups read whatever they cost
+    monkeypatch.setattr(rollups, "MAX_ROW_SHARE", float("inf"))
 
 
 @pytest.fixture
@@ -120,26 +127,30 @@ def _check(store: DuckDBStore, f: CallFilters, interval: int, group_by: str | No
     return got
 
 
-@pytest.mark.parametrize("group_by", [None, "model", "app", "user", "error_class"])
+@pytest.mark.parametrize("group_by", [None, "model", "app", "provider", "error_class"])
 def test_overview_from_rollups_matches_raw(store: DuckDBStore, group_by: str | None):
-    got = _check(store, _range(), 6 * 3600, group_by)
+    got = _check(store, _range(), 6 * 3600 if group_by is None else 12 * 3600, group_by)
     assert got["totals"]["calls"] > 5000
     assert got["totals"]["latency_ms"]["p99"] is not None
 
 
 def test_filters_rollups_answer_and_those_they_do_not(store: DuckDBStore):
     # what the dashboard asks: one dimension filtered and grouped, errors by class
-    _check(store, dataclasses.replace(_range(), model="gpt-4o"), 3600, "model")
-    _check(store, dataclasses.replace(_range(), app="shop"), 3600, None)
-    _check(store, dataclasses.replace(_range(), status="error"), 3600, "error_class")
+    _check(store, dataclasses.replace(_range(), model="gpt-4o"), 12 * 3600, "model")
+    _check(store, dataclasses.replace(_range(), app="shop"), 86400, None)
+    _check(store, dataclasses.replace(_range(), status="error"), 12 * 3600, "error_class")
+    _check(store, _range(), 3600, None)  # hourly histograms without dimensions
     # a session, a search, two dimensions no rollup keeps together: the raw rows; so do
     # buckets under an hour
     for raw in (
         dataclasses.replace(_range(), session="s1"),
         dataclasses.replace(_range(), q="hello"),
         dataclasses.replace(_range(), model="gpt-4o", app="shop"),
+        dataclasses.replace(_range(), user="u1"),  # users have no rollups
     ):
-        assert answers.overview(store, raw, 3600, None)["rows_from"] == "raw"
+        assert answers.overview(store, raw, 12 * 3600, None)["rows_from"] == "raw"
+    # series buckets finer than a set's 12-hour histograms
+    assert answers.overview(store, _range(), 3 * 3600, "model")["rows_from"] == "raw"
     assert answers.overview(store, _range(), 1800, None)["rows_from"] == "raw"
     short = CallFilters(since=END - timedelta(minutes=50), until=END)
     assert answers.overview(store, short, 3600, None)["rows_from"] == "raw"
@@ -175,7 +186,7 @@ def test_reopened_store_without_rollups_builds_them(tmp_path: Path):
     s.close()
     s = DuckDBStore(path)
     try:
-        _check(s, _range(), 6 * 3600, "app")
+        _check(s, _range(), 12 * 3600, "app")
     finally:
         s.close()
 
@@ -185,7 +196,7 @@ def test_retention_keeps_rollups_exact(tmp_path: Path):
     try:
         s.write(_calls(3000, seed=5), [], [])
         assert s.apply_retention() > 0
-        got = _check(s, _range(), 3 * 3600, "model")
+        got = _check(s, _range(), 12 * 3600, "model")
         assert 0 < got["totals"]["calls"] < 1500
     finally:
         s.close()
@@ -208,8 +219,39 @@ def test_rebuild_command(tmp_path: Path):
     assert "rebuilt rollups" in result.output
     s = DuckDBStore(path)
     try:
-        _check(s, _range(), 6 * 3600, "model")
+        _check(s, _range(), 12 * 3600, "model")
     finally:
         s.close()
     bad = CliRunner().invoke(app, ["rebuild", "indexes", "--store", f"duckdb://{path}"], env=_ENV)
     assert bad.exit_code != 0 and "rollups" in bad.output
+
+
+def test_raw_rows_answer_when_rollups_would_read_as_many(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.undo()  # the store's own choice
+    s = DuckDBStore(tmp_path / "cost.duckdb")
+    try:
+        # a few thousand calls of distinct latencies: about one histogram row per call
+        s.write(_calls(3000, seed=11), [], [])
+        assert answers.overview(s, _range(), 12 * 3600, "model")["rows_from"] == "raw"
+        assert answers.overview(s, _range(), 3600, None)["rows_from"] == "raw"
+        # many calls of few latencies: a few rows per block answer for thousands of calls
+        rnd = random.Random(2)
+        few = [
+            dataclasses.replace(c, id=f"few-{i}", span_id=f"f{i:015x}",
+                                duration_ms=float(rnd.choice((120, 250, 900, 4000))),
+                                ttft_ms=None)
+            for i, c in enumerate(_calls(20000, seed=12))
+        ]  # fmt: skip
+        for i in range(0, len(few), 5000):
+            s.write(few[i : i + 5000], [], [])
+        monkeypatch.setattr(rollups, "MAX_ROW_SHARE", float("inf"))
+        want = answers.overview(s, _range(), 12 * 3600, "model")
+        monkeypatch.undo()
+        got = answers.overview(s, _range(), 12 * 3600, "model")
+        assert got["rows_from"] == "rollups"
+        assert got["totals"] == want["totals"]
+        assert answers.overview(s, _range(), 3600, None)["rows_from"] == "rollups"
+    finally:
+        s.close()

@@ -265,7 +265,15 @@ class DuckDBStore(SQLStore):
     ) -> RollupReader | None:
         """A reader of the overview's rows from rollups, or None when raw rows must answer."""
         name = rollups.choose(filters, interval, group_by)
-        return RollupReader(self, name) if name else None
+        if name is None:
+            return None
+        cur = self._cursor()
+        try:
+            if not rollups.pays(cur, filters, name):
+                return None
+        finally:
+            cur.close()
+        return RollupReader(self, name).prepare(interval, group_by)
 
     # -- reading ------------------------------------------------------------
     def _rows(self, q: Query) -> list[dict[str, Any]]:
@@ -274,6 +282,14 @@ class DuckDBStore(SQLStore):
             res = cur.execute(q.sql, q.params)
             names = [d[0] for d in res.description]
             return [dict(zip(names, r, strict=True)) for r in res.fetchall()]
+        finally:
+            cur.close()
+
+    def _arrow(self, q: Query) -> pa.Table:
+        """A statement's result as an Arrow table (many rows, no Python objects)."""
+        cur = self._cursor()
+        try:
+            return cur.sql(q.sql, params=q.params).to_arrow_table()
         finally:
             cur.close()
 

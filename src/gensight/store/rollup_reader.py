@@ -1,17 +1,28 @@
-"""The overview's rows from the hourly rollups (``gensight.store.rollups``).
+"""The overview's rows from the rollups (``gensight.store.rollups``).
 
 ``RollupReader`` answers ``aggregate``, ``group_rows`` and ``series_rows`` with rows of
 the shape ``SQLStore`` returns from raw calls (the same measure names, ``lat_q`` and
-``ttft_q`` percentile lists), so ``gensight.query.analysis`` shapes both alike. A range
-is read as its whole hours from the rollups plus its partial hours at either end from
-``calls``, unioned before grouping: sums are the raw sums, percentiles come from the
-merged histograms (within ``rollups.ALPHA`` of the exact ones, interpolated as DuckDB's
-``quantile_cont`` interpolates).
+``ttft_q`` percentile lists), so ``gensight.query.analysis`` shapes both alike.
+
+A range is read as its whole blocks from the rollups plus its partial blocks at either
+end from ``calls``, unioned before grouping (the measures by hour, the histograms by
+their set's block): sums are the raw sums, percentiles come from the merged histograms
+(within ``rollups.ALPHA`` of the exact ones, interpolated as DuckDB's ``quantile_cont``
+interpolates).
+
+One overview is two statements, whatever it shows: the measures and the histograms,
+each grouped at once per series bucket and group, per group, and over the range
+(``GROUPING SETS``); the histograms come back as one list of buckets and one of counts
+per (level, bucket, group, metric), and the percentiles are read from their running
+sums with numpy (a window over every histogram row in SQL was most of the time).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+
+import numpy as np
 
 from gensight.store import rollups
 from gensight.store.base import CallFilters
@@ -20,67 +31,117 @@ from gensight.store.dimensions import MODEL
 
 _D = DuckDBDialect()
 _NO_USAGE = "(c.input_tokens IS NULL AND c.output_tokens IS NULL)"
+#: GROUPING(bucket, grp) of each level: per series bucket and group, per group, overall.
+_SERIES, _GROUPS, _TOTAL = 0, 2, 3
+_LEVELS = "GROUPING SETS ((bucket, grp{m}), (grp{m}), ({m0}))"
 
 
 class RollupReader:
     """Overview rows over one rollup set (``rollups.SETS``) for one store (its ``_rows``
-    runs the statements)."""
+    and ``_arrow`` run the statements); each answer is read once and kept."""
 
     def __init__(self, store: Any, name: str) -> None:
         self.store = store
         self.name = name
         self.dims = rollups.SETS[name]
+        self._done: dict[tuple[Any, ...], dict[int, list[dict[str, Any]]]] = {}
+        self._last: tuple[int | None, str | None] = (None, None)
+
+    def prepare(self, interval: int | None, group_by: str | None) -> RollupReader:
+        """Read the series of ``interval`` by ``group_by`` for the totals and groups too."""
+        self._last = (interval, group_by)
+        return self
 
     def aggregate(self, filters: CallFilters) -> dict[str, Any]:
-        rows = self._rows(filters, None, None)
+        rows = self._levels(filters, *self._last)[_TOTAL]
         return rows[0] if rows else {}
 
     def group_rows(self, filters: CallFilters, group_by: str) -> list[dict[str, Any]]:
-        rows = self._rows(filters, None, group_by)
+        interval = self._last[0] if self._last[1] == group_by else None
+        rows = list(self._levels(filters, interval, group_by)[_GROUPS])
         rows.sort(key=lambda r: (-int(r["calls"] or 0), r["grp"] is None, str(r["grp"])))
         return rows
 
     def series_rows(
         self, filters: CallFilters, interval: int, group_by: str | None
     ) -> list[dict[str, Any]]:
-        rows = self._rows(filters, interval, group_by)
+        rows = list(self._levels(filters, interval, group_by)[_SERIES])
         rows.sort(key=lambda r: r["bucket"])
         return rows
 
     # ------------------------------------------------------------------------------
-    def _rows(
+    def _levels(
         self, filters: CallFilters, interval: int | None, group_by: str | None
-    ) -> list[dict[str, Any]]:
+    ) -> dict[int, list[dict[str, Any]]]:
+        key = (filters, interval, group_by)
+        if key not in self._done:
+            self._done[key] = self._read(filters, interval, group_by)
+        return self._done[key]
+
+    def _read(
+        self, filters: CallFilters, interval: int | None, group_by: str | None
+    ) -> dict[int, list[dict[str, Any]]]:
         measures = self.store._rows(_measures(self, filters, interval, group_by))
-        levels = self.store._rows(_levels(self, filters, interval, group_by))
-        by_key: dict[tuple[Any, Any], dict[str, Any]] = {}
+        by_key: dict[tuple[int, Any, Any], dict[str, Any]] = {}
         for r in measures:
             r["lat_q"] = r["ttft_q"] = None
-            by_key[(r["bucket"], r["grp"])] = r
-        for r in levels:
-            row = by_key.get((r["bucket"], r["grp"]))
-            if row is None:
-                continue
-            values = [_level(r, i, q) for i, q in enumerate(rollups.LEVELS)]
-            row["lat_q" if r["metric"] == 0 else "ttft_q"] = (
-                values if r["metric"] == 0 else values[:2]
-            )
-        return [r for r in by_key.values() if r["calls"]]
+            by_key[(r.pop("lvl"), r["bucket"], r["grp"])] = r
+        table = self.store._arrow(_histograms(self, filters, interval, group_by))
+        for (lvl, bucket, grp, metric), values in zip(
+            _partitions(table), _percentiles(table), strict=True
+        ):
+            row = by_key.get((lvl, bucket, grp))
+            if row is not None:
+                row["lat_q" if metric == 0 else "ttft_q"] = values if metric == 0 else values[:2]
+        out: dict[int, list[dict[str, Any]]] = {_SERIES: [], _GROUPS: [], _TOTAL: []}
+        for (lvl, _, _), r in by_key.items():
+            if r["calls"] and lvl in out:
+                out[lvl].append(r)
+        return out
 
 
-def _level(r: dict[str, Any], i: int, q: float) -> float:
-    """Percentile ``q``, interpolated between the buckets of its two neighbouring ranks."""
-    rank = q * (int(r["total"]) - 1)
-    lo, hi = rollups.key_value(r[f"lo{i}"]), rollups.key_value(r[f"hi{i}"])
-    return lo + (rank - int(rank)) * (hi - lo)
+def _partitions(table: Any) -> list[tuple[int, datetime | None, Any, int]]:
+    cols = [table.column(n).to_pylist() for n in ("lvl", "bucket", "grp", "metric")]
+    return list(zip(*cols, strict=True))
 
 
-def _parts(q: Query, filters: CallFilters, rollup_table: str, raw: list[str]) -> str:
-    """The rollup rows of the whole hours UNION ALL the raw rows of the partial ones
-    (parameters bound in the order they appear)."""
+def _percentiles(table: Any) -> list[list[float]]:
+    """Per histogram row of ``table`` (``keys``/``ns`` lists in key order): each of
+    ``rollups.LEVELS``, interpolated between the buckets of its two neighbouring ranks."""
+    if table.num_rows == 0:
+        return []
+    keys_col = table.column("keys").combine_chunks()
+    ns_col = table.column("ns").combine_chunks()
+    offsets = ns_col.offsets.to_numpy()
+    keys = keys_col.flatten().to_numpy().astype(np.int64)
+    cum = np.cumsum(ns_col.flatten().to_numpy().astype(np.int64))
+    start, end = offsets[:-1], offsets[1:]
+    base = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0)
+    total = cum[end - 1] - base
+    value = _key_values(keys)
+    out = np.empty((len(start), len(rollups.LEVELS)))
+    for i, q in enumerate(rollups.LEVELS):
+        rank = q * (total - 1)
+        lo_rank, hi_rank = np.floor(rank), np.ceil(rank)
+        # the first bucket whose running count passes the rank
+        lo = np.searchsorted(cum, base + lo_rank, side="right")
+        hi = np.searchsorted(cum, base + hi_rank, side="right")
+        out[:, i] = value[lo] + (rank - lo_rank) * (value[hi] - value[lo])
+    return out.tolist()
+
+
+def _key_values(keys: np.ndarray) -> np.ndarray:
+    """``rollups.key_value`` of every key."""
+    v = 2.0 * np.power(rollups.GAMMA, keys.astype(np.float64)) / (1.0 + rollups.GAMMA)
+    return np.where(keys == rollups.ZERO_KEY, 0.0, v)
+
+
+def _parts(q: Query, filters: CallFilters, rollup_table: str, raw: list[str], seconds: int) -> str:
+    """The rollup rows of the whole blocks of ``seconds`` UNION ALL the raw rows of the
+    partial ones (parameters bound in the order they appear)."""
     assert filters.since is not None and filters.until is not None
     since, until = filters.since, filters.until
-    h0, h1 = rollups.ceil_hour(since), rollups.floor_hour(until)
+    h0, h1 = rollups.ceil_block(since, seconds), rollups.floor_block(until, seconds)
     parts = [
         rollup_table.format(whole=f"hour >= {_D.param_ts(q, h0)} AND hour < {_D.param_ts(q, h1)}")
     ]
@@ -94,8 +155,8 @@ def _parts(q: Query, filters: CallFilters, rollup_table: str, raw: list[str]) ->
 
 
 def _outer(q: Query, filters: CallFilters, interval: int | None, group_by: str | None) -> tuple:
-    bucket = _D.bucket("u.ts", interval) if interval else "NULL"
-    grp = f'u."{group_by}"' if group_by else "NULL"
+    bucket = _D.bucket("u.ts", interval) if interval else "CAST(NULL AS TIMESTAMP)"
+    grp = f'u."{group_by}"' if group_by else "CAST(NULL AS VARCHAR)"
     clauses = [
         f'u."{name}" = {_D.param(q, value)}'
         for name, value in filters.active().items()
@@ -126,26 +187,27 @@ def _measures(
         f" CAST(c.cost_usd IS NULL AND NOT {_NO_USAGE} AS BIGINT),"
         f" CAST(c.cost_usd IS NULL AND {_NO_USAGE} AS BIGINT) FROM calls c WHERE {{edges}}"
     )
-    union = _parts(q, filters, rollup, [raw])
+    union = _parts(q, filters, rollup, [raw], 3600)
     bucket, grp, w = _outer(q, filters, interval, group_by)
     q.sql = (
-        f"SELECT {bucket} AS bucket, {grp} AS grp, CAST(sum(calls) AS BIGINT) AS calls,"
+        "SELECT GROUPING(bucket, grp) AS lvl, bucket, grp, CAST(sum(calls) AS BIGINT) AS calls,"
         " CAST(sum(errors) AS BIGINT) AS errors,"
         " CAST(sum(input_tokens) AS BIGINT) AS input_tokens,"
         " CAST(sum(output_tokens) AS BIGINT) AS output_tokens,"
         " CAST(sum(cost_usd) AS DOUBLE) AS cost_usd,"
         " CAST(sum(unpriced_calls) AS BIGINT) AS unpriced_calls,"
         " CAST(sum(no_usage_calls) AS BIGINT) AS no_usage_calls"
-        f" FROM ({union}) u WHERE {w} GROUP BY ALL"
+        f" FROM (SELECT {bucket} AS bucket, {grp} AS grp, * FROM ({union}) u WHERE {w})"
+        f" GROUP BY {_LEVELS.format(m='', m0='')}"
     )
     return q
 
 
-def _levels(
+def _histograms(
     r: RollupReader, filters: CallFilters, interval: int | None, group_by: str | None
 ) -> Query:
-    """Per bucket, group and metric (0 latency, 1 TTFT): the count and, per level, the
-    histogram keys holding the ranks either side of it."""
+    """Per level, bucket, group and metric (0 latency, 1 TTFT): the merged histogram as
+    ``keys`` (ascending) and ``ns`` lists."""
     q = Query(_D)
     cols, raw_cols = _dims(r)
     rollup = f"SELECT hour AS ts, {cols}metric, key, n FROM rollup_latency_{r.name} WHERE {{whole}}"
@@ -154,19 +216,14 @@ def _levels(
         f" 1 AS n FROM calls c WHERE {{edges}} AND {col} IS NOT NULL"
         for metric, col in ((0, "c.duration_ms"), (1, "c.ttft_ms"))
     ]
-    union = _parts(q, filters, rollup, raw)
+    union = _parts(q, filters, rollup, raw, rollups.BLOCKS[r.name])
     bucket, grp, w = _outer(q, filters, interval, group_by)
-    picks = []
-    for i, level in enumerate(rollups.LEVELS):
-        picks.append(f"min(key) FILTER (WHERE cum > floor({level} * (total - 1))) AS lo{i}")
-        picks.append(f"min(key) FILTER (WHERE cum > ceil({level} * (total - 1))) AS hi{i}")
+    levels = _LEVELS.format(m=", metric, key", m0="metric, key")
     q.sql = (
-        f"WITH h AS (SELECT {bucket} AS bucket, {grp} AS grp, metric, key, sum(n) AS n"
-        f" FROM ({union}) u WHERE {w} GROUP BY ALL HAVING sum(n) > 0),"
-        " c AS (SELECT *, sum(n) OVER (PARTITION BY bucket, grp, metric ORDER BY key"
-        " ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,"
-        " sum(n) OVER (PARTITION BY bucket, grp, metric) AS total FROM h)"
-        f" SELECT bucket, grp, metric, any_value(total) AS total, {', '.join(picks)}"
-        " FROM c GROUP BY bucket, grp, metric"
+        "WITH h AS (SELECT GROUPING(bucket, grp) AS lvl, bucket, grp, metric, key,"
+        f" CAST(sum(n) AS BIGINT) AS n FROM (SELECT {bucket} AS bucket, {grp} AS grp,"
+        f" metric, key, n FROM ({union}) u WHERE {w}) GROUP BY {levels})"
+        " SELECT lvl, bucket, grp, metric, list(key ORDER BY key) AS keys,"
+        " list(n ORDER BY key) AS ns FROM h WHERE n > 0 GROUP BY lvl, bucket, grp, metric"
     )
     return q

@@ -1,12 +1,21 @@
 """Hourly rollups of the calls for long ranges (DuckDB), kept exact by the writer.
 
-Two tables beside ``calls``: ``rollup_calls`` holds the additive measures (calls,
-errors, tokens, cost, unpriced calls) per hour and per value of every dimension the
-overview filters or groups on (``DIMENSIONS``); ``rollup_latency`` holds mergeable
-latency and TTFT histograms per the same key: log-spaced buckets of relative width
-``ALPHA`` (DDSketch's mapping), so a percentile read from merged buckets is within
+Two tables per set of dimensions (``SETS``) beside ``calls``: ``rollup_calls_<set>``
+holds the additive measures (calls, errors, tokens, cost, unpriced and no-usage calls)
+per hour and per value of the set's dimensions; ``rollup_latency_<set>`` holds mergeable
+latency and TTFT histograms per block of ``BLOCKS[set]`` (an hour for the set of no
+dimension, 12 hours for the others) and the same values: log-spaced buckets of relative
+width ``ALPHA`` (DDSketch's mapping), so a percentile read from merged buckets is within
 ``ALPHA`` of a value at the same rank, and within ``ALPHA`` of the exact (interpolated)
 percentile.
+
+Why 12-hour blocks: a histogram row is (block, value, metric, bucket), so per hour and
+per model there is about one row per call until a cell holds many more calls than the
+~400 buckets latencies span. Hourly rows per model were as many as the calls at 1M
+(bench/rollups.py: 30d by model read 499 ms from rollups vs 327 ms raw); 12-hour blocks
+hold ~12x more calls per cell and answer every series of 12 hours or more (the
+dashboard's 30-day range). ``user`` has no set: with hundreds of users its histograms
+stay about one row per call at any block, and raw rows answer as fast.
 
 The writer keeps them in step inside the transaction that writes a batch: each call of
 the batch adds its row with sign +1, and the stored version it replaces (same id, so the
@@ -32,7 +41,7 @@ from gensight.store.base import CallFilters
 from gensight.store.dialect import utc_naive
 from gensight.store.dimensions import GROUP_BY, MODEL
 
-#: Width of one rollup bucket.
+#: Width of one rollup bucket of the measures.
 BUCKET = timedelta(hours=1)
 #: Relative accuracy of the latency/TTFT histograms (just under the 1% promised).
 ALPHA = 0.0095
@@ -42,8 +51,9 @@ LN_GAMMA = math.log(GAMMA)
 MIN_MS = 0.001
 ZERO_KEY = -32768
 
-#: The dimensions a call's rollup rows may keep: every ``group_by`` and ``status``.
-DIMENSIONS = (*GROUP_BY, "status")
+#: The dimensions a call's rollup rows may keep: every ``group_by`` but ``user`` (too
+#: many values for its histograms to be fewer rows than the calls), and ``status``.
+DIMENSIONS = (*(d for d in GROUP_BY if d != "user"), "status")
 #: The rollups, by name: each keeps its dimensions' values per hour (one table pair per
 #: set, so an overview reads only the rows of its own few dimensions; a set of all
 #: dimensions would hold about one row per call).
@@ -52,6 +62,12 @@ SETS: dict[str, tuple[str, ...]] = {
     **{d: (d,) for d in DIMENSIONS},
     "status_error_class": ("status", "error_class"),
 }
+#: Each set's histogram block (seconds): hourly without dimensions, else 12 hours.
+BLOCKS: dict[str, int] = {name: 3600 if not dims else 12 * 3600 for name, dims in SETS.items()}
+#: An overview reads rollups when their rows (histogram rows, plus the raw calls of the
+#: partial blocks at the ends) are at most this share of the raw calls of its range;
+#: otherwise the raw rows answer faster (measured by bench/rollups.py).
+MAX_ROW_SHARE = 0.5
 MEASURES = (
     "calls", "errors", "input_tokens", "output_tokens", "cost_usd", "unpriced_calls",
     "no_usage_calls",
@@ -81,6 +97,20 @@ DDL = [st for name, dims in SETS.items() for st in _ddl(name, dims)] + [
     "CREATE TABLE IF NOT EXISTS rollup_state (name VARCHAR PRIMARY KEY, value VARCHAR)"
 ]
 TABLES = [f"rollup_{kind}_{name}" for name in SETS for kind in ("calls", "latency")]
+#: The sets that used to be kept (dropped when a store built them opens).
+_OLD_TABLES = [f"rollup_{kind}_user" for kind in ("calls", "latency")]
+
+
+def block_of(table: str) -> int:
+    """The time block (seconds) of one rollup table's ``hour`` column."""
+    kind, name = table.removeprefix("rollup_").split("_", 1)
+    return BLOCKS[name] if kind == "latency" else int(BUCKET.total_seconds())
+
+
+def _block_sql(col: str, seconds: int) -> str:
+    """The start of the epoch-aligned block of ``seconds`` holding ``col``."""
+    micros = seconds * 1_000_000
+    return f"make_timestamp(epoch_us({col}) // {micros} * {micros})"
 
 
 def key_sql(col: str) -> str:
@@ -106,10 +136,9 @@ def _signed_rows(source: str, sign: int, where: str = "1 = 1") -> str:
     )
 
 
-def _insert_from(rows: str, name: str, dims: tuple[str, ...]) -> list[str]:
-    """Statements adding the rollup rows of ``rows`` (signed call rows, or a table of
-    them) to one set's tables. ``rows`` is read once per statement."""
-    hour = "time_bucket(INTERVAL 1 hour, ts)"
+def _insert_from(rows: str, name: str, dims: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(table, statement) adding the rollup rows of ``rows`` (signed call rows, or a
+    table of them) to one set's tables. ``rows`` is read once per statement."""
     cols = _cols(dims)
     errors = "coalesce(sum(sign) FILTER (WHERE status = 'error'), 0)"
     tokens_in = "coalesce(sum(sign * input_tokens), 0)"
@@ -121,18 +150,19 @@ def _insert_from(rows: str, name: str, dims: tuple[str, ...]) -> list[str]:
     no_usage_n = f"coalesce(sum(sign) FILTER (WHERE cost_usd IS NULL AND {no_usage}), 0)"
     measures = ("sum(sign)", errors, tokens_in, tokens_out, cost, unpriced, no_usage_n)
     calls = (
-        f"INSERT INTO rollup_calls_{name} SELECT {hour} AS hour, {cols}"
+        f"INSERT INTO rollup_calls_{name} SELECT {_block_sql('ts', 3600)} AS hour, {cols}"
         f"{', '.join(measures)} FROM {rows} r GROUP BY ALL"
         f" HAVING {' OR '.join(f'{m} <> 0' for m in measures)}"
     )
+    block = _block_sql("ts", BLOCKS[name])
     value = "CASE WHEN metric = 0 THEN duration_ms ELSE ttft_ms END"
     latency = (
         f"INSERT INTO rollup_latency_{name} SELECT hour, {cols}metric, {key_sql('v')} AS key,"
-        f" sum(sign) FROM (SELECT {hour} AS hour, {cols}metric, {value} AS v, sign"
+        f" sum(sign) FROM (SELECT {block} AS hour, {cols}metric, {value} AS v, sign"
         f" FROM (SELECT *, unnest([0, 1]) AS metric FROM {rows} r))"
         " WHERE v IS NOT NULL GROUP BY ALL HAVING sum(sign) <> 0"
     )
-    return [calls, latency]
+    return [(f"rollup_calls_{name}", calls), (f"rollup_latency_{name}", latency)]
 
 
 def create(con: Any) -> None:
@@ -140,7 +170,7 @@ def create(con: Any) -> None:
     were built as other tables (derived data: dropped and built again)."""
     con.execute(DDL[-1])
     if not is_built(con):
-        for table in TABLES:
+        for table in (*TABLES, *_OLD_TABLES):
             con.execute(f"DROP TABLE IF EXISTS {table}")
     for statement in DDL:
         con.execute(statement)
@@ -154,7 +184,10 @@ def is_built(con: Any) -> bool:
 
 
 #: What the stored rollups were built as; a store with others rebuilds them at open.
-_VERSION = f"sets={','.join(SETS)};alpha={ALPHA};measures={','.join(MEASURES)}"
+_VERSION = (
+    f"sets={','.join(f'{n}/{b}' for n, b in BLOCKS.items())};alpha={ALPHA};"
+    f"measures={','.join(MEASURES)}"
+)
 
 
 def apply_batch(con: Any, batch: str, since: datetime, until: datetime) -> None:
@@ -171,28 +204,27 @@ def apply_batch(con: Any, batch: str, since: datetime, until: datetime) -> None:
     )
     try:
         for name, dims in SETS.items():
-            for statement in _insert_from("_gensight_delta", name, dims):
+            for _, statement in _insert_from("_gensight_delta", name, dims):
                 con.execute(statement)
     finally:
         con.execute("DROP TABLE IF EXISTS _gensight_delta")
 
 
 def rebuild(con: Any, since: datetime | None = None, until: datetime | None = None) -> None:
-    """Recompute the rollups of ``[since, until)`` (whole hours; all when unset) from
-    ``calls``, in the caller's transaction."""
-    w, params = "1 = 1", []
-    if since is not None:
-        w, params = "hour >= ?", [utc_naive(since)]
-    if until is not None:
-        w += " AND hour < ?"
-        params.append(utc_naive(until))
-    for table in TABLES:
-        con.execute(f"DELETE FROM {table} WHERE {w}", params)
-    raw = w.replace("hour", "c.ts")
-    rows = f"({_signed_rows('calls', 1, raw)})"
+    """Recompute the rollups of ``[since, until)`` (widened to each table's whole blocks;
+    all when unset) from ``calls``, in the caller's transaction."""
     for name, dims in SETS.items():
-        for statement in _insert_from(rows, name, dims):
-            con.execute(statement, params)
+        for table, statement in _insert_from("({rows})", name, dims):
+            w, params = "1 = 1", []
+            seconds = block_of(table)
+            if since is not None:
+                w, params = "hour >= ?", [utc_naive(floor_block(since, seconds))]
+            if until is not None:
+                w += " AND hour < ?"
+                params.append(utc_naive(ceil_block(until, seconds)))
+            con.execute(f"DELETE FROM {table} WHERE {w}", params)
+            rows = _signed_rows("calls", 1, w.replace("hour", "c.ts"))
+            con.execute(statement.replace("({rows})", f"({rows})"), params)
     con.execute("INSERT OR REPLACE INTO rollup_state VALUES ('version', ?)", [_VERSION])
 
 
@@ -225,35 +257,71 @@ def compact(con: Any) -> None:
 
 
 def after_retention(con: Any, cutoff: datetime) -> None:
-    """Calls before ``cutoff`` were deleted: drop their hours, rebuild the cut one."""
-    hour = floor_hour(cutoff)
+    """Calls before ``cutoff`` were deleted: drop their blocks, rebuild the cut ones."""
     for table in TABLES:
+        hour = floor_block(cutoff, block_of(table))
         con.execute(f"DELETE FROM {table} WHERE hour < ?", [utc_naive(hour)])
-    rebuild(con, hour, hour + BUCKET)
+    rebuild(con, cutoff, cutoff)
+
+
+def floor_block(ts: datetime, seconds: int = 3600) -> datetime:
+    """The start of the epoch-aligned block of ``seconds`` holding ``ts`` (UTC)."""
+    ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    micros = (ts - epoch) // timedelta(microseconds=1)
+    return epoch + timedelta(microseconds=micros - micros % (seconds * 1_000_000))
+
+
+def ceil_block(ts: datetime, seconds: int = 3600) -> datetime:
+    f = floor_block(ts, seconds)
+    return (
+        f if f == (ts if ts.tzinfo else ts.replace(tzinfo=UTC)) else f + timedelta(seconds=seconds)
+    )
 
 
 def floor_hour(ts: datetime) -> datetime:
-    ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-    return ts.replace(minute=0, second=0, microsecond=0)
+    return floor_block(ts, 3600)
 
 
 def ceil_hour(ts: datetime) -> datetime:
-    f = floor_hour(ts)
-    return f if f == ts else f + BUCKET
+    return ceil_block(ts, 3600)
 
 
 def choose(filters: CallFilters, interval: int | None, group_by: str | None) -> str | None:
-    """The rollup set that answers these filters, or None: the fewest dimensions holding
-    every filtered or grouped one, a range holding at least one whole hour, and series
-    buckets made of whole hours."""
+    """The rollup set that can answer these filters, or None: the fewest dimensions
+    holding every filtered or grouped one, whose histogram blocks the series buckets are
+    made of, with a range holding at least one whole block. (Whether it answers faster
+    than the raw rows is the store's call: ``DuckDBStore.rollups_for``.)"""
     if filters.since is None or filters.until is None:
         return None
     used = set(filters.active()) - {"since", "until"}
     if group_by:
         used.add(group_by)
-    if interval is not None and interval % int(BUCKET.total_seconds()):
-        return None
-    if ceil_hour(filters.since) >= floor_hour(filters.until):
-        return None
-    fits = [name for name, dims in SETS.items() if used <= set(dims)]
+    fits = [
+        name
+        for name, dims in SETS.items()
+        if used <= set(dims)
+        and (interval is None or interval % BLOCKS[name] == 0)
+        and ceil_block(filters.since, BLOCKS[name]) < floor_block(filters.until, BLOCKS[name])
+    ]
     return min(fits, key=lambda n: len(SETS[n])) if fits else None
+
+
+def pays(con: Any, filters: CallFilters, name: str) -> bool:
+    """Whether set ``name`` answers faster than the raw rows: its histogram rows in the
+    range's whole blocks plus the raw calls of the partial ones, at most
+    ``MAX_ROW_SHARE`` of the range's calls (both counted from the rollups: cheap)."""
+    assert filters.since is not None and filters.until is not None
+    seconds = BLOCKS[name]
+    h0, h1 = ceil_block(filters.since, seconds), floor_block(filters.until, seconds)
+    a, b = floor_hour(filters.since), ceil_hour(filters.until)
+    (hist,) = con.execute(
+        f"SELECT count(*) FROM rollup_latency_{name} WHERE hour >= ? AND hour < ?",
+        [utc_naive(h0), utc_naive(h1)],
+    ).fetchone()
+    (calls, edges) = con.execute(
+        "SELECT coalesce(sum(calls), 0), coalesce(sum(calls) FILTER (WHERE hour < ?"
+        " OR hour >= ?), 0) FROM rollup_calls_all WHERE hour >= ? AND hour < ?",
+        [utc_naive(h0), utc_naive(h1), utc_naive(a), utc_naive(b)],
+    ).fetchone()
+    return bool(calls) and int(hist) + int(edges) <= MAX_ROW_SHARE * int(calls)
