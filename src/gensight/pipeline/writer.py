@@ -447,8 +447,15 @@ class Pipeline(Worker):
                           records)  # fmt: skip
 
     def _maintain(self) -> None:
-        """Retention, on the writer thread (the only one that changes the store)."""
+        """Retention and rollup upkeep, on the writer thread (the only one that changes
+        the store)."""
         self._next_maintenance = time.monotonic() + self.maintenance_interval
+        compact = getattr(self.store, "compact_rollups", None)
+        if compact is not None:
+            try:
+                compact()
+            except Exception as e:  # upkeep failing must not stop ingest
+                log.warning("rollup compaction failed: %s", e)
         apply = getattr(self.store, "apply_retention", None)
         if apply is None:
             return
