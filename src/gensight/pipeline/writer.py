@@ -33,8 +33,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from gensight.enrich import fingerprint
 from gensight.enrich.estimate import estimate_missing
 from gensight.enrich.redaction import Redactor
+from gensight.enrich.templates import Templater
 from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 from gensight.pipeline import legacy
 from gensight.pipeline.codec import RECORDS, DecodeResult, decode_batch, encode_batch
@@ -149,11 +151,13 @@ class Pipeline(Worker):
         redactor: Redactor | None = None,
         set_aside: SetAside | None = None,
         poison_tries: int = POISON_TRIES,
+        templater: Templater | None = None,
     ) -> None:
         self.store = store
         self.pricer = pricer
         # secrets are masked whatever the caller asked: there is no way around this step
         self.redactor = redactor if redactor is not None else Redactor()
+        self.templater = templater
         self.queue_size = queue_size
         self.flush_interval = flush_interval
         self.journal = journal
@@ -487,7 +491,17 @@ class Pipeline(Worker):
                         self.pricer.price(call)
                     except Exception as e:  # pricing must never cost the record
                         log.debug("pricing failed for %s: %s", call.request_model, e)
+        for call in calls:
+            try:  # before redaction: a masked secret must not make equal requests differ
+                fingerprint.fill_from_record(call)
+            except Exception as e:  # a fingerprint must never cost the record
+                log.debug("fingerprint failed for %s: %s", call.id, e)
         self.redactor.apply(calls, spans, events)  # after pricing, before anything keeps it
+        if self.templater is not None:
+            try:  # after redaction: a mined pattern never holds a masked secret
+                self.templater.assign(calls)
+            except Exception as e:  # templates must never cost the records
+                log.warning("prompt templates failed: %s", e)
         if scores:
             self.store.write(calls, spans, events, scores)
         else:  # a store written before scores existed (tests' doubles) takes three

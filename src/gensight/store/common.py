@@ -19,6 +19,7 @@ from gensight.pipeline.merge import FAILED_WINDOW_S, failed_key
 from gensight.store import people_sql, score_sql, sql
 from gensight.store.base import CallFilters, Cursor
 from gensight.store.dimensions import GROUP_BY
+from gensight.store.savings import SavingsQueries
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -90,7 +91,7 @@ def merge_content_events(call: dict[str, Any], events: list[tuple[str, Any]]) ->
 _LOOKUP_CHUNK = 1000
 
 
-class SQLStore:
+class SQLStore(SavingsQueries):
     """The query half of a store, shared by the backends."""
 
     name = "?"
