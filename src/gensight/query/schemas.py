@@ -206,6 +206,11 @@ class Point(Totals):
 class Overview(BaseModel):
     """Totals, per-group totals and the time series of the matching calls."""
 
+    rows_from: Literal["raw", "rollups"] = Field(
+        "raw",
+        description="raw: every number from the calls (exact percentiles); rollups: the"
+        " range's whole hours from hourly rollups (the same sums, percentiles within 1%)",
+    )
     totals: Totals
     scores: dict[str, ScoreMean] = Field(description="per score name, of the calls")
     interval: int = Field(description="bucket width, seconds")

@@ -159,8 +159,7 @@ class SQLStore(SavingsQueries):
     ) -> tuple[list[dict[str, Any]], Cursor | None]:
         """A page of calls in ``sort`` order (newest first by default); messages and
         attributes only when ``full``."""
-        q = sql.list_calls(self.dialect, filters, limit, cursor, full, sort, order)
-        rows = self._rows(q)
+        rows = self._list_rows(filters, limit, cursor, full, sort, order)
         nxt = None
         if len(rows) > limit:
             last = rows[limit - 1]
@@ -180,6 +179,19 @@ class SQLStore(SavingsQueries):
                     merge_content_events(c, by_call[(c["trace_id"], c["span_id"])])
             self._attach_scores(calls)
         return calls, nxt
+
+    def _list_rows(
+        self,
+        filters: CallFilters,
+        limit: int,
+        cursor: Cursor | None,
+        full: bool,
+        sort: str = "ts",
+        order: str = "desc",
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit + 1`` call rows in ``sort`` order (a store with a search index
+        answers ``q`` from it)."""
+        return self._rows(sql.list_calls(self.dialect, filters, limit, cursor, full, sort, order))
 
     def _attach_scores(self, calls: list[dict[str, Any]]) -> None:
         """Each call's ``scores``: its own, its trace's and its session's (an export

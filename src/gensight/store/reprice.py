@@ -10,7 +10,8 @@ changed, per model, with the cost before and after.
 
 Limits: calls are read and rewritten in pages by id; calls that arrive meanwhile are
 priced by the writer (with the same new prices when the server reloaded them first).
-Main has no rollup tables to update: every total is computed from the calls.
+The rollups (DuckDB, #18) stay exact: a rewritten call goes through ``store.write``,
+which subtracts the stored version's rollup rows and adds the new one's.
 """
 
 from __future__ import annotations
