@@ -25,6 +25,7 @@ from gensight.conventions.errors import classify_answer
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from gensight.model.settings import Settings
 from gensight.receive.gateway import forward, policy, record, routes, uploads
+from gensight.receive.gateway.calibrate import Calibration
 from gensight.receive.gateway.call import Call
 from gensight.receive.gateway.capture import Capture
 from gensight.receive.gateway.errors import Failure, openai_error, send_json, wire_error
@@ -84,6 +85,8 @@ class Gateway:
         #: Upstreams (and api-versions: Azure's older ones) that answered 400 to the
         #: injected ``stream_options``: asked without it.
         self.plain_streams: set[tuple[str, str | None]] = set()
+        #: What each upstream's own token counts taught the gateway's estimates.
+        self.calibration = Calibration()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Budgets (``gensight.alerts.budget``): consulted per call, before any upstream is.
@@ -436,7 +439,7 @@ class Gateway:
 
     async def _record(self, call: Call) -> None:
         """Build the call's records and hand them to the pipeline (never waits on it)."""
-        calls, spans = await record.build(call, self.capture_content)
+        calls, spans = await record.build(call, self.capture_content, self.calibration)
         try:
             self.submit(calls, spans, ())
         except Exception:  # fail-open: the pipeline counts its own drops
