@@ -238,8 +238,12 @@ async def phase(
                                 acc["gap"].append((last - first) * 1000 / (events - 1))
                     if r.status != 200:
                         acc["errors"] += 1
-            except aiohttp.ClientError:
+                        kinds = acc.setdefault("kinds", {})
+                        kinds[f"status {r.status}"] = kinds.get(f"status {r.status}", 0) + 1
+            except aiohttp.ClientError as e:
                 acc["errors"] += 1
+                kinds = acc.setdefault("kinds", {})
+                kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
             acc["lat"].append((time.perf_counter() - t0) * 1000)
 
     cpu0 = cpu_seconds(pid) if pid else 0.0
@@ -310,6 +314,7 @@ async def measure(
                     "rps": acc["n"] / acc["elapsed"],
                     "cpu_us": acc["cpu"] / acc["n"] * 1e6 if targets[name][2] else None,
                     "errors": acc["errors"],
+                    "error_kinds": acc.get("kinds", {}),  # status N or the client's exception
                 }
     return out
 
@@ -371,7 +376,7 @@ def report(results: dict[str, dict[str, Any]]) -> str:
                 f"| {_f(r['ttft_p99']) if stream else '-'} "
                 f"| {_f(add('ttft_p50')) if stream else '-'} | {_f(r['chunk_gap'], 3)} "
                 f"| {_f(add('chunk_gap'), 3)} | {_f(r['rps'], 0)} | {_f(r['cpu_us'], 0)} "
-                f"| {r['errors']} |"
+                f"| {r['errors']}{' ' + str(r['error_kinds']) if r.get('error_kinds') else ''} |"
             )
     rows.append("")
     rows.append("| target | peak RSS MiB (server tree) |")
