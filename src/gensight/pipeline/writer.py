@@ -180,6 +180,7 @@ class Pipeline(Worker):
         self.last_write_at: float | None = None
         self.maintenance_interval = maintenance_interval
         self._observers: list[Observer] = []
+        self._score_observers: list[Callable[[Sequence[Score]], None]] = []
         self._next_maintenance = time.monotonic() + 5.0
         self.expired = 0
         # one record per call, however often it arrives; self-hosted by the pricer's rule
@@ -492,10 +493,19 @@ class Pipeline(Worker):
                 observe(counted, spans)
             except Exception as e:  # an observer's failure is its own, never the write's
                 log.warning("observer %r failed: %s", observe, e)
+        for observe_scores in self._score_observers if scores else ():
+            try:
+                observe_scores(scores)
+            except Exception as e:
+                log.warning("score observer %r failed: %s", observe_scores, e)
 
     def add_observer(self, observer: Observer) -> None:
         """Call ``observer(calls, spans)`` after each stored batch, on the writer thread."""
         self._observers.append(observer)
+
+    def add_score_observer(self, observer: Callable[[Sequence[Score]], None]) -> None:
+        """Call ``observer(scores)`` with the scores of each stored batch (writer thread)."""
+        self._score_observers.append(observer)
 
     def stats(self) -> dict[str, Any]:
         """Queue and writer counters for /api/health and /metrics."""

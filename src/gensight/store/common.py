@@ -274,6 +274,17 @@ class SQLStore:
                 unique_rows.append(row)
         return unique_rows
 
+    def call_contexts(self, call_ids: Sequence[str]) -> dict[str, tuple[str, str, str | None]]:
+        """``{call id: (trace id, span id, app)}`` of the stored calls among ``call_ids``."""
+        ids = list(dict.fromkeys(call_ids))
+        out: dict[str, tuple[str, str, str | None]] = {}
+        for i in range(0, len(ids), _LOOKUP_CHUNK):
+            for row in self._rows(
+                score_sql.call_contexts(self.dialect, ids[i : i + _LOOKUP_CHUNK])
+            ):
+                out[row["id"]] = (row["trace_id"] or "", row["span_id"] or "", row["app"] or None)
+        return out
+
     def list_scores(
         self, filters: CallFilters, name: str | None, limit: int
     ) -> list[dict[str, Any]]:

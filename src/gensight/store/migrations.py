@@ -102,7 +102,7 @@ DUCKDB: list[list[str]] = [
         ' VARCHAR, "source" VARCHAR, "author" VARCHAR, "app" VARCHAR, "trace_id" VARCHAR,'
         ' PRIMARY KEY ("id"))',
     ],
-    [  # 10 (#14): Azure OpenAI's deployment and api-version (the lead renumbers at merge)
+    [  # 8 (#14): Azure OpenAI's deployment and api-version
         'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "deployment" VARCHAR',
         'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "api_version" VARCHAR',
     ],
@@ -251,7 +251,7 @@ CLICKHOUSE: list[list[str]] = [
         " bloom_filter GRANULARITY 4) ENGINE = ReplacingMergeTree(_version) PARTITION BY"
         " toDate(ts) ORDER BY (id) SETTINGS index_granularity = 8192",
     ],
-    [  # 9 (#14): Azure OpenAI's deployment and api-version (the lead renumbers at merge)
+    [  # 7 (#14): Azure OpenAI's deployment and api-version
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `deployment`"
         " LowCardinality(Nullable(String)) AFTER `upstream_request_id`",
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `api_version`"

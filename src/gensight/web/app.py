@@ -91,7 +91,11 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     )
     gateway.budget = alerts.budget
     forwarder = (
-        Forwarder(settings.forward_otlp, settings.forward_headers)
+        Forwarder(
+            settings.forward_otlp,
+            settings.forward_headers,
+            call_contexts=getattr(store, "call_contexts", None),
+        )
         if settings.forward_otlp
         else None
     )
@@ -101,6 +105,7 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     pipeline.add_observer(alerts.observe)
     if forwarder is not None:
         pipeline.add_observer(forwarder.observe)
+        pipeline.add_score_observer(forwarder.observe_scores)
     grpc = (
         GrpcReceiver(
             pipeline.submit,
