@@ -33,14 +33,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from gensight.enrich.estimate import estimate_missing
 from gensight.enrich.redaction import Redactor
+from gensight.enrich.templates import Templater
 from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 from gensight.pipeline import legacy
 from gensight.pipeline.codec import RECORDS, DecodeResult, decode_batch, encode_batch
 from gensight.pipeline.health import Conditions, cause
 from gensight.pipeline.journal import Entry, Journal, JournalDamaged, JournalFull
 from gensight.pipeline.merge import CallMerger
+from gensight.pipeline.prepare import prepare
 from gensight.pipeline.setaside import SetAside
 from gensight.pipeline.worker import Worker
 
@@ -149,11 +150,13 @@ class Pipeline(Worker):
         redactor: Redactor | None = None,
         set_aside: SetAside | None = None,
         poison_tries: int = POISON_TRIES,
+        templater: Templater | None = None,
     ) -> None:
         self.store = store
         self.pricer = pricer
         # secrets are masked whatever the caller asked: there is no way around this step
         self.redactor = redactor if redactor is not None else Redactor()
+        self.templater = templater
         self.queue_size = queue_size
         self.flush_interval = flush_interval
         self.journal = journal
@@ -447,8 +450,15 @@ class Pipeline(Worker):
                           records)  # fmt: skip
 
     def _maintain(self) -> None:
-        """Retention, on the writer thread (the only one that changes the store)."""
+        """Retention and rollup upkeep, on the writer thread (the only one that changes
+        the store)."""
         self._next_maintenance = time.monotonic() + self.maintenance_interval
+        compact = getattr(self.store, "compact_rollups", None)
+        if compact is not None:
+            try:
+                compact()
+            except Exception as e:  # upkeep failing must not stop ingest
+                log.warning("rollup compaction failed: %s", e)
         apply = getattr(self.store, "apply_retention", None)
         if apply is None:
             return
@@ -471,16 +481,7 @@ class Pipeline(Worker):
         # or changed calls are written, only calls not counted before reach observers
         lookup = getattr(self.store, "stored_calls", None)
         calls, spans, counted = self._merger.resolve(calls, spans, lookup)
-        for call in calls:  # content but no usage: counts from the messages, marked estimated
-            estimate_missing(call)
-        if self.pricer is not None:
-            for call in calls:
-                if call.cost_source == "unknown" and call.cost_usd is None:
-                    try:
-                        self.pricer.price(call)
-                    except Exception as e:  # pricing must never cost the record
-                        log.debug("pricing failed for %s: %s", call.request_model, e)
-        self.redactor.apply(calls, spans, events)  # after pricing, before anything keeps it
+        prepare(calls, spans, events, self.pricer, self.redactor, self.templater)
         if scores:
             self.store.write(calls, spans, events, scores)
         else:  # a store written before scores existed (tests' doubles) takes three
