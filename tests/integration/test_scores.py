@@ -3,6 +3,7 @@ group means and cost per good answer against numbers computed here independently
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -275,3 +276,58 @@ def test_the_calls_context_for_forwarded_scores(client):
     store = client.app.state.store
     got = store.call_contexts(["call000", "call001", "call000", "unknown"])
     assert got == {c.id: (c.trace_id, c.span_id, c.app) for c in CALLS[:2]}
+
+
+def test_the_dashboard_shows_a_chosen_score_as_a_tile_a_chart_and_a_column(client):
+    # calls an hour apart, each bucket's helpful scores known: the series is checked
+    # against means computed here
+    base = T0.replace(minute=0, second=0) - timedelta(hours=3)
+    calls, sent, want = [], [], {}
+    for hour, values in enumerate([[0.2, 0.4], [], [1.0, 0.5, 0.9]]):
+        for j, v in enumerate(values + [None]):  # one unscored call per hour
+            c = _call(100 + 10 * hour + j, "model-a" if j % 2 else "model-b", 0.001)
+            c.ts = base + timedelta(hours=hour, minutes=5 + j)
+            calls.append(c)
+            if v is not None:
+                sent.append({"call_id": c.id, "name": "helpful", "value": v})
+        want[(base + timedelta(hours=hour)).isoformat()] = values
+    sent.append({"call_id": calls[0].id, "name": "tone", "value": 3})
+    client.pipeline.submit(calls)
+    _send(client, sent)
+    client.pipeline.flush()
+    span = {"since": base.isoformat(), "until": (base + timedelta(hours=3)).isoformat()}
+
+    ov = client.get(
+        "/api/stats/overview", params={**span, "interval": "1h", "quality_score": "helpful"}
+    ).json()
+    series = {p["bucket"]: p for p in ov["quality"]["series"]}
+    assert ov["quality"]["name"] == "helpful" and set(series) == set(want)
+    for bucket, values in want.items():
+        point = series[bucket]
+        assert point["calls"] == point["count"] == len(values)
+        assert point["mean"] == (pytest.approx(sum(values) / len(values)) if values else None)
+    everything = [v for vs in want.values() for v in vs]
+    assert ov["scores"]["helpful"]["mean"] == pytest.approx(sum(everything) / len(everything))
+    assert client.get("/api/stats/overview", params=span).json()["quality"] is None
+
+    page = client.get("/", params={**span, "interval": "1h"}).text  # the most used score
+    tile = page[page.index('id="tile-quality"') :]
+    assert f"{sum(everything) / len(everything):.2f}" in tile[: tile.index("</a>")]
+    assert "5 scores · 5 calls" in tile[: tile.index("</a>")]
+    assert 'href="/calls?' in tile[:200] and "score=helpful" in tile[:300]
+    charts = page[page.index('id="gensight-charts"') :]
+    config = json.loads(charts[charts.index(">") + 1 : charts.index("</script>")])
+    mean_line = config["quality"]["data"]["datasets"][0]["data"]
+    assert mean_line == [
+        pytest.approx(sum(v) / len(v)) if v else None for _, v in sorted(want.items())
+    ]
+    assert 'id="chart-quality"' in page
+    # the model table gets the score's column: model-b's calls are the even ones
+    table = page[page.index('id="table-models"') :]
+    b_values = [0.2, 1.0, 0.9]
+    row = table[table.index('data-group="model-b"') :]
+    assert f"{sum(b_values) / len(b_values):.2f}" in row[: row.index("</tr>")]
+    # another score chosen; the JSON twin names it
+    page = client.get("/", params={**span, "quality_score": "tone"}).text
+    assert "tone" in page[page.index('id="tile-quality"') :][:300]
+    assert "quality_score=tone" in page

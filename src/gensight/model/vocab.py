@@ -136,7 +136,7 @@ ALERT_MEASURES = {
 MEASURE_UNITS = {
     "cost_usd": "$", "calls": "calls", "errors": "calls", "error_rate": "ratio 0–1",
     "latency_p95_ms": "ms", "ttft_p95_ms": "ms", "input_tokens": "tokens",
-    "output_tokens": "tokens",
+    "output_tokens": "tokens", "score_mean": "score value",
 }  # fmt: skip
 ALERT_OPS = (">", ">=", "<", "<=")
 ALERT_ACTIONS = ("notify", "block")

@@ -81,13 +81,18 @@ def totals(store: Any, filters: CallFilters) -> dict[str, Any]:
 
 
 def overview(
-    store: Any, filters: CallFilters, interval: int, group_by: str | None
+    store: Any,
+    filters: CallFilters,
+    interval: int,
+    group_by: str | None,
+    quality_score: str | None = None,
 ) -> dict[str, Any]:
     """Totals, per-group totals and a time series (``filters.since``/``until`` set).
 
     ``groups`` holds the ``MAX_GROUPS`` largest groups with exact percentiles, then the
     rest summed as ``"(other)"``; the series is split into the same groups, so a table
-    of ``groups`` and a chart of ``series`` show the same calls.
+    of ``groups`` and a chart of ``series`` show the same calls. With ``quality_score``,
+    ``quality`` is that score's series over the same buckets.
     """
     assert filters.since is not None and filters.until is not None
     groups: list[dict[str, Any]] = []
@@ -98,7 +103,7 @@ def overview(
         quality.attach_group_scores(store, filters, group_by, groups)
         order = [g["group"] for g in groups]
     rows = store.series_rows(filters, interval, group_by)
-    return {
+    answer = {
         "totals": totals(store, filters),
         "scores": quality.score_totals(store, filters),
         "interval": interval,
@@ -108,6 +113,9 @@ def overview(
         "groups": groups,
         "series": analysis.fill_series(rows, filters.since, filters.until, interval, kept, order),
     }
+    if quality_score:
+        answer["quality"] = quality.score_over_time(store, filters, interval, quality_score)
+    return answer
 
 
 def trace(store: Any, trace_id: str) -> dict[str, Any] | None:

@@ -167,11 +167,15 @@ def overview(
     filters: Filters,
     interval: Annotated[str | None, Query(description="bucket width, e.g. 5m; auto")] = None,
     group_by: Annotated[schemas.GroupBy | None, Query()] = None,
+    quality_score: Annotated[
+        str | None, Query(max_length=200, description="a score name: its series in quality")
+    ] = None,
 ) -> dict[str, Any]:
     """``{"totals", "groups": [{group, ...measures}], "series": [{bucket, group, ...}]}``
     (default: the last 24 hours). ``groups``: the ten largest, then ``(other)``."""
     f = with_range(filters)
-    return answers.overview(_store(request), f, parse_interval(interval, f), group_by)
+    interval_s = parse_interval(interval, f)
+    return answers.overview(_store(request), f, interval_s, group_by, quality_score or None)
 
 
 @router.get(
