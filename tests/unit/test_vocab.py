@@ -116,3 +116,10 @@ def test_every_error_class_has_its_colour():
     from gensight.web.charts import ERROR_COLOURS
 
     assert set(ERROR_COLOURS) == set(vocab.ERROR_CLASSES)
+
+
+def test_every_alert_measure_has_a_unit() -> None:
+    """The alerts form shows each measure with its unit: a new measure needs one."""
+    from gensight.model import vocab
+
+    assert set(vocab.MEASURE_UNITS) == set(vocab.ALERT_MEASURES)

@@ -70,6 +70,9 @@ class CallRecord:
     #: ``anthropic.request.id``): what its support asks for, and what tells two reports
     #: of one failed call apart from two calls
     upstream_request_id: str | None = None
+    #: Azure OpenAI (#14): the deployment called and the ``api-version`` asked for
+    deployment: str | None = None
+    api_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as the API shows it (``ts`` in ISO 8601)."""

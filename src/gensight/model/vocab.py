@@ -96,6 +96,8 @@ CALL_FILTERS = (
     Filter("environment", "Environment", "deployment.environment"),
     Filter("operation", "Operation", "chat, embeddings, responses, …"),
     Filter("source", "Source", "gateway or otlp", SOURCES),
+    Filter("deployment", "Deployment", "Azure OpenAI deployment"),
+    Filter("api_version", "API version", "Azure OpenAI api-version"),
     Filter("q", "Search messages", "substring of message content", in_rules=False),
     Filter(
         "score",

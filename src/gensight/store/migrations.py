@@ -102,6 +102,10 @@ DUCKDB: list[list[str]] = [
         ' VARCHAR, "source" VARCHAR, "author" VARCHAR, "app" VARCHAR, "trace_id" VARCHAR,'
         ' PRIMARY KEY ("id"))',
     ],
+    [  # 8 (#14): Azure OpenAI's deployment and api-version
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "deployment" VARCHAR',
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "api_version" VARCHAR',
+    ],
 ]
 
 #: ClickHouse (and chDB): one list of statements per version.
@@ -246,5 +250,11 @@ CLICKHOUSE: list[list[str]] = [
         " DEFAULT toUnixTimestamp64Micro(now64(6)), INDEX idx_target target_id TYPE"
         " bloom_filter GRANULARITY 4) ENGINE = ReplacingMergeTree(_version) PARTITION BY"
         " toDate(ts) ORDER BY (id) SETTINGS index_granularity = 8192",
+    ],
+    [  # 7 (#14): Azure OpenAI's deployment and api-version
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `deployment`"
+        " LowCardinality(Nullable(String)) AFTER `upstream_request_id`",
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `api_version`"
+        " LowCardinality(Nullable(String)) AFTER `deployment`",
     ],
 ]

@@ -108,6 +108,8 @@ CALLS = Table(
         _c("system_instructions"),
         _c("attributes"),
         _c("upstream_request_id"),
+        _c("deployment", lc=True),
+        _c("api_version", lc=True),
     ),
     key=("id",),
     # a merged record keeps the stored one's id and ts, so its sorting key is the same

@@ -220,7 +220,7 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     app.add_middleware(GatewayMiddleware, gateway=gateway)
     app.add_middleware(OriginGuard, trusted_proxy=settings.trusted_proxy)
     if keyring:
-        app.add_middleware(AuthMiddleware, keyring=keyring)
+        app.add_middleware(AuthMiddleware, keyring=keyring, refuse=gateway.refuse)
     app.add_middleware(BodyLimit, max_body=settings.max_body, body_timeout=settings.body_timeout)
     return app
 
