@@ -10,6 +10,7 @@ response id the client got (the gateway's ``X-Gensight-Call-Id`` header is #14's
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -216,3 +217,46 @@ def test_evaluation_events_before_and_after_their_span_become_its_scores(gateway
     assert {s["app"] for s in got.values()} == {app}
     found = srv.client.get("/api/calls", params={"app": app, "score": "relevance:<0.5"})
     assert [c["id"] for c in found.json()["items"]] == [call_id]
+
+
+def test_scores_acknowledged_before_a_sigkill_are_replayed_from_the_journal(tmp_path: Path):
+    srv = Server(tmp_path / "d", "--flush-interval", "60")  # nothing reaches the store
+    api = [
+        {"id": f"api-{i}", "call_id": f"{i:016x}", "name": "helpful", "value": i / 10}
+        for i in range(10)
+    ]
+    assert srv.client.post("/api/scores", json=api).status_code == 202
+    # an evaluation event over OTLP, journaled as the bytes received
+    logs = LoggerProvider(resource=Resource.create({"service.name": "journaled"}))
+    logs.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(f"{srv.url}/v1/logs")))
+    spans = TracerProvider()
+    span = spans.get_tracer("tests").start_span("chat")
+    logs.get_logger("tests").emit(
+        event_name="gen_ai.evaluation.result",
+        context=trace.set_span_in_context(span),
+        attributes={"gen_ai.evaluation.name": "correct", "gen_ai.evaluation.score.value": 1},
+    )
+    logs.shutdown()
+    srv.stop(signal.SIGKILL)  # the queue dies with the process; the journal does not
+    again = Server(tmp_path / "d")
+    try:
+        got = _wait(
+            lambda: again.client.get("/api/scores", params={"limit": 100}).json()["items"],
+            lambda s: len(s) >= 11,
+        )
+        assert sorted(s["id"] for s in got if s["name"] == "helpful") == sorted(
+            s["id"] for s in api
+        )
+        (correct,) = [s for s in got if s["name"] == "correct"]
+        assert correct["target_id"] == f"{span.get_span_context().span_id:016x}"
+        assert (correct["value"], correct["source"], correct["app"]) == (1.0, "eval", "journaled")
+        # resent after the restart: the same ids, stored once
+        marker = {"id": "after", "call_id": "f" * 16, "name": "helpful", "value": 1}
+        assert again.client.post("/api/scores", json=[*api, marker]).status_code == 202
+        items = _wait(
+            lambda: again.client.get("/api/scores", params={"limit": 100}).json()["items"],
+            lambda s: "after" in {x["id"] for x in s},
+        )
+        assert len(items) == 12
+    finally:
+        again.stop()
