@@ -331,3 +331,77 @@ def test_the_dashboard_shows_a_chosen_score_as_a_tile_a_chart_and_a_column(clien
     page = client.get("/", params={**span, "quality_score": "tone"}).text
     assert "tone" in page[page.index('id="tile-quality"') :][:300]
     assert "quality_score=tone" in page
+
+
+def test_a_random_store_agrees_with_answers_computed_here(client):
+    """Filters, group means and cost per good answer over a seeded random store, against
+    the same numbers computed from the records in plain Python."""
+    import random
+
+    rnd = random.Random(20)
+    models, apps = ["m-cheap", "m-mid", "m-dear"], ["shop", "search"]
+    calls, scores = [], []
+    for i in range(120):
+        model = rnd.choice(models)
+        cost = None if rnd.random() < 0.1 else round(rnd.uniform(0.001, 0.02), 6)
+        c = _call(500 + i, model, cost, app=rnd.choice(apps))
+        c.session = f"sess-{i % 7}"
+        calls.append(c)
+        for _ in range(rnd.choice([0, 1, 1, 2, 3])):  # several scores of one call: its mean
+            scores.append({"call_id": c.id, "name": "helpful", "value": round(rnd.random(), 3)})
+        if rnd.random() < 0.2:
+            scores.append({"call_id": c.id, "name": "helpful", "label": "unsure"})
+        if rnd.random() < 0.1:  # a trace's score finds the call, never moves call means
+            scores.append({"trace_id": c.trace_id, "name": "helpful", "value": 0.01})
+    scores.append({"session": "sess-3", "name": "helpful", "value": 0.02})
+    client.pipeline.submit(calls)
+    for i in range(0, len(scores), 100):
+        _send(client, scores[i : i + 100])
+    client.pipeline.flush()
+
+    by_call: dict[str, list[float]] = {}
+    labelled: dict[str, int] = {}
+    for s in scores:
+        if "call_id" in s:
+            if "value" in s:
+                by_call.setdefault(s["call_id"], []).append(s["value"])
+            labelled[s["call_id"]] = labelled.get(s["call_id"], 0) + 1
+
+    # the filter: a call's own score, its trace's or its session's
+    low_traces = {s["trace_id"] for s in scores if "trace_id" in s}
+    want = {
+        c.id
+        for c in calls
+        if any(v < 0.5 for v in by_call.get(c.id, []))
+        or c.trace_id in low_traces
+        or c.session == "sess-3"
+    }
+    got = client.get("/api/calls", params={**RANGE, "score": "helpful:<0.5", "limit": 1000})
+    assert {c["id"] for c in got.json()["items"]} == want
+
+    # group means: every numeric score of the group's calls, and how many scores and calls
+    ov = client.get("/api/stats/overview", params={**RANGE, "group_by": "app"}).json()
+    groups = {g["group"]: g["scores"]["helpful"] for g in ov["groups"]}
+    for app in apps:
+        mine = [c.id for c in calls if c.app == app]
+        values = [v for cid in mine for v in by_call.get(cid, [])]
+        assert groups[app]["mean"] == pytest.approx(sum(values) / len(values))
+        assert groups[app]["count"] == sum(labelled.get(cid, 0) for cid in mine)
+        assert groups[app]["calls"] == sum(1 for cid in mine if cid in labelled)
+
+    # cost per good answer: per model, cost per priced call ÷ share of scored calls whose
+    # mean helpful is at least 0.6
+    r = client.get(
+        "/api/analysis/cost-per-good-answer",
+        params={**RANGE, "score": "helpful", "threshold": 0.6, "group_by": "model"},
+    ).json()
+    expected = {}
+    for model in models:
+        mine = [c for c in calls if c.request_model == model]
+        priced = [c.cost_usd for c in mine if c.cost_usd is not None]
+        means = [sum(by_call[c.id]) / len(by_call[c.id]) for c in mine if c.id in by_call]
+        share = sum(1 for m in means if m >= 0.6) / len(means)
+        expected[model] = (sum(priced) / len(priced)) / share
+    got_cost = {i["group"]: i["cost_per_good_answer_usd"] for i in r["items"]}
+    assert got_cost == pytest.approx(expected)
+    assert [i["group"] for i in r["items"]] == sorted(expected, key=expected.get)
