@@ -4,8 +4,8 @@ failed-quality calls and sees which model gives the best answers per dollar; and
 evaluator's ``gen_ai.evaluation.result`` events, sent by the real OpenTelemetry SDK over
 OTLP/HTTP before and after the span they judge, become scores of that call.
 
-The call id an app passes back is, for now, the one ``GET /api/calls`` lists for the
-response id the client got (the gateway's ``X-Gensight-Call-Id`` header is #14's).
+The call id an app passes back is the gateway's ``X-Gensight-Call-Id`` answer header (#14),
+checked against the record ``GET /api/calls`` lists for the response id the client got.
 """
 
 from __future__ import annotations
@@ -74,22 +74,17 @@ def test_thumbs_from_the_app_find_bad_answers_and_the_best_model_per_dollar(gate
         max_retries=0,
         default_headers={"X-Gensight-App": app},
     )
-    answers: list[tuple[str, Any, int]] = []  # (model, response, thumb)
+    answers: list[tuple[str, Any, int, str]] = []  # (model, response, thumb, call id)
     for model, thumbs in THUMBS.items():
         for i, thumb in enumerate(thumbs):
             question = f"Question {i} about invoices for {model}?"
-            r = client.chat.completions.create(
+            raw = client.chat.completions.with_raw_response.create(
                 model=model, messages=[{"role": "user", "content": question}]
             )
-            answers.append((model, r, thumb))
-    calls = srv.wait_calls(len(answers), app=app, timeout=20)
-    by_response = {c["response_id"]: c for c in calls}
-    assert len(by_response) == len(answers)
-
-    # each thumb is one POST with the id of the call it judges
+            answers.append((model, raw.parse(), thumb, raw.headers["x-gensight-call-id"]))
+    # thumbs may come back before the call is stored: send them at once
     call_ids: dict[str, int] = {}
-    for _model, r, thumb in answers:
-        call_id = by_response[r.id]["id"]
+    for _model, _r, thumb, call_id in answers:
         body = {
             "call_id": call_id,
             "name": "thumbs",
@@ -101,6 +96,11 @@ def test_thumbs_from_the_app_find_bad_answers_and_the_best_model_per_dollar(gate
         sent = srv.client.post("/api/scores", json=body)
         assert sent.status_code == 202, sent.text
         call_ids[call_id] = thumb
+    calls = srv.wait_calls(len(answers), app=app, timeout=20)
+    by_response = {c["response_id"]: c["id"] for c in calls}
+    assert {by_response[r.id]: cid for _m, r, _t, cid in answers} == {
+        cid: cid for *_, cid in answers
+    }
 
     down = {cid for cid, thumb in call_ids.items() if thumb == 0}
 
@@ -120,7 +120,7 @@ def test_thumbs_from_the_app_find_bad_answers_and_the_best_model_per_dollar(gate
     # by genai-prices) and the thumbs it sent
     expected: dict[str, float] = {}
     for model, thumbs in THUMBS.items():
-        costs = [_price(m, r.usage) for m, r, _ in answers if m == model]
+        costs = [_price(m, r.usage) for m, r, _t, _c in answers if m == model]
         share = sum(thumbs) / len(thumbs)
         expected[model] = (sum(costs) / len(costs)) / share
     r = srv.client.get(
