@@ -4,6 +4,7 @@ group means and cost per good answer against numbers computed here independently
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -405,3 +406,13 @@ def test_a_random_store_agrees_with_answers_computed_here(client):
     got_cost = {i["group"]: i["cost_per_good_answer_usd"] for i in r["items"]}
     assert got_cost == pytest.approx(expected)
     assert [i["group"] for i in r["items"]] == sorted(expected, key=expected.get)
+
+
+def test_the_call_log_page_filters_by_score(client):
+    _seed(client)
+    page = client.get("/calls", params={**RANGE, "score": "helpful:<0.5"}).text
+    listed = set(re.findall(r'data-id="([^"]+)"', page))
+    assert listed == {c for c, v in HELPFUL.items() if v < 0.5}
+    assert 'name="score"' in page and 'value="helpful:&lt;0.5"' in page
+    bad = client.get("/calls", params={"score": "helpful:~1"})
+    assert bad.status_code == 400 and "score" in bad.text
