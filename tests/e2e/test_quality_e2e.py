@@ -260,3 +260,59 @@ def test_scores_acknowledged_before_a_sigkill_are_replayed_from_the_journal(tmp_
         assert len(items) == 12
     finally:
         again.stop()
+
+
+def test_evaluation_span_events_and_log_records_over_grpc(tmp_path: Path):
+    import grpc
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    from tests.support.otlp_payloads import logs_protobuf, record_spans, traces_protobuf
+    from tests.support.server import free_port
+
+    port = free_port()
+    srv = Server(tmp_path / "data", "--grpc", "--grpc-port", str(port))
+    try:
+
+        def build(tracer: trace.Tracer) -> None:
+            span = _chat_span(tracer, "gpt-4o")
+            # an evaluator inside the app, judging the span it is in (a span event)
+            span.add_event(
+                "gen_ai.evaluation.result",
+                {"gen_ai.evaluation.name": "groundedness", "gen_ai.evaluation.score.value": 0.4},
+            )
+            span.end()
+
+        spans = record_spans(build, service="grpc-evals")
+        call_id = f"{spans[0].context.span_id:016x}"
+        exporter = InMemoryLogRecordExporter()
+        logs = LoggerProvider(resource=Resource.create({"service.name": "grpc-evals"}))
+        logs.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+        logs.get_logger("tests").emit(
+            event_name="gen_ai.evaluation.result",
+            context=trace.set_span_in_context(trace.NonRecordingSpan(spans[0].context)),
+            attributes={"gen_ai.evaluation.name": "tone", "gen_ai.evaluation.score.label": "ok"},
+        )
+        logs.shutdown()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            # the log record first: its call is not there yet
+            request = logs_service_pb2.ExportLogsServiceRequest.FromString(
+                logs_protobuf(list(exporter.get_finished_logs()))
+            )
+            logs_service_pb2_grpc.LogsServiceStub(channel).Export(request, timeout=10)
+            request = trace_service_pb2.ExportTraceServiceRequest.FromString(traces_protobuf(spans))
+            trace_service_pb2_grpc.TraceServiceStub(channel).Export(request, timeout=10)
+        (call,) = srv.wait_calls(1, app="grpc-evals")
+        assert call["id"] == call_id
+
+        def scores() -> dict[str, Any]:
+            got = srv.client.get(f"/api/calls/{call_id}").json()["scores"]
+            return {s["name"]: (s["value"], s["label"], s["source"]) for s in got}
+
+        assert _wait(scores, lambda s: len(s) == 2) == {
+            "groundedness": (0.4, None, "eval"),
+            "tone": (None, "ok", "eval"),
+        }
+    finally:
+        srv.stop()
