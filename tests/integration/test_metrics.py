@@ -4,6 +4,7 @@ own parser, its counters equal the JSON API's totals for the same calls."""
 from __future__ import annotations
 
 import math
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,10 +81,16 @@ def test_metrics_counters_equal_the_api_totals(tmp_path: Path, upstream: Any, st
         assert r.status_code == 200
         srv.wait_calls(7, since=since)
 
-        response = srv.client.get("/metrics")
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/plain")
-        found = samples(response.text)
+        # the writer counts a batch right after storing it: a scrape may briefly lag
+        deadline = time.monotonic() + 10
+        while True:
+            response = srv.client.get("/metrics")
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/plain")
+            found = samples(response.text)
+            if total(found, "gensight_calls_total") >= 7 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         api = srv.client.get("/api/stats/overview", params={"since": since}).json()["totals"]
 
         assert total(found, "gensight_calls_total") == api["calls"] == 7

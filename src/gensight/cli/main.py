@@ -19,7 +19,7 @@ except ImportError:  # the SDK-only install: `pip install gensight`
         "the gensight command runs the server: pip install 'gensight[server]'"
     ) from None
 
-from gensight.cli import client
+from gensight.cli import client, maintenance
 from gensight.cli.options import option, settings_command
 from gensight.model.settings import Settings
 from gensight.model.units import parse_duration
@@ -151,6 +151,7 @@ def demo(
 app.command()(client.stats)
 app.command()(client.export)
 app.command("import")(client.import_)
+app.command()(maintenance.rebuild)
 
 
 def main() -> None:

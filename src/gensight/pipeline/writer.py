@@ -33,12 +33,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from gensight.enrich import fingerprint
 from gensight.enrich.estimate import estimate_missing
 from gensight.enrich.redaction import Redactor
+from gensight.enrich.templates import Templater
 from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 from gensight.pipeline import legacy
 from gensight.pipeline.codec import RECORDS, DecodeResult, decode_batch, encode_batch
-from gensight.pipeline.health import Conditions, cause
+from gensight.pipeline.health import Conditions, cause, is_outage
 from gensight.pipeline.journal import Entry, Journal, JournalDamaged, JournalFull
 from gensight.pipeline.merge import CallMerger
 from gensight.pipeline.setaside import SetAside
@@ -90,19 +92,6 @@ class Observer(Protocol):
 #: subclass these): deterministic, so the batch is split at once, without more tries.
 _DATA_ERRORS = (TypeError, ValueError, OverflowError)
 
-#: Exception class names (anywhere in the class's MRO) of store drivers that mean the
-#: store is unreachable, not that the data is bad: DuckDB's IOException and
-#: ConnectionException, clickhouse-connect's OperationalError (connection, timeout).
-#: By name, because this stage does not import the store drivers.
-_OUTAGE_NAMES = frozenset({"IOException", "ConnectionException", "OperationalError"})
-
-
-def is_outage(e: BaseException) -> bool:
-    """Whether a store error means "unreachable, retry for as long as it lasts"."""
-    if isinstance(e, OSError):  # ConnectionError, TimeoutError, socket and disk errors
-        return True
-    return any(c.__name__ in _OUTAGE_NAMES for c in type(e).__mro__)
-
 
 def _size(batch: Batch) -> int:
     return sum(len(t) for t in batch)
@@ -149,11 +138,13 @@ class Pipeline(Worker):
         redactor: Redactor | None = None,
         set_aside: SetAside | None = None,
         poison_tries: int = POISON_TRIES,
+        templater: Templater | None = None,
     ) -> None:
         self.store = store
         self.pricer = pricer
         # secrets are masked whatever the caller asked: there is no way around this step
         self.redactor = redactor if redactor is not None else Redactor()
+        self.templater = templater
         self.queue_size = queue_size
         self.flush_interval = flush_interval
         self.journal = journal
@@ -447,8 +438,15 @@ class Pipeline(Worker):
                           records)  # fmt: skip
 
     def _maintain(self) -> None:
-        """Retention, on the writer thread (the only one that changes the store)."""
+        """Retention and rollup upkeep, on the writer thread (the only one that changes
+        the store)."""
         self._next_maintenance = time.monotonic() + self.maintenance_interval
+        compact = getattr(self.store, "compact_rollups", None)
+        if compact is not None:
+            try:
+                compact()
+            except Exception as e:  # upkeep failing must not stop ingest
+                log.warning("rollup compaction failed: %s", e)
         apply = getattr(self.store, "apply_retention", None)
         if apply is None:
             return
@@ -480,7 +478,17 @@ class Pipeline(Worker):
                         self.pricer.price(call)
                     except Exception as e:  # pricing must never cost the record
                         log.debug("pricing failed for %s: %s", call.request_model, e)
+        for call in calls:
+            try:  # before redaction: a masked secret must not make equal requests differ
+                fingerprint.fill_from_record(call)
+            except Exception as e:  # a fingerprint must never cost the record
+                log.debug("fingerprint failed for %s: %s", call.id, e)
         self.redactor.apply(calls, spans, events)  # after pricing, before anything keeps it
+        if self.templater is not None:
+            try:  # after redaction: a mined pattern never holds a masked secret
+                self.templater.assign(calls)
+            except Exception as e:  # templates must never cost the records
+                log.warning("prompt templates failed: %s", e)
         if scores:
             self.store.write(calls, spans, events, scores)
         else:  # a store written before scores existed (tests' doubles) takes three

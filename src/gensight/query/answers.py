@@ -89,22 +89,27 @@ def overview(
 ) -> dict[str, Any]:
     """Totals, per-group totals and a time series (``filters.since``/``until`` set).
 
-    ``groups`` holds the ``MAX_GROUPS`` largest groups with exact percentiles, then the
+    ``groups`` holds the ``MAX_GROUPS`` largest groups with their percentiles (exact from
+    raw rows, within 1% from rollups), then the
     rest summed as ``"(other)"``; the series is split into the same groups, so a table
     of ``groups`` and a chart of ``series`` show the same calls. With ``quality_score``,
     ``quality`` is that score's series over the same buckets.
     """
     assert filters.since is not None and filters.until is not None
+    # long ranges from the hourly rollups where the store keeps them (rows_from says)
+    rollup = getattr(store, "rollups_for", None)
+    source = (rollup(filters, interval, group_by) if rollup else None) or store
     groups: list[dict[str, Any]] = []
     kept: set[str | None] | None = None
     order: list[str | None] | None = None
     if group_by:
-        groups, kept = analysis.group_totals(store.group_rows(filters, group_by))
+        groups, kept = analysis.group_totals(source.group_rows(filters, group_by))
         quality.attach_group_scores(store, filters, group_by, groups)
         order = [g["group"] for g in groups]
-    rows = store.series_rows(filters, interval, group_by)
+    rows = source.series_rows(filters, interval, group_by)
     answer = {
-        "totals": totals(store, filters),
+        "rows_from": "raw" if source is store else "rollups",
+        "totals": totals(source, filters),
         "scores": quality.score_totals(store, filters),
         "interval": interval,
         "since": iso(filters.since),

@@ -31,6 +31,7 @@ class CallFilters:
     source: str | None = None
     deployment: str | None = None
     api_version: str | None = None
+    template_id: str | None = None
     q: str | None = None  # substring of message content, case-insensitive
     score: str | None = None  # a score the call has (``model.scores.parse_score_filter``)
     trace_id: str | None = None

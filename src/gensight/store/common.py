@@ -19,6 +19,7 @@ from gensight.pipeline.merge import FAILED_WINDOW_S, failed_key
 from gensight.store import people_sql, score_sql, sql
 from gensight.store.base import CallFilters, Cursor
 from gensight.store.dimensions import GROUP_BY
+from gensight.store.savings import SavingsQueries
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -90,7 +91,7 @@ def merge_content_events(call: dict[str, Any], events: list[tuple[str, Any]]) ->
 _LOOKUP_CHUNK = 1000
 
 
-class SQLStore:
+class SQLStore(SavingsQueries):
     """The query half of a store, shared by the backends."""
 
     name = "?"
@@ -158,8 +159,7 @@ class SQLStore:
     ) -> tuple[list[dict[str, Any]], Cursor | None]:
         """A page of calls in ``sort`` order (newest first by default); messages and
         attributes only when ``full``."""
-        q = sql.list_calls(self.dialect, filters, limit, cursor, full, sort, order)
-        rows = self._rows(q)
+        rows = self._list_rows(filters, limit, cursor, full, sort, order)
         nxt = None
         if len(rows) > limit:
             last = rows[limit - 1]
@@ -179,6 +179,19 @@ class SQLStore:
                     merge_content_events(c, by_call[(c["trace_id"], c["span_id"])])
             self._attach_scores(calls)
         return calls, nxt
+
+    def _list_rows(
+        self,
+        filters: CallFilters,
+        limit: int,
+        cursor: Cursor | None,
+        full: bool,
+        sort: str = "ts",
+        order: str = "desc",
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit + 1`` call rows in ``sort`` order (a store with a search index
+        answers ``q`` from it)."""
+        return self._rows(sql.list_calls(self.dialect, filters, limit, cursor, full, sort, order))
 
     def _attach_scores(self, calls: list[dict[str, Any]]) -> None:
         """Each call's ``scores``: its own, its trace's and its session's (an export

@@ -11,8 +11,9 @@ when read, so it may arrive before or after its span.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,12 @@ import duckdb
 import pyarrow as pa
 
 from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
-from gensight.store import arrow, migrations, schema
+from gensight.store import arrow, migrations, rollups, schema, search
+from gensight.store.base import CallFilters, Cursor
 from gensight.store.common import SQLStore, unique
 from gensight.store.dialect import DuckDBDialect, Query
+from gensight.store.rollup_reader import RollupReader
+from gensight.store.search import SearchIndex
 
 #: The frozen migrations (``gensight.store.migrations``); their count is the latest version.
 MIGRATIONS: list[list[str]] = migrations.DUCKDB
@@ -38,6 +42,13 @@ _INSERT = {
 }
 
 
+log = logging.getLogger(__name__)
+
+#: How far from a batch's calls their stored versions are looked for (a merged record
+#: keeps the stored one's ts, so this is a margin, not a guess).
+_OLD_VERSION_WINDOW = timedelta(hours=1)
+
+
 class DuckDBStore(SQLStore):
     """A DuckDB file; one connection, a cursor per reading thread."""
 
@@ -45,7 +56,11 @@ class DuckDBStore(SQLStore):
     dialect = DuckDBDialect()
 
     def __init__(
-        self, path: str | Path, retention: timedelta | None = None, memory_limit_mb: int = 512
+        self,
+        path: str | Path,
+        retention: timedelta | None = None,
+        memory_limit_mb: int = 512,
+        search_index: bool = True,
     ) -> None:
         self.path = str(path)
         self.retention = retention
@@ -55,6 +70,10 @@ class DuckDBStore(SQLStore):
         self._write_lock = threading.Lock()
         self._closed = False
         self._migrate()
+        rollups.create(self._con)
+        self.search: SearchIndex | None = None
+        if search_index:
+            self._open_search()
         # Bounded memory (DuckDB's default is 80% of RAM) and fewer, larger checkpoints:
         # with the default 16 MB threshold every commit of a growing table checkpoints.
         self._con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
@@ -140,6 +159,10 @@ class DuckDBStore(SQLStore):
                 for name, table in tables:
                     con.register("_gensight_batch", table)
                     try:
+                        if name == "calls":  # before the calls it replaces are gone
+                            since = min(c.ts for c in calls) - _OLD_VERSION_WINDOW
+                            until = max(c.ts for c in calls) + _OLD_VERSION_WINDOW
+                            rollups.apply_batch(con, "_gensight_batch", since, until)
                         con.execute(_INSERT[name])
                     finally:
                         con.unregister("_gensight_batch")
@@ -147,6 +170,11 @@ class DuckDBStore(SQLStore):
             except Exception:
                 con.execute("ROLLBACK")
                 raise
+            if self.search is not None:
+                try:
+                    self.search.add(calls, events)
+                except Exception as e:  # the index is derived: `gensight rebuild search`
+                    log.error("search index update failed (rebuild it): %s", e)
 
     def apply_retention(self) -> int:
         """Delete rows older than ``--retention`` (the pipeline calls this hourly)."""
@@ -155,10 +183,97 @@ class DuckDBStore(SQLStore):
         cutoff = datetime.now(UTC).replace(tzinfo=None) - self.retention
         deleted = 0
         with self._write_lock:
-            for table in ("content_events", "spans", "calls", "scores"):
-                row = self._con.execute(f"DELETE FROM {table} WHERE ts < ?", [cutoff]).fetchone()
-                deleted += int(row[0]) if row else 0
+            con = self._con
+            con.execute("BEGIN")
+            try:
+                for table in ("content_events", "spans", "calls", "scores"):
+                    row = con.execute(f"DELETE FROM {table} WHERE ts < ?", [cutoff]).fetchone()
+                    deleted += int(row[0]) if row else 0
+                rollups.after_retention(con, cutoff)
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
         return deleted
+
+    # -- the search index (``gensight.store.search``) --------------------------------
+    def _open_search(self) -> None:
+        try:
+            index = SearchIndex(None if self.path == ":memory:" else self.path + ".search")
+        except ImportError:  # tantivy not installed: q= scans the messages
+            return
+        self.search = index
+        if index.created:
+            self.rebuild_search()
+
+    def rebuild_search(self) -> None:
+        """Index every stored call's and content event's text again."""
+        if self.search is None:
+            raise RuntimeError("no search index (install tantivy)")
+        calls = self._con.cursor()
+        events = self._con.cursor()
+        try:
+            calls.execute(
+                "SELECT id, ts, input_messages, output_messages, system_instructions,"
+                " error_message FROM calls WHERE input_messages IS NOT NULL"
+                " OR output_messages IS NOT NULL OR system_instructions IS NOT NULL"
+                " OR error_message IS NOT NULL"
+            )
+            events.execute("SELECT trace_id, span_id, ts, seq, kind, message FROM content_events")
+            self.search.rebuild(_fetch(calls), _fetch(events))
+        finally:
+            calls.close()
+            events.close()
+
+    def _list_rows(
+        self,
+        filters: CallFilters,
+        limit: int,
+        cursor: Cursor | None,
+        full: bool,
+        sort: str = "ts",
+        order: str = "desc",
+    ) -> list[dict[str, Any]]:
+        # the index reads hits newest first: other orders scan the messages in SQL
+        if filters.q and self.search is not None and (sort, order) == ("ts", "desc"):
+            rows = search.list_rows(self, self.search, filters, limit, cursor, full)
+            if rows is not None:
+                return rows
+        return super()._list_rows(filters, limit, cursor, full, sort, order)
+
+    # -- rollups (``gensight.store.rollups``) ---------------------------------------
+    def rebuild_rollups(self) -> None:
+        """Recompute every rollup from the stored calls (``gensight rollups rebuild``)."""
+        with self._write_lock:
+            con = self._con
+            con.execute("BEGIN")
+            try:
+                rollups.rebuild(con)
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+        self.compact_rollups()
+
+    def compact_rollups(self) -> None:
+        """Fold the writer's signed delta rows (the writer's hourly upkeep)."""
+        with self._write_lock:
+            rollups.compact(self._con)
+
+    def rollups_for(
+        self, filters: CallFilters, interval: int | None = None, group_by: str | None = None
+    ) -> RollupReader | None:
+        """A reader of the overview's rows from rollups, or None when raw rows must answer."""
+        name = rollups.choose(filters, interval, group_by)
+        if name is None:
+            return None
+        cur = self._cursor()
+        try:
+            if not rollups.pays(cur, filters, name):
+                return None
+        finally:
+            cur.close()
+        return RollupReader(self, name).prepare(interval, group_by)
 
     # -- reading ------------------------------------------------------------
     def _rows(self, q: Query) -> list[dict[str, Any]]:
@@ -167,6 +282,14 @@ class DuckDBStore(SQLStore):
             res = cur.execute(q.sql, q.params)
             names = [d[0] for d in res.description]
             return [dict(zip(names, r, strict=True)) for r in res.fetchall()]
+        finally:
+            cur.close()
+
+    def _arrow(self, q: Query) -> pa.Table:
+        """A statement's result as an Arrow table (many rows, no Python objects)."""
+        cur = self._cursor()
+        try:
+            return cur.sql(q.sql, params=q.params).to_arrow_table()
         finally:
             cur.close()
 
@@ -198,6 +321,14 @@ class DuckDBStore(SQLStore):
                 return
             self._closed = True
             try:
+                if self.search is not None:
+                    self.search.close()
                 self._con.execute("CHECKPOINT")
             finally:
                 self._con.close()
+
+
+def _fetch(cur: duckdb.DuckDBPyConnection, size: int = 2000) -> Iterator[tuple[Any, ...]]:
+    """A cursor's rows, a chunk at a time."""
+    while rows := cur.fetchmany(size):
+        yield from rows

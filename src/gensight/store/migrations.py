@@ -106,6 +106,15 @@ DUCKDB: list[list[str]] = [
         'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "deployment" VARCHAR',
         'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "api_version" VARCHAR',
     ],
+    [  # 9 (#19): cache opportunities (request/prefix hashes, prefix tokens), prompt
+        # templates (each call's template, the miner's saved state)
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "request_hash" VARCHAR',
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "prefix_hash" VARCHAR',
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "prefix_tokens" BIGINT',
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "template_id" VARCHAR',
+        "CREATE TABLE IF NOT EXISTS template_state"
+        " (name VARCHAR, state VARCHAR, updated_at TIMESTAMP)",
+    ],
 ]
 
 #: ClickHouse (and chDB): one list of statements per version.
@@ -256,5 +265,18 @@ CLICKHOUSE: list[list[str]] = [
         " LowCardinality(Nullable(String)) AFTER `upstream_request_id`",
         "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `api_version`"
         " LowCardinality(Nullable(String)) AFTER `deployment`",
+    ],
+    [  # 8 (#19): cache opportunities (request/prefix hashes, prefix tokens), prompt
+        # templates (each call's template, the miner's saved state)
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `request_hash` Nullable(String)"
+        " AFTER `api_version`",
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `prefix_hash` Nullable(String)"
+        " AFTER `request_hash`",
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `prefix_tokens` Nullable(Int64)"
+        " AFTER `prefix_hash`",
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `template_id`"
+        " LowCardinality(Nullable(String)) AFTER `prefix_tokens`",
+        "CREATE TABLE IF NOT EXISTS template_state (name String, state String,"
+        " updated_at DateTime64(6, 'UTC')) ENGINE = ReplacingMergeTree(updated_at) ORDER BY name",
     ],
 ]

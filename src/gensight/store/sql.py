@@ -72,14 +72,23 @@ def list_calls(
     full: bool = False,
     sort: str = "ts",
     order: str = "desc",
+    only: tuple[list[str], list[str]] | None = None,
 ) -> Query:
     """A page of calls in ``sort`` order (one row more than ``limit``, to know if there is
     more); ties by time, then id, in the same direction; calls without a value last.
-    ``full`` adds messages and attributes. ``sort`` is one of ``vocab.CALL_SORT_KEYS``."""
+    ``full`` adds messages and attributes. ``sort`` is one of ``vocab.CALL_SORT_KEYS``.
+    ``only`` keeps the calls of these (ids, span ids): a search index's hits."""
     if sort not in CALL_SORT_KEYS or order not in SORT_ORDERS:
         raise ValueError(f"unknown sort {sort!r} {order!r}")
     q = Query(d)
     w = where(d, q, filters)
+    if only is not None:
+        alternatives = [
+            f"c.{col} IN ({', '.join(d.param(q, v) for v in values)})"
+            for col, values in zip(("id", "span_id"), only, strict=True)
+            if values
+        ]
+        w += f" AND ({' OR '.join(alternatives) or '1 = 0'})"
     direction, cmp = ("DESC", "<") if order == "desc" else ("ASC", ">")
     if cursor is not None:
         # placeholders are bound in the order they appear (DuckDB's are positional)

@@ -1,0 +1,229 @@
+"""The overview's rows from the rollups (``gensight.store.rollups``).
+
+``RollupReader`` answers ``aggregate``, ``group_rows`` and ``series_rows`` with rows of
+the shape ``SQLStore`` returns from raw calls (the same measure names, ``lat_q`` and
+``ttft_q`` percentile lists), so ``gensight.query.analysis`` shapes both alike.
+
+A range is read as its whole blocks from the rollups plus its partial blocks at either
+end from ``calls``, unioned before grouping (the measures by hour, the histograms by
+their set's block): sums are the raw sums, percentiles come from the merged histograms
+(within ``rollups.ALPHA`` of the exact ones, interpolated as DuckDB's ``quantile_cont``
+interpolates).
+
+One overview is two statements, whatever it shows: the measures and the histograms,
+each grouped at once per series bucket and group, per group, and over the range
+(``GROUPING SETS``); the histograms come back as one list of buckets and one of counts
+per (level, bucket, group, metric), and the percentiles are read from their running
+sums with numpy (a window over every histogram row in SQL was most of the time).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from gensight.store import rollups
+from gensight.store.base import CallFilters
+from gensight.store.dialect import DuckDBDialect, Query
+from gensight.store.dimensions import MODEL
+
+_D = DuckDBDialect()
+_NO_USAGE = "(c.input_tokens IS NULL AND c.output_tokens IS NULL)"
+#: GROUPING(bucket, grp) of each level: per series bucket and group, per group, overall.
+_SERIES, _GROUPS, _TOTAL = 0, 2, 3
+_LEVELS = "GROUPING SETS ((bucket, grp{m}), (grp{m}), ({m0}))"
+
+
+class RollupReader:
+    """Overview rows over one rollup set (``rollups.SETS``) for one store (its ``_rows``
+    and ``_arrow`` run the statements); each answer is read once and kept."""
+
+    def __init__(self, store: Any, name: str) -> None:
+        self.store = store
+        self.name = name
+        self.dims = rollups.SETS[name]
+        self._done: dict[tuple[Any, ...], dict[int, list[dict[str, Any]]]] = {}
+        self._last: tuple[int | None, str | None] = (None, None)
+
+    def prepare(self, interval: int | None, group_by: str | None) -> RollupReader:
+        """Read the series of ``interval`` by ``group_by`` for the totals and groups too."""
+        self._last = (interval, group_by)
+        return self
+
+    def aggregate(self, filters: CallFilters) -> dict[str, Any]:
+        rows = self._levels(filters, *self._last)[_TOTAL]
+        return rows[0] if rows else {}
+
+    def group_rows(self, filters: CallFilters, group_by: str) -> list[dict[str, Any]]:
+        interval = self._last[0] if self._last[1] == group_by else None
+        rows = list(self._levels(filters, interval, group_by)[_GROUPS])
+        rows.sort(key=lambda r: (-int(r["calls"] or 0), r["grp"] is None, str(r["grp"])))
+        return rows
+
+    def series_rows(
+        self, filters: CallFilters, interval: int, group_by: str | None
+    ) -> list[dict[str, Any]]:
+        rows = list(self._levels(filters, interval, group_by)[_SERIES])
+        rows.sort(key=lambda r: r["bucket"])
+        return rows
+
+    # ------------------------------------------------------------------------------
+    def _levels(
+        self, filters: CallFilters, interval: int | None, group_by: str | None
+    ) -> dict[int, list[dict[str, Any]]]:
+        key = (filters, interval, group_by)
+        if key not in self._done:
+            self._done[key] = self._read(filters, interval, group_by)
+        return self._done[key]
+
+    def _read(
+        self, filters: CallFilters, interval: int | None, group_by: str | None
+    ) -> dict[int, list[dict[str, Any]]]:
+        measures = self.store._rows(_measures(self, filters, interval, group_by))
+        by_key: dict[tuple[int, Any, Any], dict[str, Any]] = {}
+        for r in measures:
+            r["lat_q"] = r["ttft_q"] = None
+            by_key[(r.pop("lvl"), r["bucket"], r["grp"])] = r
+        table = self.store._arrow(_histograms(self, filters, interval, group_by))
+        for (lvl, bucket, grp, metric), values in zip(
+            _partitions(table), _percentiles(table), strict=True
+        ):
+            row = by_key.get((lvl, bucket, grp))
+            if row is not None:
+                row["lat_q" if metric == 0 else "ttft_q"] = values if metric == 0 else values[:2]
+        out: dict[int, list[dict[str, Any]]] = {_SERIES: [], _GROUPS: [], _TOTAL: []}
+        for (lvl, _, _), r in by_key.items():
+            if r["calls"] and lvl in out:
+                out[lvl].append(r)
+        return out
+
+
+def _partitions(table: Any) -> list[tuple[int, datetime | None, Any, int]]:
+    cols = [table.column(n).to_pylist() for n in ("lvl", "bucket", "grp", "metric")]
+    return list(zip(*cols, strict=True))
+
+
+def _percentiles(table: Any) -> list[list[float]]:
+    """Per histogram row of ``table`` (``keys``/``ns`` lists in key order): each of
+    ``rollups.LEVELS``, interpolated between the buckets of its two neighbouring ranks."""
+    if table.num_rows == 0:
+        return []
+    keys_col = table.column("keys").combine_chunks()
+    ns_col = table.column("ns").combine_chunks()
+    offsets = ns_col.offsets.to_numpy()
+    keys = keys_col.flatten().to_numpy().astype(np.int64)
+    cum = np.cumsum(ns_col.flatten().to_numpy().astype(np.int64))
+    start, end = offsets[:-1], offsets[1:]
+    base = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0)
+    total = cum[end - 1] - base
+    value = _key_values(keys)
+    out = np.empty((len(start), len(rollups.LEVELS)))
+    for i, q in enumerate(rollups.LEVELS):
+        rank = q * (total - 1)
+        lo_rank, hi_rank = np.floor(rank), np.ceil(rank)
+        # the first bucket whose running count passes the rank
+        lo = np.searchsorted(cum, base + lo_rank, side="right")
+        hi = np.searchsorted(cum, base + hi_rank, side="right")
+        out[:, i] = value[lo] + (rank - lo_rank) * (value[hi] - value[lo])
+    return out.tolist()
+
+
+def _key_values(keys: np.ndarray) -> np.ndarray:
+    """``rollups.key_value`` of every key."""
+    v = 2.0 * np.power(rollups.GAMMA, keys.astype(np.float64)) / (1.0 + rollups.GAMMA)
+    return np.where(keys == rollups.ZERO_KEY, 0.0, v)
+
+
+def _parts(q: Query, filters: CallFilters, rollup_table: str, raw: list[str], seconds: int) -> str:
+    """The rollup rows of the whole blocks of ``seconds`` UNION ALL the raw rows of the
+    partial ones (parameters bound in the order they appear)."""
+    assert filters.since is not None and filters.until is not None
+    since, until = filters.since, filters.until
+    h0, h1 = rollups.ceil_block(since, seconds), rollups.floor_block(until, seconds)
+    parts = [
+        rollup_table.format(whole=f"hour >= {_D.param_ts(q, h0)} AND hour < {_D.param_ts(q, h1)}")
+    ]
+    for part in raw:
+        edges = (
+            f"((c.ts >= {_D.param_ts(q, since)} AND c.ts < {_D.param_ts(q, h0)})"
+            f" OR (c.ts >= {_D.param_ts(q, h1)} AND c.ts < {_D.param_ts(q, until)}))"
+        )
+        parts.append(part.format(edges=edges))
+    return " UNION ALL ".join(parts)
+
+
+def _outer(q: Query, filters: CallFilters, interval: int | None, group_by: str | None) -> tuple:
+    bucket = _D.bucket("u.ts", interval) if interval else "CAST(NULL AS TIMESTAMP)"
+    grp = f'u."{group_by}"' if group_by else "CAST(NULL AS VARCHAR)"
+    clauses = [
+        f'u."{name}" = {_D.param(q, value)}'
+        for name, value in filters.active().items()
+        if name not in ("since", "until")
+    ]
+    return bucket, grp, " AND ".join(clauses) or "1 = 1"
+
+
+def _dims(r: RollupReader) -> tuple[str, str]:
+    """The set's columns as read from a rollup table, and from raw calls."""
+    cols = "".join(f'"{d}", ' for d in r.dims)
+    raw = "".join(f'{MODEL} AS "model", ' if d == "model" else f'c."{d}", ' for d in r.dims)
+    return cols, raw
+
+
+def _measures(
+    r: RollupReader, filters: CallFilters, interval: int | None, group_by: str | None
+) -> Query:
+    q = Query(_D)
+    cols, raw_cols = _dims(r)
+    rollup = (
+        f"SELECT hour AS ts, {cols}calls, errors, input_tokens, output_tokens, cost_usd,"
+        f" unpriced_calls, no_usage_calls FROM rollup_calls_{r.name} WHERE {{whole}}"
+    )
+    raw = (
+        f"SELECT c.ts, {raw_cols}1, CAST(c.status = 'error' AS BIGINT),"
+        " c.input_tokens, c.output_tokens, CAST(c.cost_usd AS DECIMAL(38, 12)),"
+        f" CAST(c.cost_usd IS NULL AND NOT {_NO_USAGE} AS BIGINT),"
+        f" CAST(c.cost_usd IS NULL AND {_NO_USAGE} AS BIGINT) FROM calls c WHERE {{edges}}"
+    )
+    union = _parts(q, filters, rollup, [raw], 3600)
+    bucket, grp, w = _outer(q, filters, interval, group_by)
+    q.sql = (
+        "SELECT GROUPING(bucket, grp) AS lvl, bucket, grp, CAST(sum(calls) AS BIGINT) AS calls,"
+        " CAST(sum(errors) AS BIGINT) AS errors,"
+        " CAST(sum(input_tokens) AS BIGINT) AS input_tokens,"
+        " CAST(sum(output_tokens) AS BIGINT) AS output_tokens,"
+        " CAST(sum(cost_usd) AS DOUBLE) AS cost_usd,"
+        " CAST(sum(unpriced_calls) AS BIGINT) AS unpriced_calls,"
+        " CAST(sum(no_usage_calls) AS BIGINT) AS no_usage_calls"
+        f" FROM (SELECT {bucket} AS bucket, {grp} AS grp, * FROM ({union}) u WHERE {w})"
+        f" GROUP BY {_LEVELS.format(m='', m0='')}"
+    )
+    return q
+
+
+def _histograms(
+    r: RollupReader, filters: CallFilters, interval: int | None, group_by: str | None
+) -> Query:
+    """Per level, bucket, group and metric (0 latency, 1 TTFT): the merged histogram as
+    ``keys`` (ascending) and ``ns`` lists."""
+    q = Query(_D)
+    cols, raw_cols = _dims(r)
+    rollup = f"SELECT hour AS ts, {cols}metric, key, n FROM rollup_latency_{r.name} WHERE {{whole}}"
+    raw = [
+        f"SELECT c.ts, {raw_cols}{metric} AS metric, {rollups.key_sql(col)} AS key,"
+        f" 1 AS n FROM calls c WHERE {{edges}} AND {col} IS NOT NULL"
+        for metric, col in ((0, "c.duration_ms"), (1, "c.ttft_ms"))
+    ]
+    union = _parts(q, filters, rollup, raw, rollups.BLOCKS[r.name])
+    bucket, grp, w = _outer(q, filters, interval, group_by)
+    levels = _LEVELS.format(m=", metric, key", m0="metric, key")
+    q.sql = (
+        "WITH h AS (SELECT GROUPING(bucket, grp) AS lvl, bucket, grp, metric, key,"
+        f" CAST(sum(n) AS BIGINT) AS n FROM (SELECT {bucket} AS bucket, {grp} AS grp,"
+        f" metric, key, n FROM ({union}) u WHERE {w}) GROUP BY {levels})"
+        " SELECT lvl, bucket, grp, metric, list(key ORDER BY key) AS keys,"
+        " list(n ORDER BY key) AS ns FROM h WHERE n > 0 GROUP BY lvl, bucket, grp, metric"
+    )
+    return q
