@@ -33,8 +33,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from gensight.enrich import fingerprint
-from gensight.enrich.estimate import estimate_missing
 from gensight.enrich.redaction import Redactor
 from gensight.enrich.templates import Templater
 from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
@@ -43,6 +41,7 @@ from gensight.pipeline.codec import RECORDS, DecodeResult, decode_batch, encode_
 from gensight.pipeline.health import Conditions, cause, is_outage
 from gensight.pipeline.journal import Entry, Journal, JournalDamaged, JournalFull
 from gensight.pipeline.merge import CallMerger
+from gensight.pipeline.prepare import prepare
 from gensight.pipeline.setaside import SetAside
 from gensight.pipeline.worker import Worker
 
@@ -469,26 +468,7 @@ class Pipeline(Worker):
         # or changed calls are written, only calls not counted before reach observers
         lookup = getattr(self.store, "stored_calls", None)
         calls, spans, counted = self._merger.resolve(calls, spans, lookup)
-        for call in calls:  # content but no usage: counts from the messages, marked estimated
-            estimate_missing(call)
-        if self.pricer is not None:
-            for call in calls:
-                if call.cost_source == "unknown" and call.cost_usd is None:
-                    try:
-                        self.pricer.price(call)
-                    except Exception as e:  # pricing must never cost the record
-                        log.debug("pricing failed for %s: %s", call.request_model, e)
-        for call in calls:
-            try:  # before redaction: a masked secret must not make equal requests differ
-                fingerprint.fill_from_record(call)
-            except Exception as e:  # a fingerprint must never cost the record
-                log.debug("fingerprint failed for %s: %s", call.id, e)
-        self.redactor.apply(calls, spans, events)  # after pricing, before anything keeps it
-        if self.templater is not None:
-            try:  # after redaction: a mined pattern never holds a masked secret
-                self.templater.assign(calls)
-            except Exception as e:  # templates must never cost the records
-                log.warning("prompt templates failed: %s", e)
+        prepare(calls, spans, events, self.pricer, self.redactor, self.templater)
         if scores:
             self.store.write(calls, spans, events, scores)
         else:  # a store written before scores existed (tests' doubles) takes three
