@@ -245,8 +245,10 @@ def count(store: Any, index: SearchIndex, filters: CallFilters) -> int | None:
     if answer[1] == 0:
         return 0
     hits, _ = index.search(filters.q, since, until, answer[1]) or ([], 0)
-    ids, spans, near = _hit_calls(dataclasses.replace(filters, q=None), hits)
-    (row,) = store._rows(sql.count_calls(store.dialect, near, only=(ids, spans)))
+    # by id, without the hits' time range (faster here: the primary key's index)
+    rest = dataclasses.replace(filters, q=None)
+    ids, spans, _ = _hit_calls(rest, hits)
+    (row,) = store._rows(sql.count_calls(store.dialect, rest, only=(ids, spans)))
     return int(row["n"])
 
 
@@ -268,7 +270,8 @@ def list_rows(
         top = cursor.ts + timedelta(microseconds=1) + _EVENT_SLACK
         until = min(until, top) if until else top
     rest = dataclasses.replace(filters, q=None)
-    chunk, offset = max(256, 4 * (limit + 1)), 0
+    # a page's worth of hits first (each hit is one id looked up), more when filtered out
+    chunk, offset = 2 * (limit + 1), 0
     found: dict[str, dict[str, Any]] = {}
     while True:
         answer = index.search(filters.q, since, until, chunk, offset)
