@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from gensight.demo import ModelProfile, ServerThread, UpstreamConfig
+from gensight.demo import ModelProfile, UpstreamConfig
 from gensight.demo import create_app as upstream_app
-from tests.support.server import STORES, Server, store_args
+from tests.support.server import STORES, Server, served, store_args
 
 HERE = Path(__file__).resolve().parent
 
@@ -62,6 +62,4 @@ def upstream() -> Iterator[Any]:
     app = upstream_app(
         UpstreamConfig(retry_after_s=0, profiles={"slow-model": ModelProfile(ms_per_token=40)})
     )
-    with ServerThread(app) as srv:
-        app.state.url = srv.url + "/v1"
-        yield app
+    yield from served(app, "/v1")

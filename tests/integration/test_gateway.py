@@ -24,6 +24,7 @@ from gensight.demo import create_app as upstream_app
 from gensight.demo.serve import free_port
 from gensight.model.settings import Settings
 from gensight.web.app import create_app
+from tests.support.server import served
 
 KEY = "sk-test-" + "S3cr3tK3y" * 4
 GW_KEY = "gk-1-0123456789abcdef"
@@ -77,9 +78,7 @@ class Gateway:
 @pytest.fixture(scope="module")
 def alt_upstream() -> Iterator[Any]:
     app = upstream_app(UpstreamConfig(retry_after_s=0))
-    with ServerThread(app) as srv:
-        app.state.url = srv.url + "/v1"
-        yield app
+    yield from served(app, "/v1")
 
 
 def _dead_url() -> str:

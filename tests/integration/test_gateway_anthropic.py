@@ -19,10 +19,10 @@ import httpx
 import pytest
 from genai_prices import Usage, calc_price
 
-from gensight.demo import ServerThread
 from gensight.demo.anthropic_upstream import create_app as anthropic_app
 from gensight.model.settings import Settings
 from tests.integration.test_gateway import Gateway
+from tests.support.server import served
 
 KEY = "sk-ant-api03-" + "S3cr3tK3y" * 4
 MODEL = "claude-sonnet-4-5"
@@ -43,9 +43,7 @@ TOOLS = [
 @pytest.fixture(scope="module")
 def fake() -> Iterator[Any]:
     app = anthropic_app()
-    with ServerThread(app) as srv:
-        app.state.url = srv.url
-        yield app
+    yield from served(app)
 
 
 @pytest.fixture(scope="module")

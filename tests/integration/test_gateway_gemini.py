@@ -21,10 +21,10 @@ from genai_prices import Usage, calc_price
 from google import genai
 from google.genai import errors, types
 
-from gensight.demo import ServerThread
 from gensight.demo.gemini_upstream import create_app as gemini_app
 from gensight.model.settings import Settings
 from tests.integration.test_gateway import Gateway
+from tests.support.server import served
 
 KEY = "AIzaSy" + "S3cr3tK3y" * 4
 MODEL = "gemini-2.5-flash"
@@ -33,9 +33,7 @@ MODEL = "gemini-2.5-flash"
 @pytest.fixture(scope="module")
 def fake() -> Iterator[Any]:
     app = gemini_app()
-    with ServerThread(app) as srv:
-        app.state.url = srv.url
-        yield app
+    yield from served(app)
 
 
 @pytest.fixture(scope="module")

@@ -147,8 +147,12 @@ def test_filters_rollups_answer_and_those_they_do_not(store: DuckDBStore):
         dataclasses.replace(_range(), q="hello"),
         dataclasses.replace(_range(), model="gpt-4o", app="shop"),
         dataclasses.replace(_range(), user="u1"),  # users have no rollups
+        dataclasses.replace(_range(), template_id="t1"),  # nor templates
+        dataclasses.replace(_range(), score="helpful:<0.5"),  # scores live elsewhere
     ):
         assert answers.overview(store, raw, 12 * 3600, None)["rows_from"] == "raw"
+    for group_by in ("user", "template"):
+        assert answers.overview(store, _range(), 12 * 3600, group_by)["rows_from"] == "raw"
     # series buckets finer than a set's 12-hour histograms
     assert answers.overview(store, _range(), 3 * 3600, "model")["rows_from"] == "raw"
     assert answers.overview(store, _range(), 1800, None)["rows_from"] == "raw"

@@ -267,3 +267,11 @@ def test_alert_on_a_score_mean_dropping_below_a_threshold(client):
     assert states["helpfulness"]["state"] == "firing"
     assert states["helpfulness"]["value"] == pytest.approx(mean)
     assert states["tone"]["state"] == "ok" and states["tone"]["value"] == 5.0
+
+
+def test_the_calls_context_for_forwarded_scores(client):
+    client.pipeline.submit(CALLS[:2])
+    client.pipeline.flush()
+    store = client.app.state.store
+    got = store.call_contexts(["call000", "call001", "call000", "unknown"])
+    assert got == {c.id: (c.trace_id, c.span_id, c.app) for c in CALLS[:2]}

@@ -7,7 +7,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -82,3 +84,13 @@ STORES = ["duckdb", "chdb"]
 def store_args(kind: str, data_dir: Path) -> list[str]:
     """`gensight serve` flags for a store kind (the default DuckDB file, or chDB)."""
     return [] if kind == "duckdb" else ["--store", f"chdb://{data_dir / 'chdb'}"]
+
+
+def served(app: Any, base: str = "") -> Iterator[Any]:
+    """Run a fake upstream's ``app`` in a server thread and yield it, with
+    ``app.state.url`` its base URL (the server's root plus ``base``, e.g. ``/v1``)."""
+    from gensight.demo import ServerThread
+
+    with ServerThread(app) as srv:
+        app.state.url = srv.url + base
+        yield app

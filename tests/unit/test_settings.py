@@ -209,7 +209,7 @@ def test_other_commands_read_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("GENSIGHT_GROUP_BY", "app")
     ctx = COMMAND.commands["stats"].make_context("stats", [])  # type: ignore[attr-defined]
     assert ctx.params == {"since": "2h", "group_by": "app", "url": "http://127.0.0.1:1",
-                          "api_key": None}  # fmt: skip
+                          "api_key": None, "what_if": None}  # fmt: skip
     monkeypatch.setenv("GENSIGHT_RATE", "120/m")
     monkeypatch.setenv("GENSIGHT_DURATION", "1m")
     ctx = COMMAND.commands["demo"].make_context("demo", [])  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,7 +33,8 @@ from gensight.alerts.notify import Notifier, notification_body
 from gensight.alerts.rules import MEASURES, OPS, Rule, RuleError, fmt_value, rule_from_row
 from gensight.alerts.webhooks import WebhookError, check_url
 from gensight.model.records import CallRecord, SpanRecord
-from gensight.query import answers, quality
+from gensight.model.units import parse_duration
+from gensight.query import anomaly, answers, forecast, quality
 
 log = logging.getLogger("gensight.alerts.engine")
 
@@ -47,6 +48,8 @@ class RuleState:
     value: float | None = None
     evaluated_at: str | None = None
     error: str | None = None
+    #: an anomaly rule's last verdict: usual, spread, deviation, bound (#19)
+    verdict: dict[str, Any] | None = None
 
 
 class AlertEngine:
@@ -211,9 +214,21 @@ class AlertEngine:
             last_ts = datetime.fromisoformat(last["ts"])
             if last["state"] != st.state and (st.since is None or last_ts > st.since):
                 st.state, st.since = last["state"], last_ts
+        verdict = None
         try:
             filters = rule.call_filters(now)
-            if rule.measure == "score_mean":
+            if rule.kind == "anomaly":
+                verdict = anomaly.trailing(
+                    self.store, filters, rule.measure, parse_duration(rule.window), now,
+                    weeks=rule.weeks, k=rule.k, min_calls=rule.min_calls,
+                    floor=rule.floor_value, min_change=rule.min_change, direction=rule.op,
+                )  # fmt: skip
+                value = verdict["value"]
+            elif rule.measure == "forecast_month_usd":
+                value = forecast.month_end(self.store, replace(filters, since=None), now)[
+                    "forecast_usd"
+                ]
+            elif rule.measure == "score_mean":
                 means = quality.score_totals(self.store, filters)
                 value = means.get(rule.score or "", {}).get("mean")
             else:
@@ -224,9 +239,13 @@ class AlertEngine:
             return
         if value is not None and isinstance(value, float) and math.isnan(value):
             value = None  # a percentile of no calls
-        st.value, st.error = value, None
+        st.value, st.error, st.verdict = value, None, verdict
         st.evaluated_at = now.isoformat()
-        new = "firing" if value is not None and OPS[rule.op](value, rule.threshold) else "ok"
+        if verdict is not None:
+            new = "firing" if verdict["anomalous"] else "ok"
+        else:
+            assert rule.threshold is not None
+            new = "firing" if value is not None and OPS[rule.op](value, rule.threshold) else "ok"
         if new == st.state:
             return
         event = {
@@ -235,9 +254,11 @@ class AlertEngine:
             "name": rule.name,
             "state": new,
             "value": value,
-            "threshold": rule.threshold,
+            "threshold": verdict["bound"] if verdict is not None else rule.threshold,
             "detail": {"previous": st.state, "rule": rule.definition()},
         }
+        if verdict is not None:
+            event["detail"]["baseline"] = verdict
         st.state, st.since = new, now
         if not self.leader:
             return  # the leading server records it and notifies; we adopt it from the store
@@ -275,7 +296,8 @@ class AlertEngine:
                     "value": st.value,
                     "measure": rule.measure,
                     "op": rule.op,
-                    "threshold": rule.threshold,
+                    "threshold": st.verdict["bound"] if st.verdict else rule.threshold,
+                    "kind": rule.kind,
                     "window": rule.window,
                     "filters": rule.filters,
                     "action": rule.action,

@@ -11,7 +11,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -180,10 +180,14 @@ def notification_body(rule: Rule, event: dict[str, Any]) -> bytes:
     """The webhook body of one transition, in the rule's format."""
     firing = event["state"] == "firing"
     head = "[FIRING]" if firing else "[RESOLVED]"
-    text = (
-        f"{head} {rule.name}: {rule.measure} = {fmt_value(event['value'])}"
-        f" ({'rule' if firing else 'was'}: {rule.describe()})"
-    )
+    baseline = event["detail"].get("baseline")
+    if baseline is not None:  # an anomaly rule (#19): the window, its usual and the spread
+        text = f"{head} {rule.name}: {anomaly_text(rule.measure, baseline)}"
+    else:
+        text = (
+            f"{head} {rule.name}: {rule.measure} = {fmt_value(event['value'])}"
+            f" ({'rule' if firing else 'was'}: {rule.describe()})"
+        )
     if rule.action == "block":
         who = ", ".join(f"{k} {v}" for k, v in rule.filters.items())
         text += (
@@ -209,5 +213,36 @@ def notification_body(rule: Rule, event: dict[str, Any]) -> bytes:
             "action": rule.action,
             "since": event["ts"].isoformat(),
             "text": text,
+            **({"kind": "anomaly", "baseline": baseline} if baseline is not None else {}),
         }
     )
+
+
+def _in_unit(measure: str, value: float | None) -> str:
+    if value is None:
+        return "no data"
+    if measure.endswith("_usd"):
+        return f"${value:,.2f}" if abs(value) >= 0.1 else f"${value:.4g}"
+    if measure == "error_rate":
+        return f"{value * 100:.1f}%"
+    if measure.endswith("_ms"):
+        return f"{value:,.0f} ms"
+    return f"{value:,.0f}"
+
+
+def anomaly_text(measure: str, verdict: dict[str, Any]) -> str:
+    """``cost_usd 14:00–15:00 UTC $38.00, usual $6.00 ± $2.00 (+$32.00, 16.0x the spread)``."""
+    since = datetime.fromisoformat(verdict["since"])
+    until = datetime.fromisoformat(verdict["until"])
+    span = f"{since:%H:%M}–{until:%H:%M} UTC" if until - since <= timedelta(days=1) else ""
+    text = (
+        f"{measure} {since:%a %Y-%m-%d} {span} {_in_unit(measure, verdict['value'])},"
+        f" usual {_in_unit(measure, verdict['usual'])} ± {_in_unit(measure, verdict['spread'])}"
+    )
+    deviation = verdict.get("deviation")
+    if deviation is not None:
+        sign = "+" if deviation >= 0 else "-"
+        text += f" ({sign}{_in_unit(measure, abs(deviation))}"
+        spread = verdict.get("spread") or 0.0
+        text += f", {abs(deviation) / spread:.1f}x the spread)" if spread > 0 else ")"
+    return text

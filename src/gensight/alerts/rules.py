@@ -17,6 +17,11 @@ A rule watches one measure of the calls matching its filters over a window::
 - ``action``: ``notify`` (default), or ``block``: a budget. Only for ``cost_usd`` with
   ``>``/``>=`` and an ``app`` and/or ``user`` filter (and no other): while the rule
   fires, the gateway refuses that app's/user's calls with a 429 ``budget_exceeded``.
+- ``kind``: ``threshold`` (default, the above), or ``anomaly`` (#19): no ``threshold``;
+  the window (``1h`` usually) is compared with the same window of the past ``weeks``
+  (default 4) and fires when more than ``k`` (default 3) spreads above (``op`` ``>``) or
+  below (``<``) their median, with at least ``min_calls`` calls in the window and a
+  deviation of at least ``floor`` (see ``gensight.query.anomaly``).
 - ``webhook`` (optional) and ``format``: ``json`` (the whole transition) or ``slack``
   (``{"text": …}``, also understood by Mattermost, Rocket.Chat and Teams workflows).
 
@@ -42,6 +47,7 @@ from gensight.alerts.webhooks import WebhookError, check_url
 from gensight.model import vocab
 from gensight.model.units import parse_duration
 from gensight.model.vocab import BUDGET_FILTERS, CALENDAR_WINDOWS, one_of
+from gensight.query import anomaly
 from gensight.query.params import ParamError, call_filters
 from gensight.store.base import CallFilters
 
@@ -79,6 +85,9 @@ FIELDS = (
     "format",
     "score",
 )
+#: Fields of an anomaly rule (#19): shown and stored for ``kind = "anomaly"`` only.
+ANOMALY_FIELDS = ("kind", "k", "weeks", "min_calls", "floor", "min_change")
+KINDS = ("threshold", "anomaly")
 #: Fields a rule read from the API carries and a client may send back unchanged.
 READ_ONLY = ("created_at", "source")
 MAX_WINDOW = timedelta(days=400)
@@ -102,7 +111,7 @@ class Rule:
     measure: str
     window: str
     op: str
-    threshold: float
+    threshold: float | None
     filters: dict[str, str] = field(default_factory=dict)
     action: str = "notify"
     webhook: str | None = None
@@ -110,10 +119,26 @@ class Rule:
     score: str | None = None  # the score name measure score_mean averages (#20)
     source: str = "api"  # "api" or "file"
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: ``anomaly`` (#19): no threshold; the window against the same window of past weeks
+    kind: str = "threshold"
+    k: float = anomaly.DEFAULT_K
+    weeks: int = anomaly.DEFAULT_WEEKS
+    min_calls: int = anomaly.DEFAULT_MIN_CALLS
+    floor: float | None = None  # None: the measure's default (anomaly.DEFAULT_FLOORS)
+    min_change: float = anomaly.DEFAULT_MIN_CHANGE
 
     def definition(self) -> dict[str, Any]:
         """The rule as its author wrote it (what the store keeps)."""
-        return {name: getattr(self, name) for name in FIELDS}
+        names = FIELDS + ANOMALY_FIELDS if self.kind == "anomaly" else FIELDS
+        out = {name: getattr(self, name) for name in names}
+        if self.kind == "anomaly":
+            out["floor"] = self.floor_value
+            del out["threshold"]
+        return out
+
+    @property
+    def floor_value(self) -> float:
+        return anomaly.DEFAULT_FLOORS[self.measure] if self.floor is None else self.floor
 
     def to_dict(self) -> dict[str, Any]:
         """The rule as the API shows it."""
@@ -146,6 +171,14 @@ class Rule:
         """``cost_usd over 1d > 50 for app=checkout``."""
         where = ", ".join(f"{k}={v}" for k, v in self.filters.items())
         window = f"this {self.window} (UTC)" if self.window in CALENDAR_WINDOWS else self.window
+        if self.kind == "anomaly":
+            text = (
+                f"{self.measure} over {window} {'above' if self.op[0] == '>' else 'below'} its"
+                f" usual for the hour of week by more than {fmt_value(self.k)}x the spread"
+                f" (median and MAD of {self.weeks} weeks; at least {self.min_calls} calls,"
+                f" {fmt_value(self.floor_value)} and {fmt_value(self.min_change * 100)}% off)"
+            )
+            return f"{text} for {where}" if where else text
         text = f"{self.measure} over {window} {self.op} {fmt_value(self.threshold)}"
         return f"{text} for {where}" if where else text
 
@@ -163,7 +196,7 @@ def parse_rule(data: Any, *, source: str = "api", rule_id: str | None = None) ->
     if not isinstance(data, dict):
         raise RuleError("rule", "must be a JSON object")
     for key in data:
-        if key not in FIELDS and key not in READ_ONLY and key != "id":
+        if key not in FIELDS + ANOMALY_FIELDS and key not in READ_ONLY and key != "id":
             raise RuleError(key, f"unknown field; a rule has {', '.join(FIELDS)}")
     given_id = data.get("id")
     if given_id is not None and (not isinstance(given_id, str) or not _ID.match(given_id)):
@@ -195,12 +228,20 @@ def parse_rule(data: Any, *, source: str = "api", rule_id: str | None = None) ->
     if op not in OPS:
         raise RuleError("op", one_of(list(OPS)))
 
-    threshold = data.get("threshold")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise RuleError("threshold", "required: a number")
-    threshold = float(threshold)
-    if not math.isfinite(threshold) or threshold < 0:
-        raise RuleError("threshold", "must be a finite number, 0 or more")
+    kind = data.get("kind", "threshold")
+    if kind not in KINDS:
+        raise RuleError("kind", one_of(KINDS))
+    if kind == "anomaly":
+        extra = _anomaly_fields(data, measure, window)
+        threshold = None
+        if data.get("threshold") is not None:
+            raise RuleError("threshold", "an anomaly rule has no threshold (its baseline is one)")
+    else:
+        for key in ANOMALY_FIELDS[1:]:
+            if key in data:
+                raise RuleError(key, 'only for kind "anomaly"')
+        extra = {}
+        threshold = _number(data, "threshold", required=True)
     score = data.get("score")
     if measure == "score_mean":
         if not isinstance(score, str) or not score.strip() or len(score) > 200:
@@ -208,7 +249,7 @@ def parse_rule(data: Any, *, source: str = "api", rule_id: str | None = None) ->
         score = score.strip()
     elif score is not None:
         raise RuleError("score", "only for measure score_mean")
-    if measure == "error_rate" and threshold > 1:
+    if measure == "error_rate" and threshold is not None and threshold > 1:
         raise RuleError("threshold", "error_rate is a ratio from 0 to 1 (0.05 is 5%)")
 
     filters = data.get("filters") or {}
@@ -265,7 +306,53 @@ def parse_rule(data: Any, *, source: str = "api", rule_id: str | None = None) ->
         format=fmt,
         score=score,
         source=source,
+        kind=kind,
+        **extra,
     )
+
+
+def _number(data: dict[str, Any], key: str, required: bool = False) -> float | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RuleError(key, "required: a number" if required else "must be a number")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise RuleError(key, "must be a finite number, 0 or more")
+    return value
+
+
+def _anomaly_fields(data: dict[str, Any], measure: str, window: str) -> dict[str, Any]:
+    """``k``, ``weeks``, ``min_calls`` and ``floor`` of an anomaly rule, checked."""
+    if measure not in anomaly.MEASURES:
+        raise RuleError("measure", f"an anomaly rule watches {one_of(anomaly.MEASURES)}")
+    if window in CALENDAR_WINDOWS or parse_duration(window) > timedelta(days=1):
+        raise RuleError("window", "an anomaly rule's window is a duration up to 1d (1h: an hour)")
+    if data.get("op", ">") not in (">", "<"):
+        raise RuleError("op", "an anomaly rule fires above (>) or below (<) its usual value")
+    out: dict[str, Any] = {}
+    k = _number(data, "k")
+    if k is not None:
+        if k <= 0 or k > 100:
+            raise RuleError("k", "must be more than 0 and at most 100 (spreads; 3 is usual)")
+        out["k"] = k
+    for key, low, high in (("weeks", 2, 12), ("min_calls", 0, 10**9)):
+        value = data.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise RuleError(key, f"must be a whole number from {low} to {high}")
+        out[key] = value
+    floor = _number(data, "floor")
+    if floor is not None:
+        out["floor"] = floor
+    change = _number(data, "min_change")
+    if change is not None:
+        if change > 100:
+            raise RuleError("min_change", "a ratio of the usual value (0.25 is 25%), at most 100")
+        out["min_change"] = change
+    return out
 
 
 def load_rules_file(path: Path) -> list[Rule]:

@@ -48,6 +48,13 @@ def _ms(value: float | None) -> str:
 def stats(
     since: Annotated[str, option("since", "Time range start: 1h, 7d or ISO 8601.")] = "1h",
     group_by: Annotated[str, option("group-by", ", ".join(vocab.GROUP_BY))] = "model",
+    what_if: Annotated[
+        str | None,
+        option(
+            "what-if",
+            "Reprice the range's usage as these models (comma list; provider:model to pin).",
+        ),
+    ] = None,
     url: URL = DEFAULT_URL,
     api_key: KEY = None,
 ) -> None:
@@ -56,6 +63,9 @@ def stats(
     from rich.console import Console
     from rich.table import Table
 
+    if what_if:
+        _what_if(since, group_by, what_if, url, api_key)
+        return
     try:
         with _client(url, api_key) as c:
             r = c.get("/api/stats/overview", params={"since": since, "group_by": group_by})
@@ -91,6 +101,45 @@ def stats(
             _ms(g["latency_ms"]["p95"]),
         )
     console.print(table)
+
+
+def _what_if(since: str, group_by: str, targets: str, url: str, api_key: str | None) -> None:
+    """``stats --what-if``: the real cost next to each target's, per group."""
+    import httpx
+    from rich.console import Console
+    from rich.table import Table
+
+    params = {"since": since, "group_by": group_by, "as": targets}
+    try:
+        with _client(url, api_key) as c:
+            r = c.get("/api/analysis/what-if", params=params)
+    except httpx.HTTPError as e:
+        typer.echo(f"error: cannot reach {url}: {e}", err=True)
+        raise typer.Exit(1) from None
+    _fail(r)
+    body = r.json()
+    console = Console()
+    t = body["totals"]
+    parts = [f"[bold]{t['calls']:,}[/] calls since {since}: ${t['cost_usd']:.4f}"]
+    for x in t["targets"]:
+        parts.append(f"on {x['model']}: ${x['cost_usd']:.4f}" + (" *" if x["estimate"] else ""))
+    console.print("; ".join(parts))
+    table = Table(title=f"what if, by {group_by}")
+    table.add_column("")
+    table.add_column("calls", justify="right")
+    table.add_column("cost", justify="right")
+    for name in body["targets"]:
+        table.add_column(f"on {name}", justify="right")
+    for g in body["groups"]:
+        table.add_row(
+            str(g["group"] if g["group"] is not None else "(none)"),
+            f"{g['calls']:,}",
+            f"${g['cost_usd']:.4f}",
+            *(f"${x['cost_usd']:.4f}" + (" *" if x["estimate"] else "") for x in g["targets"]),
+        )
+    console.print(table)
+    if body.get("note"):
+        console.print(f"* {body['note']}")
 
 
 def export(

@@ -63,7 +63,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gensight.demo.serve import serve_in_thread
-from gensight.demo.upstream import Exchange, RequestLog, count_tokens, reply_pieces
+from gensight.demo.upstream import Exchange, count_tokens, reply_pieces
+from gensight.demo.upstream.native import NativeFake
+from gensight.demo.upstream.recording import int_header
 
 __all__ = ["ERROR_TYPES", "anthropic_input_tokens", "create_app", "error_body", "serve"]
 
@@ -170,14 +172,6 @@ def _tool_input(tool: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _header_int(headers: Mapping[str, str], name: str) -> int | None:
-    raw = headers.get(name)
-    try:
-        return int(raw) if raw is not None else None
-    except ValueError:
-        return None
-
-
 #: usage keys the real API leaves out of ``message_delta``'s usage
 _NOT_IN_DELTA = ("service_tier", "cache_creation")
 
@@ -187,7 +181,7 @@ def _thinking(body: Mapping[str, Any], prompt: str, model: str) -> list[str] | N
     config = body.get("thinking")
     if not isinstance(config, Mapping) or config.get("type") != "enabled":
         return None
-    budget = _header_int({"b": str(config.get("budget_tokens"))}, "b") or 1024
+    budget = int_header({"b": str(config.get("budget_tokens"))}, "b") or 1024
     return reply_pieces("think: " + prompt, model)[: max(1, min(budget, 24))]
 
 
@@ -209,10 +203,7 @@ def _block_events(
     return [("content_block_start", start), *deltas, stop]
 
 
-class _Anthropic:
-    def __init__(self) -> None:
-        self.log = RequestLog()
-
+class _Anthropic(NativeFake):
     def _error(
         self, ex: Exchange, status: int, message: str | None = None, **headers: str
     ) -> Response:
@@ -250,19 +241,19 @@ class _Anthropic:
             return self._error(ex, 400, "max_tokens: Input should be a valid integer >= 1")
         if not isinstance(body["messages"], list) or not body["messages"]:
             return self._error(ex, 400, "messages: at least one message is required")
-        forced = _header_int(headers, "x-fake-status")
+        forced = int_header(headers, "x-fake-status")
         if forced and forced >= 400:
             extra = {}
             if forced in (429, 529):
-                extra["retry-after"] = str(_header_int(headers, "x-fake-retry-after") or 1)
+                extra["retry-after"] = str(int_header(headers, "x-fake-retry-after") or 1)
             return self._error(ex, forced, **extra)
 
         model = str(body["model"])
         prompt = anthropic_input_tokens(body)
-        cache_read = min(_header_int(headers, "x-fake-cache-read-tokens") or 0, prompt)
-        write_5m = min(_header_int(headers, "x-fake-cache-write-tokens") or 0, prompt - cache_read)
+        cache_read = min(int_header(headers, "x-fake-cache-read-tokens") or 0, prompt)
+        write_5m = min(int_header(headers, "x-fake-cache-write-tokens") or 0, prompt - cache_read)
         write_1h = min(
-            _header_int(headers, "x-fake-cache-write-1h-tokens") or 0,
+            int_header(headers, "x-fake-cache-write-1h-tokens") or 0,
             prompt - cache_read - write_5m,
         )
         cache_write = write_5m + write_1h
@@ -401,13 +392,6 @@ class _Anthropic:
             {"input_tokens": anthropic_input_tokens(body)}, headers={"request-id": _request_id()}
         )
 
-    async def not_found(self, request: Request) -> Response:
-        ex = Exchange(
-            id=uuid.uuid4().hex, ts=time.time(), method=request.method, path=request.url.path,
-            headers=dict(request.headers), body=None,
-        )  # fmt: skip
-        return self._error(ex, 404, f"Not found: {request.url.path}")
-
 
 def create_app() -> Starlette:
     """Build the fake Anthropic upstream ASGI app (``app.state.log`` is its RequestLog).
@@ -415,15 +399,12 @@ def create_app() -> Starlette:
     Served under ``/v1`` (the ``anthropic`` client's base URL is the host; it adds ``/v1``).
     """
     upstream = _Anthropic()
-    app = Starlette(
-        routes=[
+    return upstream.app(
+        [
             Route("/v1/messages", upstream.messages, methods=["POST"]),
             Route("/v1/messages/count_tokens", upstream.count_tokens, methods=["POST"]),
-            Route("/{path:path}", upstream.not_found, methods=["GET", "POST", "PUT", "DELETE"]),
         ]
     )
-    app.state.log = upstream.log
-    return app
 
 
 @contextlib.contextmanager

@@ -52,7 +52,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gensight.demo.serve import serve_in_thread
-from gensight.demo.upstream import Exchange, RequestLog, count_tokens, reply_pieces
+from gensight.demo.upstream import Exchange, count_tokens, reply_pieces
+from gensight.demo.upstream.native import NativeFake
+from gensight.demo.upstream.recording import int_header
 from gensight.demo.upstream.text import embedding
 
 __all__ = ["STATUSES", "create_app", "error_body", "gemini_prompt_tokens", "serve"]
@@ -134,19 +136,9 @@ def _function(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return decls[0]
 
 
-def _header_int(headers: Mapping[str, str], name: str) -> int | None:
-    try:
-        return int(headers[name]) if name in headers else None
-    except ValueError:
-        return None
-
-
-class _Gemini:
-    def __init__(self) -> None:
-        self.log = RequestLog()
-
+class _Gemini(NativeFake):
     def _error(self, ex: Exchange, status: int, message: str | None = None) -> Response:
-        delay = _header_int(ex.headers, "x-fake-retry-delay")
+        delay = int_header(ex.headers, "x-fake-retry-delay")
         ex.status = status
         ex.response = error_body(status, message, 1 if delay is None else delay)
         ex.completed = True
@@ -170,7 +162,7 @@ class _Gemini:
             return self._error(ex, 403)
         if not isinstance(body, dict):
             return self._error(ex, 400, "Invalid JSON payload received.")
-        forced = _header_int(headers, "x-fake-status")
+        forced = int_header(headers, "x-fake-status")
         if forced and forced >= 400:
             return self._error(ex, forced)
         if method in ("embedContent", "batchEmbedContents"):
@@ -192,7 +184,7 @@ class _Gemini:
     ) -> Response:
         config = body.get("generationConfig") or body.get("generation_config") or {}
         prompt = gemini_prompt_tokens(body)
-        cached = min(_header_int(ex.headers, "x-fake-cached-tokens") or 0, prompt)
+        cached = min(int_header(ex.headers, "x-fake-cached-tokens") or 0, prompt)
         text = " ".join(t for c in body.get("contents") or () for t in _texts(c))
         fn = _function(body)
         finish = "STOP"
@@ -300,13 +292,6 @@ class _Gemini:
         self.log.add(ex)
         return JSONResponse(ex.response)
 
-    async def not_found(self, request: Request) -> Response:
-        ex = Exchange(
-            id=uuid.uuid4().hex, ts=time.time(), method=request.method, path=request.url.path,
-            headers=dict(request.headers), body=None,
-        )  # fmt: skip
-        return self._error(ex, 404, f"Not found: {request.url.path}")
-
 
 def create_app() -> Starlette:
     """Build the fake Gemini upstream ASGI app (``app.state.log`` is its RequestLog).
@@ -314,15 +299,12 @@ def create_app() -> Starlette:
     The ``google-genai`` client's base URL is the host; it adds ``/v1beta/…``.
     """
     upstream = _Gemini()
-    app = Starlette(
-        routes=[
+    return upstream.app(
+        [
             Route("/v1beta/models/{rest:path}", upstream.model_method, methods=["POST"]),
             Route("/v1/models/{rest:path}", upstream.model_method, methods=["POST"]),
-            Route("/{path:path}", upstream.not_found, methods=["GET", "POST", "PUT", "DELETE"]),
         ]
     )
-    app.state.log = upstream.log
-    return app
 
 
 @contextlib.contextmanager

@@ -256,6 +256,21 @@ class Pricer:
             source,
         )
 
+    def price_id(self, provider: str | None, model: str | None) -> tuple[str, str] | None:
+        """``(provider id, model id)`` genai-prices matches ``model`` to (``("override",
+        name)`` for the user's price), or None when the model is not priced."""
+        if not model or not model.strip():
+            return None
+        entry = self._resolve((provider, model, None, False))
+        if entry is None:
+            return None
+        if entry[0] == "override":
+            return ("override", model.strip().lower())
+        found = self._find(self._canonical_provider(provider), model.strip())
+        if found is None:
+            return None
+        return (found[0].id, found[1].id)
+
     def self_hosted(self, provider: str | None, server_address: str | None) -> bool:
         """Whether a call ran on the user's own server: a self-hosted provider (ollama,
         vllm …), or a loopback/private/``*.local`` address not in ``priced_hosts``."""

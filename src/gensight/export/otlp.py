@@ -13,6 +13,8 @@ calls and ingested ones alike, once stored, become one ``CLIENT`` span each, nam
 ``gensight.*`` ones (source, producer, cost_source, tokens_estimated, tags), under a
 resource whose ``service.name`` is the call's app. Trace and span ids are kept, so a
 forwarded call joins its trace in the other backend. Message content is not forwarded.
+Scores (#20) follow as ``gen_ai.evaluation.result`` events to ``/v1/logs`` beside it
+(``gensight.export.otlp_scores``), under their call's span when it is stored.
 
 The URL is an OTLP/HTTP endpoint: ``/v1/traces`` is appended unless the URL already
 ends with it. Bodies are protobuf. Spans wait in a bounded queue (``queue_size``
@@ -28,15 +30,16 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, Status
 
-from gensight.model.records import CallRecord, SpanRecord
+from gensight.export.otlp_encode import kvs
+from gensight.export.otlp_scores import Contexts, encode_scores, logs_url
+from gensight.model.records import CallRecord, Score, SpanRecord
 from gensight.pipeline.worker import Worker
 
 log = logging.getLogger("gensight.export.otlp")
@@ -48,24 +51,6 @@ def traces_url(url: str) -> str:
     """The OTLP/HTTP traces URL of a base URL (``…/v1/traces`` appended when missing)."""
     url = url.rstrip("/")
     return url if url.endswith("/v1/traces") else url + "/v1/traces"
-
-
-def _value(v: Any) -> AnyValue:
-    if isinstance(v, bool):
-        return AnyValue(bool_value=v)
-    if isinstance(v, int):
-        return AnyValue(int_value=v)
-    if isinstance(v, float):
-        return AnyValue(double_value=v)
-    if isinstance(v, list | tuple):
-        out = AnyValue()
-        out.array_value.values.extend(_value(x) for x in v)
-        return out
-    return AnyValue(string_value=str(v))
-
-
-def _kvs(attrs: dict[str, Any]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=_value(v)) for k, v in attrs.items() if v is not None]
 
 
 def _nanos(call: CallRecord) -> tuple[int, int]:
@@ -137,7 +122,7 @@ def encode_calls(calls: Sequence[CallRecord]) -> bytes:
         if rs is None:
             rs = by_resource[key] = req.resource_spans.add()
             rs.resource.attributes.extend(
-                _kvs(
+                kvs(
                     {
                         "service.name": call.app or "unknown_service",
                         "deployment.environment.name": call.environment,
@@ -157,7 +142,7 @@ def encode_calls(calls: Sequence[CallRecord]) -> bytes:
             start_time_unix_nano=start,
             end_time_unix_nano=end,
         )
-        span.attributes.extend(_kvs(call_attributes(call)))
+        span.attributes.extend(kvs(call_attributes(call)))
         if call.status == "error":
             span.status.code = Status.STATUS_CODE_ERROR
             span.status.message = (call.error_message or call.error_class or "error")[:1024]
@@ -178,8 +163,12 @@ class Forwarder(Worker):
         timeout: float = 10.0,
         attempts: int = 5,
         backoff: float = 0.5,
+        call_contexts: Callable[[list[str]], Contexts] | None = None,
     ) -> None:
         self.url = traces_url(url)
+        self.logs_url = logs_url(url)
+        # the stored calls' (trace id, span id, app), for scores about calls; read when sending
+        self.call_contexts = call_contexts
         self.headers = {**(headers or {}), "content-type": "application/x-protobuf"}
         self.queue_size = queue_size
         self.batch_size = batch_size
@@ -188,7 +177,11 @@ class Forwarder(Worker):
         self.attempts = attempts
         self.backoff = backoff
         self._queue: deque[CallRecord] = deque()
+        self._scores: deque[Score] = deque()
         super().__init__()
+        self.scores_sent = 0
+        self.scores_failed = 0
+        self.scores_dropped = 0
         self.sent = 0
         self.failed = 0
         self.dropped = 0
@@ -210,6 +203,19 @@ class Forwarder(Worker):
                 if len(self._queue) >= self.batch_size:
                     self._cond.notify()
 
+    def observe_scores(self, scores: Sequence[Score]) -> None:
+        """Pipeline score observer: queue the stored scores, bounded like the calls."""
+        if not scores:
+            return
+        with self._cond:
+            room = self.queue_size - len(self._scores)
+            if room < len(scores):
+                self.scores_dropped += len(scores) - max(room, 0)
+            if room > 0:
+                self._scores.extend(scores[:room])
+                if len(self._scores) >= self.batch_size:
+                    self._cond.notify()
+
     # -- sender ----------------------------------------------------------------------
     thread_name = "gensight-forward"
 
@@ -221,16 +227,23 @@ class Forwarder(Worker):
         with httpx.Client(timeout=self.timeout) as client:
             while True:
                 with self._cond:
-                    if len(self._queue) < self.batch_size and not self._stopping:
+                    full = max(len(self._queue), len(self._scores)) >= self.batch_size
+                    if not full and not self._stopping:
                         self._cond.wait(self.flush_interval)
-                    if not self._queue:
+                    if not self._queue and not self._scores:
                         if self._stopping:
                             return
                         continue
                     n = min(self.batch_size, len(self._queue))
                     batch = [self._queue.popleft() for _ in range(n)]
+                    n = min(self.batch_size, len(self._scores))
+                    scores = [self._scores.popleft() for _ in range(n)]
                     stopping = self._stopping
-                self._send(client, batch, 1 if stopping else self.attempts)
+                attempts = 1 if stopping else self.attempts
+                if batch:
+                    self._send(client, batch, attempts)
+                if scores:  # after their calls, so the other backend has the span first
+                    self._send_scores(client, scores, attempts)
 
     def _send(self, client: httpx.Client, batch: list[CallRecord], attempts: int) -> None:
         try:
@@ -240,15 +253,39 @@ class Forwarder(Worker):
             self.last_error = f"encoding failed: {e}"
             log.warning("OTLP forward: %s", self.last_error)
             return
+        if self._post(client, self.url, body, attempts):
+            self.sent += len(batch)
+            self.batches += 1
+        else:
+            self.failed += len(batch)
+            log.warning("OTLP forward of %d calls failed: %s", len(batch), self.last_error)
+
+    def _send_scores(self, client: httpx.Client, scores: list[Score], attempts: int) -> None:
+        try:
+            ids = [s.target_id for s in scores if s.target == "call"]
+            contexts = self.call_contexts(ids) if self.call_contexts and ids else {}
+            body = encode_scores(scores, contexts)
+        except Exception as e:  # a store that cannot answer, a score that cannot be encoded
+            self.scores_failed += len(scores)
+            self.last_error = f"scores not forwarded: {e}"
+            log.warning("OTLP forward: %s", self.last_error)
+            return
+        if self._post(client, self.logs_url, body, attempts):
+            self.scores_sent += len(scores)
+            self.batches += 1
+        else:
+            self.scores_failed += len(scores)
+            log.warning("OTLP forward of %d scores failed: %s", len(scores), self.last_error)
+
+    def _post(self, client: httpx.Client, url: str, body: bytes, attempts: int) -> bool:
+        """POST with retries; whether it was accepted (``last_error`` says why not)."""
         for n in range(attempts):
             delay: float | None = None
             try:
-                resp = client.post(self.url, content=body, headers=self.headers)
+                resp = client.post(url, content=body, headers=self.headers)
                 if resp.status_code < 300:
-                    self.sent += len(batch)
-                    self.batches += 1
-                    return
-                self.last_error = f"HTTP {resp.status_code} from {self.url}"
+                    return True
+                self.last_error = f"HTTP {resp.status_code} from {url}"
                 if resp.status_code not in RETRYABLE:
                     break
                 delay = _retry_after(resp.headers.get("retry-after"))
@@ -257,14 +294,17 @@ class Forwarder(Worker):
             if n + 1 < attempts and not self._stopping:
                 self.retries += 1
                 time.sleep(delay if delay is not None else min(self.backoff * 2**n, 10.0))
-        self.failed += len(batch)
-        log.warning("OTLP forward of %d calls failed: %s", len(batch), self.last_error)
+        return False
 
     def stats(self) -> dict[str, Any]:
         """Counters for ``/api/health`` and ``/metrics``."""
         return {
             "url": self.url,
             "queued": len(self._queue),
+            "scores_queued": len(self._scores),
+            "scores_sent": self.scores_sent,
+            "scores_failed": self.scores_failed,
+            "scores_dropped": self.scores_dropped,
             "capacity": self.queue_size,
             "sent": self.sent,
             "failed": self.failed,

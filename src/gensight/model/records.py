@@ -70,6 +70,20 @@ class CallRecord:
     #: ``anthropic.request.id``): what its support asks for, and what tells two reports
     #: of one failed call apart from two calls
     upstream_request_id: str | None = None
+    #: Azure OpenAI (#14): the deployment called and the ``api-version`` asked for
+    deployment: str | None = None
+    api_version: str | None = None
+    #: hash of what decides the answer (model, messages, tools, output-changing
+    #: parameters), taken before redaction or metadata-only capture drop the text: equal
+    #: hashes are requests a response cache would have answered (#19)
+    request_hash: str | None = None
+    #: hash of the shared prefix (model, system prompt, tools, every message but the
+    #: last) and its estimated token count: what provider prompt caching can reuse (#19)
+    prefix_hash: str | None = None
+    prefix_tokens: int | None = None
+    #: the prompt template the call was made from: the producer's ``gen_ai.prompt.name``
+    #: (and version), else the drain3-mined cluster ``mined-<n>`` (#19)
+    template_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as the API shows it (``ts`` in ISO 8601)."""

@@ -222,6 +222,12 @@ class Settings(BaseModel):
     max_body: Size = setting(
         "16MiB", "Largest accepted request body, also after gunzip.", metavar="SIZE"
     )
+    max_upload: Size = setting(
+        "512MiB",
+        "Largest gateway upload (a body that is not JSON: files, audio, batch input),"
+        " streamed to the upstream; JSON bodies stay within --max-body.",
+        metavar="SIZE",
+    )
     header_timeout: Annotated[float, BeforeValidator(parse_seconds), Field(gt=0)] = setting(
         "10s", "Time a client has to send a request's headers.", metavar="DURATION"
     )

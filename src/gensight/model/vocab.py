@@ -55,6 +55,7 @@ GROUP_BY = (
     "environment",
     "operation",
     "source",
+    "template",
 )
 
 #: How many groups of an overview keep their name; the rest are summed as ``(other)``.
@@ -96,6 +97,9 @@ CALL_FILTERS = (
     Filter("environment", "Environment", "deployment.environment"),
     Filter("operation", "Operation", "chat, embeddings, responses, …"),
     Filter("source", "Source", "gateway or otlp", SOURCES),
+    Filter("deployment", "Deployment", "Azure OpenAI deployment"),
+    Filter("api_version", "API version", "Azure OpenAI api-version"),
+    Filter("template_id", "Template", "prompt template: gen_ai.prompt.name or a mined id"),
     Filter("q", "Search messages", "substring of message content", in_rules=False),
     Filter(
         "score",
@@ -131,12 +135,16 @@ ALERT_MEASURES = {
     "output_tokens": ("output_tokens",),
     #: the mean value of the rule's ``score`` (#20) over the window's calls
     "score_mean": ("score_mean",),
+    #: the projected spend of the current UTC month (#19, ``query.forecast``); the
+    #: rule's window is not used
+    "forecast_month_usd": ("forecast_month_usd",),
 }
 #: The unit of each measure's threshold, as forms and tables show it.
 MEASURE_UNITS = {
     "cost_usd": "$", "calls": "calls", "errors": "calls", "error_rate": "ratio 0–1",
     "latency_p95_ms": "ms", "ttft_p95_ms": "ms", "input_tokens": "tokens",
     "output_tokens": "tokens", "score_mean": "score value",
+    "forecast_month_usd": "$",
 }  # fmt: skip
 ALERT_OPS = (">", ">=", "<", "<=")
 ALERT_ACTIONS = ("notify", "block")
@@ -159,6 +167,8 @@ LABELS = {
     "environment": "environment",
     "operation": "operation",
     "source": "source",
+    "template": "template",
+    "template_id": "template",
     "error_class": "error class",
     "status": "status",
     "calls": "calls",
@@ -184,3 +194,7 @@ def label(name: str) -> str:
 def one_of(values: tuple[str, ...] | list[str]) -> str:
     """``must be one of a, b, c``: every validator's message for a closed list."""
     return f"must be one of {', '.join(values)}"
+
+
+#: Models ``/analysis`` reprices the range as when none are asked (``as=``).
+WHAT_IF_DEFAULTS = ("gpt-4o-mini", "claude-3-5-haiku-latest", "gemini-2.0-flash")

@@ -33,14 +33,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from gensight.enrich.estimate import estimate_missing
 from gensight.enrich.redaction import Redactor
+from gensight.enrich.templates import Templater
 from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 from gensight.pipeline import legacy
 from gensight.pipeline.codec import RECORDS, DecodeResult, decode_batch, encode_batch
 from gensight.pipeline.health import Conditions, cause
 from gensight.pipeline.journal import Entry, Journal, JournalDamaged, JournalFull
 from gensight.pipeline.merge import CallMerger
+from gensight.pipeline.prepare import prepare
 from gensight.pipeline.setaside import SetAside
 from gensight.pipeline.worker import Worker
 
@@ -149,11 +150,13 @@ class Pipeline(Worker):
         redactor: Redactor | None = None,
         set_aside: SetAside | None = None,
         poison_tries: int = POISON_TRIES,
+        templater: Templater | None = None,
     ) -> None:
         self.store = store
         self.pricer = pricer
         # secrets are masked whatever the caller asked: there is no way around this step
         self.redactor = redactor if redactor is not None else Redactor()
+        self.templater = templater
         self.queue_size = queue_size
         self.flush_interval = flush_interval
         self.journal = journal
@@ -180,6 +183,7 @@ class Pipeline(Worker):
         self.last_write_at: float | None = None
         self.maintenance_interval = maintenance_interval
         self._observers: list[Observer] = []
+        self._score_observers: list[Callable[[Sequence[Score]], None]] = []
         self._next_maintenance = time.monotonic() + 5.0
         self.expired = 0
         # one record per call, however often it arrives; self-hosted by the pricer's rule
@@ -477,16 +481,7 @@ class Pipeline(Worker):
         # or changed calls are written, only calls not counted before reach observers
         lookup = getattr(self.store, "stored_calls", None)
         calls, spans, counted = self._merger.resolve(calls, spans, lookup)
-        for call in calls:  # content but no usage: counts from the messages, marked estimated
-            estimate_missing(call)
-        if self.pricer is not None:
-            for call in calls:
-                if call.cost_source == "unknown" and call.cost_usd is None:
-                    try:
-                        self.pricer.price(call)
-                    except Exception as e:  # pricing must never cost the record
-                        log.debug("pricing failed for %s: %s", call.request_model, e)
-        self.redactor.apply(calls, spans, events)  # after pricing, before anything keeps it
+        prepare(calls, spans, events, self.pricer, self.redactor, self.templater)
         if scores:
             self.store.write(calls, spans, events, scores)
         else:  # a store written before scores existed (tests' doubles) takes three
@@ -499,10 +494,19 @@ class Pipeline(Worker):
                 observe(counted, spans)
             except Exception as e:  # an observer's failure is its own, never the write's
                 log.warning("observer %r failed: %s", observe, e)
+        for observe_scores in self._score_observers if scores else ():
+            try:
+                observe_scores(scores)
+            except Exception as e:
+                log.warning("score observer %r failed: %s", observe_scores, e)
 
     def add_observer(self, observer: Observer) -> None:
         """Call ``observer(calls, spans)`` after each stored batch, on the writer thread."""
         self._observers.append(observer)
+
+    def add_score_observer(self, observer: Callable[[Sequence[Score]], None]) -> None:
+        """Call ``observer(scores)`` with the scores of each stored batch (writer thread)."""
+        self._score_observers.append(observer)
 
     def stats(self) -> dict[str, Any]:
         """Queue and writer counters for /api/health and /metrics."""

@@ -314,11 +314,17 @@ class AlertRule(BaseModel):
     window: str
     filters: dict[str, str]
     op: Op
-    threshold: float
+    threshold: float | None = Field(None, description="none for an anomaly rule")
     action: Action
     webhook: str | None
     format: Format
     score: str | None = Field(None, description="the score score_mean averages")
+    kind: Literal["threshold", "anomaly"] = "threshold"
+    k: float | None = Field(None, description="anomaly: spreads from the median that fire")
+    weeks: int | None = Field(None, description="anomaly: past weeks of the baseline")
+    min_calls: int | None = Field(None, description="anomaly: calls a window needs")
+    floor: float | None = Field(None, description="anomaly: smallest deviation that fires")
+    min_change: float | None = Field(None, description="anomaly: smallest change, of usual")
     source: Literal["api", "file"]
     created_at: str
 
@@ -341,7 +347,8 @@ class AlertStatus(BaseModel):
     value: float | None
     measure: Measure
     op: Op
-    threshold: float
+    threshold: float | None = Field(None, description="an anomaly rule's: its current bound")
+    kind: Literal["threshold", "anomaly"] = "threshold"
     window: str
     filters: dict[str, str]
     action: Action

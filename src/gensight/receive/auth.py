@@ -11,7 +11,7 @@ another app's budget fire.
 Surfaces and the scope each needs:
 
 - ``ingest``: OTLP ``/v1/traces|logs|metrics`` (HTTP and gRPC) and the gateway
-  (``/openai/v1/…``, ``/p/{name}/v1/…``).
+  (``/openai/v1/…``, ``/anthropic/…``, ``/gemini/…``, ``/azure/{name}/…``, ``/p/{name}/…``).
 - ``read``: the UI pages, ``GET /api/*``, ``/metrics``, ``/openapi.json``.
 - ``annotate`` (#20): scores: ``POST /api/scores`` (an ``ingest`` key may send them too:
   an app's thumbs-up travels with its telemetry key) and the call page's annotation
@@ -22,7 +22,8 @@ Surfaces and the scope each needs:
 A key travels as ``Authorization: Bearer KEY`` or ``X-Gensight-Key: KEY`` (the gateway
 takes only the latter: its ``Authorization`` belongs to the upstream), or, for a
 browser, as the session cookie set by ``POST /login``. Missing or wrong: 401; right but
-without the scope: 403 (in the OpenAI error shape on gateway paths). Unauthenticated page
+without the scope: 403 (on gateway paths in the error shape of the upstream's wire, and
+recorded as a failed call by the gateway, ``AuthMiddleware(refuse=…)``). Unauthenticated page
 loads are redirected to ``/login``. ``GET /api/health`` answers everyone, but without a
 ``read`` key only with ``{"status": …}`` (for load balancer probes).
 
@@ -48,6 +49,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -240,8 +242,13 @@ def bind_refusal(host: str, keyring: Keyring, insecure: bool) -> str | None:
 # -- the ASGI check in front of everything ------------------------------------------------
 
 _PUBLIC_EXACT = frozenset({"/login", "/logout", "/api/health", "/favicon.ico"})
-GATEWAY_PREFIXES = ("/openai/", "/p/")
-_NOT_PAGES = ("/api/", "/v1/", "/openai/", "/p/")
+#: Every path under these is the gateway's (``gateway.routes``).
+GATEWAY_PREFIXES = ("/openai/", "/anthropic/", "/gemini/", "/azure/", "/p/")
+_NOT_PAGES = ("/api/", "/v1/", *GATEWAY_PREFIXES)
+
+#: The gateway's answer to a request refused here: ``(scope, send, status, message,
+#: error type, code)``; it answers in its wire's shape and records the refusal.
+GatewayRefusal = Callable[[Scope, Send, int, str, str, str], Awaitable[None]]
 
 
 def required_scope(method: str, path: str) -> str | None:
@@ -295,9 +302,12 @@ class AuthMiddleware:
     and ``request.state.gensight_session`` (whether a login cookie authenticated it).
     """
 
-    def __init__(self, app: ASGIApp, keyring: Keyring) -> None:
+    def __init__(
+        self, app: ASGIApp, keyring: Keyring, refuse: GatewayRefusal | None = None
+    ) -> None:
         self.app = app
         self.keyring = keyring
+        self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -330,6 +340,16 @@ class AuthMiddleware:
         need = required_scope(method, path)
         if need is None or (entry is not None and allowed(need, path, entry.scopes)):
             await self.app(scope, receive, send)
+            return
+        if gateway and self.refuse is not None:
+            if entry is None:
+                message = "Missing or wrong Gensight key: send it as X-Gensight-Key."
+                await self.refuse(scope, send, 401, message, "invalid_request_error",
+                                  "invalid_api_key")  # fmt: skip
+            else:
+                message = f"Gensight: this key lacks the {need!r} scope."
+                await self.refuse(scope, send, 403, message, "permission_error",
+                                  "insufficient_scope")  # fmt: skip
             return
         if entry is None:
             if offered is None and _is_page(method, path):

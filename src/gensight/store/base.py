@@ -29,6 +29,9 @@ class CallFilters:
     environment: str | None = None
     operation: str | None = None
     source: str | None = None
+    deployment: str | None = None
+    api_version: str | None = None
+    template_id: str | None = None
     q: str | None = None  # substring of message content, case-insensitive
     score: str | None = None  # a score the call has (``model.scores.parse_score_filter``)
     trace_id: str | None = None

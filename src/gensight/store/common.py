@@ -19,6 +19,7 @@ from gensight.pipeline.merge import FAILED_WINDOW_S, failed_key
 from gensight.store import people_sql, score_sql, sql
 from gensight.store.base import CallFilters, Cursor
 from gensight.store.dimensions import GROUP_BY
+from gensight.store.savings import SavingsQueries
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -90,7 +91,7 @@ def merge_content_events(call: dict[str, Any], events: list[tuple[str, Any]]) ->
 _LOOKUP_CHUNK = 1000
 
 
-class SQLStore:
+class SQLStore(SavingsQueries):
     """The query half of a store, shared by the backends."""
 
     name = "?"
@@ -285,6 +286,17 @@ class SQLStore:
                 row["ts"] = iso(row["ts"])
                 unique_rows.append(row)
         return unique_rows
+
+    def call_contexts(self, call_ids: Sequence[str]) -> dict[str, tuple[str, str, str | None]]:
+        """``{call id: (trace id, span id, app)}`` of the stored calls among ``call_ids``."""
+        ids = list(dict.fromkeys(call_ids))
+        out: dict[str, tuple[str, str, str | None]] = {}
+        for i in range(0, len(ids), _LOOKUP_CHUNK):
+            for row in self._rows(
+                score_sql.call_contexts(self.dialect, ids[i : i + _LOOKUP_CHUNK])
+            ):
+                out[row["id"]] = (row["trace_id"] or "", row["span_id"] or "", row["app"] or None)
+        return out
 
     def list_scores(
         self, filters: CallFilters, name: str | None, limit: int

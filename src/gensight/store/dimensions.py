@@ -21,6 +21,7 @@ GROUP_BY = {
     "environment": "environment",
     "operation": "operation",
     "source": "source",
+    "template": "template_id",
 }
 if tuple(GROUP_BY) != vocab.GROUP_BY:
     raise RuntimeError("store.dimensions.GROUP_BY must have the keys of vocab.GROUP_BY")

@@ -102,6 +102,19 @@ DUCKDB: list[list[str]] = [
         ' VARCHAR, "source" VARCHAR, "author" VARCHAR, "app" VARCHAR, "trace_id" VARCHAR,'
         ' PRIMARY KEY ("id"))',
     ],
+    [  # 8 (#14): Azure OpenAI's deployment and api-version
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "deployment" VARCHAR',
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "api_version" VARCHAR',
+    ],
+    [  # 9 (#19): cache opportunities (request/prefix hashes, prefix tokens), prompt
+        # templates (each call's template, the miner's saved state)
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "request_hash" VARCHAR',
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "prefix_hash" VARCHAR',
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "prefix_tokens" BIGINT',
+        'ALTER TABLE calls ADD COLUMN IF NOT EXISTS "template_id" VARCHAR',
+        "CREATE TABLE IF NOT EXISTS template_state"
+        " (name VARCHAR, state VARCHAR, updated_at TIMESTAMP)",
+    ],
 ]
 
 #: ClickHouse (and chDB): one list of statements per version.
@@ -246,5 +259,24 @@ CLICKHOUSE: list[list[str]] = [
         " DEFAULT toUnixTimestamp64Micro(now64(6)), INDEX idx_target target_id TYPE"
         " bloom_filter GRANULARITY 4) ENGINE = ReplacingMergeTree(_version) PARTITION BY"
         " toDate(ts) ORDER BY (id) SETTINGS index_granularity = 8192",
+    ],
+    [  # 7 (#14): Azure OpenAI's deployment and api-version
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `deployment`"
+        " LowCardinality(Nullable(String)) AFTER `upstream_request_id`",
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `api_version`"
+        " LowCardinality(Nullable(String)) AFTER `deployment`",
+    ],
+    [  # 8 (#19): cache opportunities (request/prefix hashes, prefix tokens), prompt
+        # templates (each call's template, the miner's saved state)
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `request_hash` Nullable(String)"
+        " AFTER `api_version`",
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `prefix_hash` Nullable(String)"
+        " AFTER `request_hash`",
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `prefix_tokens` Nullable(Int64)"
+        " AFTER `prefix_hash`",
+        "ALTER TABLE calls ADD COLUMN IF NOT EXISTS `template_id`"
+        " LowCardinality(Nullable(String)) AFTER `prefix_tokens`",
+        "CREATE TABLE IF NOT EXISTS template_state (name String, state String,"
+        " updated_at DateTime64(6, 'UTC')) ENGINE = ReplacingMergeTree(updated_at) ORDER BY name",
     ],
 ]

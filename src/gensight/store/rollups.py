@@ -52,8 +52,10 @@ MIN_MS = 0.001
 ZERO_KEY = -32768
 
 #: The dimensions a call's rollup rows may keep: every ``group_by`` but ``user`` (too
-#: many values for its histograms to be fewer rows than the calls), and ``status``.
-DIMENSIONS = (*(d for d in GROUP_BY if d != "user"), "status")
+#: many values for its histograms to be fewer rows than the calls) and ``template``
+#: (mined ids, as many as the prompts' shapes; filtered by ``template_id``), and
+#: ``status``. Overviews filtered or grouped by another dimension read raw rows.
+DIMENSIONS = (*(d for d in GROUP_BY if d not in ("user", "template")), "status")
 #: The rollups, by name: each keeps its dimensions' values per hour (one table pair per
 #: set, so an overview reads only the rows of its own few dimensions; a set of all
 #: dimensions would hold about one row per call).

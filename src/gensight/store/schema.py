@@ -108,6 +108,12 @@ CALLS = Table(
         _c("system_instructions"),
         _c("attributes"),
         _c("upstream_request_id"),
+        _c("deployment", lc=True),
+        _c("api_version", lc=True),
+        _c("request_hash"),
+        _c("prefix_hash"),
+        _c("prefix_tokens", "int"),
+        _c("template_id", lc=True),
     ),
     key=("id",),
     # a merged record keeps the stored one's id and ts, so its sorting key is the same
@@ -268,6 +274,15 @@ def clickhouse_ddl(table: Table, name: str | None = None) -> str:
     )
 
 
+#: The prompt-template miner's saved state (#19): the latest row per name is current.
+TEMPLATE_STATE_DUCKDB = (
+    "CREATE TABLE IF NOT EXISTS template_state (name VARCHAR, state VARCHAR, updated_at TIMESTAMP)"
+)
+TEMPLATE_STATE_CLICKHOUSE = (
+    "CREATE TABLE IF NOT EXISTS template_state (name String, state String,"
+    " updated_at DateTime64(6, 'UTC')) ENGINE = ReplacingMergeTree(updated_at) ORDER BY name"
+)
+
 #: Tables beside the records (alert rules, their history, leases), as each store spells them.
 DUCKDB_AUX = [
     "CREATE TABLE IF NOT EXISTS alert_rules"
@@ -275,6 +290,7 @@ DUCKDB_AUX = [
     "CREATE TABLE IF NOT EXISTS alert_events (ts TIMESTAMP, rule_id VARCHAR, name VARCHAR,"
     " state VARCHAR, value DOUBLE, threshold DOUBLE, detail VARCHAR)",
     "CREATE TABLE IF NOT EXISTS leases (name VARCHAR, holder VARCHAR, expires_at TIMESTAMP)",
+    TEMPLATE_STATE_DUCKDB,
 ]
 CLICKHOUSE_AUX = [
     "CREATE TABLE IF NOT EXISTS alert_rules (id String, created_at DateTime64(6, 'UTC'),"
@@ -285,6 +301,7 @@ CLICKHOUSE_AUX = [
     "CREATE TABLE IF NOT EXISTS leases (name String, holder String,"
     " expires_at DateTime64(6, 'UTC')) ENGINE = MergeTree ORDER BY (name, expires_at)"
     " TTL toDateTime(expires_at) + INTERVAL 1 HOUR",
+    TEMPLATE_STATE_CLICKHOUSE,
 ]
 
 

@@ -138,3 +138,15 @@ def good_answers(
         " GROUP BY g.grp ORDER BY g.grp"
     )
     return q
+
+
+def call_contexts(d: Dialect, call_ids: list[str]) -> Query:
+    """The trace and span ids and app of these calls (for scores forwarded over OTLP)."""
+    q = Query(d)
+    marks = ", ".join(d.param(q, i) for i in call_ids)
+    q.sql = (
+        f"SELECT DISTINCT c.id AS id, c.trace_id AS trace_id, c.span_id AS span_id,"
+        " c.app AS app"
+        f" FROM {d.table('calls', 'c')} WHERE c.id IN ({marks})"
+    )
+    return q

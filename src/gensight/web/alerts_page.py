@@ -90,7 +90,8 @@ def alerts_page(request: Request) -> Response:
 
 def _form_of(rule: dict[str, Any]) -> dict[str, str]:
     form = {k: str(rule[k]) for k in ("name", "measure", "window", "op", "action", "format")}
-    form["threshold"] = f"{rule['threshold']:g}"
+    form["threshold"] = "" if rule.get("threshold") is None else f"{rule['threshold']:g}"
+    form["kind"] = rule.get("kind") or "threshold"
     form["webhook"] = rule.get("webhook") or ""
     form["id"] = rule["id"]
     for k, v in (rule.get("filters") or {}).items():
@@ -111,7 +112,7 @@ def rule_from_form(form: dict[str, str]) -> dict[str, Any]:
     """The form's fields as a rule definition (blank fields left to the defaults)."""
     data: dict[str, Any] = {
         k: form[k].strip()
-        for k in ("name", "measure", "window", "op", "action", "format", "score")
+        for k in ("name", "measure", "window", "op", "action", "format", "score", "kind")
         if form.get(k, "").strip()
     }
     text = form.get("threshold", "").strip()

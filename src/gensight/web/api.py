@@ -260,7 +260,7 @@ async def import_calls(request: Request) -> dict[str, Any]:
 # -- alert rules -------------------------------------------------------------------------
 _RULE_SCHEMA = {
     "type": "object",
-    "required": ["name", "measure", "threshold"],
+    "required": ["name", "measure"],
     "properties": {
         "id": {"type": "string", "description": "optional; a rule with this id is replaced"},
         "name": {"type": "string"},
@@ -281,7 +281,18 @@ _RULE_SCHEMA = {
             "additionalProperties": False,
         },
         "op": {"type": "string", "enum": list(vocab.ALERT_OPS), "default": ">"},
-        "threshold": {"type": "number"},
+        "threshold": {"type": "number", "description": "required unless kind is anomaly"},
+        "kind": {
+            "type": "string",
+            "enum": ["threshold", "anomaly"],
+            "default": "threshold",
+            "description": "anomaly: no threshold; against the same window of past weeks",
+        },
+        "k": {"type": "number", "default": 3, "description": "anomaly: spreads (MAD) that fire"},
+        "weeks": {"type": "integer", "default": 4, "description": "anomaly: past weeks"},
+        "min_calls": {"type": "integer", "default": 20, "description": "anomaly: volume"},
+        "floor": {"type": "number", "description": "anomaly: smallest deviation that fires"},
+        "min_change": {"type": "number", "default": 0.25, "description": "anomaly: ratio"},
         "action": {"type": "string", "enum": list(vocab.ALERT_ACTIONS), "default": "notify"},
         "webhook": {"type": ["string", "null"]},
         "format": {"type": "string", "enum": list(vocab.ALERT_FORMATS), "default": "json"},

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from gensight.alerts import AlertEngine, load_rules_file
 from gensight.enrich.pricing import Pricer
 from gensight.enrich.redaction import Redactor
+from gensight.enrich.templates import Templater
 from gensight.export.otlp import Forwarder
 from gensight.export.prometheus import Metrics, metrics_route, server_collector
 from gensight.model.settings import Settings
@@ -37,6 +38,7 @@ from gensight.receive.otlp.http import otlp_routes
 from gensight.store import open_store
 from gensight.web.api import router as api_router
 from gensight.web.api_people import router as people_api_router
+from gensight.web.savings_api import router as savings_router
 from gensight.web.scores import api_router as scores_api_router
 from gensight.web.scores import form_router as scores_form_router
 from gensight.web.ui import mount_ui
@@ -77,6 +79,9 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
         journal=journal,
         redactor=Redactor(pii=settings.redact_pii),
         set_aside=SetAside(settings.data_dir / "set-aside"),
+        templater=Templater(
+            getattr(store, "load_template_state", None), getattr(store, "save_template_state", None)
+        ),
     )
     pipeline.register_decoder(TRACES, replay_traces)
     pipeline.register_decoder(LOGS, replay_logs)
@@ -91,7 +96,11 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     )
     gateway.budget = alerts.budget
     forwarder = (
-        Forwarder(settings.forward_otlp, settings.forward_headers)
+        Forwarder(
+            settings.forward_otlp,
+            settings.forward_headers,
+            call_contexts=getattr(store, "call_contexts", None),
+        )
         if settings.forward_otlp
         else None
     )
@@ -101,6 +110,7 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     pipeline.add_observer(alerts.observe)
     if forwarder is not None:
         pipeline.add_observer(forwarder.observe)
+        pipeline.add_score_observer(forwarder.observe_scores)
     grpc = (
         GrpcReceiver(
             pipeline.submit,
@@ -205,6 +215,7 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     app.include_router(scores_api_router)
     app.include_router(scores_form_router)
     app.include_router(people_api_router)
+    app.include_router(savings_router)
     app.router.routes.append(metrics_route(metrics))
     mount_ui(app)
     routes = otlp_routes(
@@ -215,7 +226,7 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     app.add_middleware(GatewayMiddleware, gateway=gateway)
     app.add_middleware(OriginGuard, trusted_proxy=settings.trusted_proxy)
     if keyring:
-        app.add_middleware(AuthMiddleware, keyring=keyring)
+        app.add_middleware(AuthMiddleware, keyring=keyring, refuse=gateway.refuse)
     app.add_middleware(BodyLimit, max_body=settings.max_body, body_timeout=settings.body_timeout)
     return app
 

@@ -31,6 +31,7 @@ from gensight.query.params import (
 from gensight.store.base import CallFilters
 from gensight.web import call_log, charts
 from gensight.web.render import error_page, query_string, render
+from gensight.web.savings_pages import analysis_sections
 from gensight.web.waterfall import span_detail, waterfall
 
 router = APIRouter(include_in_schema=False)
@@ -292,6 +293,7 @@ def analysis(request: Request) -> Response:
     deps = answers.dependencies(store, f)
     good = _good_answers(request, store, f)
     params = _params(request, FILTER_PARAMS)
+    savings = analysis_sections(request, f, params)
     colours = charts.Colours()
     for fit in lvt["models"]:
         colours(fit["model"])
@@ -319,4 +321,5 @@ def analysis(request: Request) -> Response:
             "dependencies": "/api/analysis/dependencies" + query_string(params),
         },
         json_url="/api/analysis/latency-vs-tokens" + query_string(params),
+        **savings,
     )

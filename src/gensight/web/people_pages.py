@@ -4,6 +4,7 @@ return), each page linking its JSON twin."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -11,6 +12,7 @@ from starlette.responses import HTMLResponse, Response
 
 from gensight.query import answers, people
 from gensight.query.params import with_range
+from gensight.store.base import CallFilters
 from gensight.web import call_log
 from gensight.web.api_people import DEFAULT_RANGE, alert_states
 from gensight.web.pages import FILTER_PARAMS, _filters, _link, _params, _store, page
@@ -22,19 +24,23 @@ router = APIRouter(include_in_schema=False)
 PEOPLE_FILTERS = ("since", "until", "app", "model", "user", "session", "environment")
 
 
+def _list_page(request: Request, name: str, f: CallFilters, answer: dict[str, Any]) -> Response:
+    """``/sessions`` or ``/users``: the answer, its filters and its JSON twin's link."""
+    params = _params(request, FILTER_PARAMS)
+    return render(
+        request, f"{name}.html", nav=name, params=params, url=_link(f"/{name}"),
+        answer=answer, since=f.since, until=f.until, names=PEOPLE_FILTERS,
+        suggestions=answers.suggestions(_store(request), f.since, f.until),
+        json_url=f"/api/{name}" + query_string(params),
+    )  # fmt: skip
+
+
 @router.get("/sessions", response_class=HTMLResponse)
 @page
 def sessions(request: Request) -> Response:
     """Conversations: first and last time, calls, cost, errors; newest first."""
     f = with_range(_filters(request), DEFAULT_RANGE)
-    answer = people.sessions(_store(request), f)
-    params = _params(request, FILTER_PARAMS)
-    return render(
-        request, "sessions.html", nav="sessions", params=params, url=_link("/sessions"),
-        answer=answer, since=f.since, until=f.until, names=PEOPLE_FILTERS,
-        suggestions=answers.suggestions(_store(request), f.since, f.until),
-        json_url="/api/sessions" + query_string(params),
-    )  # fmt: skip
+    return _list_page(request, "sessions", f, people.sessions(_store(request), f))
 
 
 @router.get("/sessions/{session_id}", response_class=HTMLResponse)
@@ -57,14 +63,7 @@ def session(request: Request, session_id: str) -> Response:
 def users(request: Request) -> Response:
     """Per user: calls, cost, error rate, p95, last seen and budget state."""
     f = with_range(_filters(request), DEFAULT_RANGE)
-    answer = people.users(_store(request), f, alert_states(request))
-    params = _params(request, FILTER_PARAMS)
-    return render(
-        request, "users.html", nav="users", params=params, url=_link("/users"),
-        answer=answer, since=f.since, until=f.until, names=PEOPLE_FILTERS,
-        suggestions=answers.suggestions(_store(request), f.since, f.until),
-        json_url="/api/users" + query_string(params),
-    )  # fmt: skip
+    return _list_page(request, "users", f, people.users(_store(request), f, alert_states(request)))
 
 
 @router.get("/users/{user_id}", response_class=HTMLResponse)

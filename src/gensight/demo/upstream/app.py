@@ -15,10 +15,11 @@ from gensight.demo.serve import serve_in_thread
 from gensight.demo.upstream.completions import CompletionsAPI
 from gensight.demo.upstream.config import UpstreamConfig
 from gensight.demo.upstream.errors import error_body, invalid
+from gensight.demo.upstream.files import FilesAPI
 from gensight.demo.upstream.responses import ResponsesAPI
 
 
-class FakeUpstream(CompletionsAPI, ResponsesAPI):
+class FakeUpstream(CompletionsAPI, ResponsesAPI, FilesAPI):
     """All the endpoints, plus ``/v1/models`` and the 404 of unknown paths."""
 
     def _model_obj(self, name: str) -> dict[str, Any]:
@@ -61,6 +62,7 @@ def create_app(config: UpstreamConfig | None = None) -> Starlette:
             Route(f"{prefix}/completions", upstream.completions, methods=["POST"]),
             Route(f"{prefix}/embeddings", upstream.embeddings, methods=["POST"]),
             Route(f"{prefix}/responses", upstream.responses, methods=["POST"]),
+            Route(f"{prefix}/files", upstream.create_file, methods=["POST"]),
             Route(f"{prefix}/models", upstream.list_models, methods=["GET"]),
             Route(f"{prefix}/models/{{model:path}}", upstream.get_model, methods=["GET"]),
         ]

@@ -22,18 +22,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from gensight.demo.upstream.config import UpstreamConfig
 from gensight.demo.upstream.errors import error_body, invalid
-from gensight.demo.upstream.recording import Exchange, RequestLog
+from gensight.demo.upstream.recording import Exchange, RequestLog, int_header
 from gensight.demo.upstream.text import is_reasoning_model
-
-
-def _int_header(headers: Mapping[str, str], name: str) -> int | None:
-    value = headers.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        return int(float(value))
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -78,7 +68,7 @@ class UpstreamBase:
     def _plan(self, model: str, headers: Mapping[str, str]) -> Plan:
         cfg = self.config
         profile = cfg.profile_for(model)
-        plan = Plan(retry_after=_int_header(headers, "x-fake-retry-after") or cfg.retry_after_s)
+        plan = Plan(retry_after=int_header(headers, "x-fake-retry-after") or cfg.retry_after_s)
         m = _FAKE_MODEL_RE.match(model or "")
         if m:
             plan.status, plan.variant = int(m.group(1)), m.group(2) or ""
@@ -87,7 +77,7 @@ class UpstreamBase:
             status_text, _, variant = forced.partition("-")
             with contextlib.suppress(ValueError):
                 status = int(status_text)
-                times = _int_header(headers, "x-fake-fail-times")
+                times = int_header(headers, "x-fake-fail-times")
                 key = headers.get("x-fake-fail-key", forced)
                 fail = True
                 if times is not None:
@@ -105,18 +95,18 @@ class UpstreamBase:
                 if roll < acc:
                     plan.status = int(status)
                     break
-        ttft = _int_header(headers, "x-fake-ttft-ms")
+        ttft = int_header(headers, "x-fake-ttft-ms")
         plan.ttft_ms = float(ttft) if ttft is not None else profile.sample_ttft(self.rng)
         plan.token_gap_ms = profile.sample_token_gap(self.rng)
-        plan.extra_latency_ms = float(_int_header(headers, "x-fake-latency-ms") or 0)
-        plan.stall_ms = float(_int_header(headers, "x-fake-stall-ms") or 0)
-        plan.stream_error_after = _int_header(headers, "x-fake-stream-error-after")
-        plan.disconnect_after = _int_header(headers, "x-fake-disconnect-after")
-        plan.completion_tokens = _int_header(headers, "x-fake-completion-tokens")
-        plan.cached_tokens = _int_header(headers, "x-fake-cached-tokens")
-        plan.reasoning_tokens = _int_header(headers, "x-fake-reasoning-tokens")
+        plan.extra_latency_ms = float(int_header(headers, "x-fake-latency-ms") or 0)
+        plan.stall_ms = float(int_header(headers, "x-fake-stall-ms") or 0)
+        plan.stream_error_after = int_header(headers, "x-fake-stream-error-after")
+        plan.disconnect_after = int_header(headers, "x-fake-disconnect-after")
+        plan.completion_tokens = int_header(headers, "x-fake-completion-tokens")
+        plan.cached_tokens = int_header(headers, "x-fake-cached-tokens")
+        plan.reasoning_tokens = int_header(headers, "x-fake-reasoning-tokens")
         # a delay after the early role/created events, before the first output token
-        plan.first_token_ms = float(_int_header(headers, "x-fake-first-token-ms") or 0)
+        plan.first_token_ms = float(int_header(headers, "x-fake-first-token-ms") or 0)
         plan.gzip = cfg.gzip_sse and "gzip" in headers.get("accept-encoding", "")
         plan.ignore_include_usage = not cfg.honor_include_usage or headers.get(
             "x-fake-ignore-include-usage", ""

@@ -1,12 +1,24 @@
-"""What the fake upstream received and answered: ``Exchange`` and ``RequestLog``."""
+"""What the fake upstream received and answered: ``Exchange`` and ``RequestLog``, and
+``int_header``, how the fakes read their ``x-fake-*`` numbers."""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def int_header(headers: Mapping[str, str], name: str) -> int | None:
+    """A header's whole number (``"2"``, ``"1.5"`` → 1); None when absent or not a number."""
+    value = headers.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(float(value))
+    except (ValueError, OverflowError):
+        return None
 
 
 @dataclass
@@ -30,6 +42,8 @@ class Exchange:
     abandoned: bool = False
     ttft_ms: float | None = None
     duration_ms: float | None = None
+    #: Bytes of the request body received so far (uploads are read as they arrive).
+    received: int = 0
 
     @property
     def model(self) -> str | None:

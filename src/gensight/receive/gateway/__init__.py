@@ -17,7 +17,11 @@ Routes
     built in: ``anthropic`` and ``gemini``) take ``/anthropic/{path}``, ``/gemini/{path}``
     or ``/p/{name}/{path}``, the path their own SDK sends (``/v1/messages``,
     ``/v1beta/models/…:generateContent``); ``anthropic.py`` and ``gemini.py`` read them,
-    and the gateway's own errors come in that wire's shape.
+    and the gateway's own errors come in that wire's shape. Azure OpenAI:
+    ``AzureOpenAI(azure_endpoint="http://HOST:4318/azure/NAME")`` reaches
+    ``--upstream NAME=https://RES.openai.azure.com`` (``/azure/NAME/openai/deployments/…``
+    goes to ``URL/openai/deployments/…``); the deployment and ``api-version`` are recorded.
+    Every other path under a gateway prefix is a 404 in the wire's error shape.
 
 Transparency
     Status, headers and body pass through unchanged (hop-by-hop headers aside; the
@@ -33,6 +37,15 @@ Request headers read and stripped
     ``X-Gensight-Tags`` (comma list) set the record's fields; ``X-Gensight-Key`` is
     the gateway key when the server has ``--api-key``. ``traceparent`` is forwarded
     and makes the gateway span a child of the caller's span.
+
+Traces
+    Every answer to a call carries ``X-Gensight-Call-Id``, its record's id. The
+    upstream's ``x-request-id`` (``request-id``) is the record's ``upstream_request_id``,
+    its ``x-ratelimit-*`` headers ``http.response.header.*`` attributes. A request the
+    gateway answers itself (unknown upstream or path 404, body too large 413, budget 429,
+    key 401/403) is recorded as a failed call (a span when it is no call), with
+    ``gensight.refusal`` its code. JSON bodies are read whole within ``--max-body``;
+    uploads (any other body) are streamed within ``--max-upload`` (``uploads``).
 
 Failures
     ``--retries N`` (default 2): 429, 5xx and connection failures are retried with
@@ -52,7 +65,7 @@ Modules, one idea each: ``app`` (ASGI entry, routing, the retry loop), ``policy`
 streaming the answer), ``capture`` (reading requests and answers of each operation),
 ``sse`` (event-stream framing), ``record`` (the CallRecord and spans), ``call`` (one
 request's state), ``errors`` (OpenAI-style error bodies), ``upstreams`` (configured
-upstreams).
+upstreams), ``routes`` (which upstream a path names), ``uploads`` (streamed bodies).
 """
 
 from gensight.receive.gateway.app import Gateway, GatewayMiddleware, Submit, from_settings

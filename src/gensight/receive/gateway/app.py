@@ -18,23 +18,21 @@ from typing import Protocol
 
 import aiohttp
 from multidict import CIMultiDict
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yarl import URL
 
 from gensight.conventions.errors import classify_answer
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from gensight.model.settings import Settings
-from gensight.receive.gateway import forward, policy, record
+from gensight.receive.gateway import forward, policy, record, routes, uploads
 from gensight.receive.gateway.call import Call
+from gensight.receive.gateway.capture import Capture
 from gensight.receive.gateway.errors import Failure, openai_error, send_json, wire_error
 from gensight.receive.gateway.gemini import retry_delay
 from gensight.receive.gateway.upstreams import CREDENTIAL_HEADERS, Upstream, configure, read_file
 from gensight.receive.gateway.wires import capture_for
 
 log = logging.getLogger("gensight.receive.gateway")
-
-#: ``/anthropic/…`` and ``/gemini/…`` go to the upstream of that name (a native wire).
-NATIVE_ROUTES = ("anthropic", "gemini")
 
 Submit = Callable[[Sequence[CallRecord], Sequence[SpanRecord], Sequence[ContentEvent]], bool]
 
@@ -67,6 +65,7 @@ class Gateway:
         retry_backoff: float = 0.5,
         retry_max_wait: float = 30.0,
         max_body: int = 16 * 1024 * 1024,
+        max_upload: int = 512 * 1024 * 1024,
         capture_content: bool = True,
     ) -> None:
         self.upstreams, self.fallbacks = configure(upstreams, upstream_keys or {}, fallback or {})
@@ -79,9 +78,12 @@ class Gateway:
         self.retry_backoff = retry_backoff
         self.retry_max_wait = retry_max_wait
         self.max_body = max_body
+        #: Bodies that are not JSON (files, audio, batch input) are streamed up to this.
+        self.max_upload = max_upload
         self.capture_content = capture_content
-        #: Upstreams that answered 400 to the injected ``stream_options``: asked without it.
-        self.plain_streams: set[str] = set()
+        #: Upstreams (and api-versions: Azure's older ones) that answered 400 to the
+        #: injected ``stream_options``: asked without it.
+        self.plain_streams: set[tuple[str, str | None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Budgets (``gensight.alerts.budget``): consulted per call, before any upstream is.
@@ -126,81 +128,124 @@ class Gateway:
         self.counters[key] = self.counters.get(key, 0) + 1
 
     # -- request ---------------------------------------------------------------
-    async def handle(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
-        """Proxy one request to the upstream called ``name`` and record it."""
+    def _open(
+        self, scope: Scope
+    ) -> tuple[Call, str, Upstream | None, bytes | None, list[tuple[str, str]]]:
+        """The call a request starts: its upstream (None: unknown) and the path to ask."""
         start = time.perf_counter()
         ts = datetime.now(UTC)
-        upstream = self.upstreams.get(name)
-        if upstream is None:
-            known = ", ".join(sorted(self.upstreams)) or "(none)"
-            await send_json(
-                send,
-                404,
-                openai_error(
-                    f"Unknown upstream {name!r}. Configured upstreams: {known} "
-                    "(add one with gensight serve --upstream NAME=URL).",
-                    "invalid_request_error",
-                    "unknown_upstream",
-                ),
-            )
-            return
-        # The path after the route's prefix (``/openai``, ``/p/NAME``…), still
-        # percent-encoded as the client sent it; after ``…/v1`` for the OpenAI wire.
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        slash = raw_path.find(b"/", 3 if raw_path.startswith(b"/p/") else 1)
-        rest = raw_path[slash:] if slash != -1 else b""
-        if upstream.wire == "openai":
-            rest = rest[3:] if rest.startswith(b"/v1/") else b""
-        if not rest.startswith(b"/"):
-            body = wire_error(upstream.wire, 404, "Not found.", "invalid_request_error")
-            await send_json(send, 404, body)
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > self.max_body:
-                await send_json(
-                    send,
-                    413,
-                    wire_error(
-                        upstream.wire,
-                        413,
-                        f"Request body exceeds the gateway's limit of {self.max_body} bytes.",
-                        "invalid_request_error",
-                        "request_too_large",
-                    ),
-                )
-                return
-            if not message.get("more_body"):
-                break
-
+        name, rest = routes.split(raw_path, self.upstreams)
+        upstream = self.upstreams.get(name)
         method: str = scope["method"]
         headers, meta = forward.request_headers(scope["headers"])
         bound = (scope.get("state") or {}).get("gensight_app")
         if bound:  # a key bound to an app (ingest@APP:KEY): its calls are that app's
             meta[b"x-gensight-app"] = bound.encode()
-        path = rest.decode("latin-1")
-        call = Call(start, ts, method, path, capture_for(upstream, method, path, bytes(body)), meta)
+        path = (rest if rest is not None else raw_path).decode("latin-1")
+        cap = capture_for(upstream, method, path, b"") if upstream else Capture(method, path, b"")
+        call = Call(start, ts, method, path, cap, meta)
         call.route = scope["path"]
-        query: bytes = scope.get("query_string") or b""
-        target = rest + (b"?" + query if query else b"")
+        call.query = scope.get("query_string") or b""
+        call.target = upstream
+        return call, name, upstream, rest, headers
+
+    @staticmethod
+    def _stamped(send: Send, call: Call) -> Send:
+        """``send`` adding ``X-Gensight-Call-Id`` to the answer of a call (the id its
+        record is stored under: ``GET /api/calls/{id}``, ``POST /api/scores``)."""
+        header = (b"x-gensight-call-id", call.id.encode())
+
+        async def stamped(message: Message) -> None:
+            if message["type"] == "http.response.start" and call.capture.is_call:
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        return stamped
+
+    async def refuse(
+        self, scope: Scope, send: Send, status: int, message: str, type_: str, code: str
+    ) -> None:
+        """Answer a gateway request the server refuses before the gateway sees it (a
+        missing or wrong key, a key without the scope) and record it."""
+        call, _name, upstream, _rest, _headers = self._open(scope)
+        send = self._stamped(send, call)
+        body = wire_error(upstream.wire if upstream else None, status, message, type_, code)
+        await self._answer(call, send, status, "auth", message, code, body)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Proxy one request to the upstream its path names and record it."""
+        call, name, upstream, rest, headers = self._open(scope)
+        send = self._stamped(send, call)
+        if upstream is None:
+            known = ", ".join(sorted(self.upstreams)) or "(none)"
+            message = (
+                f"Unknown upstream {name!r}. Configured upstreams: {known} "
+                "(add one with gensight serve --upstream NAME=URL)."
+            )
+            body = openai_error(message, "invalid_request_error", "unknown_upstream")
+            await self._answer(
+                call, send, 404, "invalid_request", message, "unknown_upstream", body
+            )
+            return
+        wire = upstream.wire
+        if rest is None:
+            message = f"Invalid URL ({call.method} {scope['path']})."
+            body = wire_error(wire, 404, message, "invalid_request_error", "not_found")
+            await self._answer(call, send, 404, "invalid_request", message, "not_found", body)
+            return
+        method = call.method
+        streamed = uploads.is_upload(scope["headers"])
+        limit = self.max_upload if streamed else self.max_body
+        length = uploads.content_length(scope["headers"])
+        if length is not None and length > limit:
+            await self._too_large(call, send, wire, limit, streamed)
+            return
+        data: bytes | uploads.Upload | None
+        if streamed:
+            data = uploads.Upload(receive, limit, length)
+            if length is not None:  # sent as it came, not re-chunked
+                headers.append(("content-length", str(length)))
+        else:
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body += message.get("body", b"")
+                if len(body) > limit:
+                    await self._too_large(call, send, wire, limit, streamed)
+                    return
+                if not message.get("more_body"):
+                    break
+            call.capture = capture_for(upstream, method, call.path, bytes(body))
+            data = None
+        target = rest + (b"?" + call.query if call.query else b"")
         if self.budget is not None and call.capture.is_call:
             refusal = self.budget(
-                record.header_text(meta.get(b"x-gensight-app")), record.user_of(call)
+                record.header_text(call.meta.get(b"x-gensight-app")), record.user_of(call)
             )
             if refusal is not None:
-                await self._refuse(refusal, upstream, call, send)
+                call.budget_rule = refusal.rule_id
+                self._count("gateway_budget_refusals")
+                body = wire_error(wire, 429, refusal.message, "budget_exceeded", "budget_exceeded")
+                # retrying cannot help until the budget resets: tell OpenAI clients
+                await self._answer(
+                    call, send, 429, "rate_limit", refusal.message, "budget_exceeded", body, True
+                )
                 return
 
         task = asyncio.current_task()
         # A client leaving cancels its request upstream (a stream, or a long non-streamed
-        # answer it stopped waiting for) and the call is recorded as cancelled.
-        watcher = asyncio.create_task(self._watch_disconnect(receive, call, task))
+        # answer it stopped waiting for) and the call is recorded as cancelled. An upload
+        # is watched once its body is in (its reader sees a disconnect before that).
+        watcher: asyncio.Task | None = None
+        if isinstance(data, uploads.Upload):
+            data.on_done = lambda: self._watch(receive, call, task)
+        else:
+            watcher = self._watch(receive, call, task)
         try:
-            await self._exchange(upstream, method, target, CIMultiDict(headers), call, send)
+            await self._exchange(upstream, method, target, CIMultiDict(headers), call, send, data)
         except asyncio.CancelledError:
             if not call.disconnected or task is None:
                 raise
@@ -208,12 +253,28 @@ class Gateway:
             call.error_class = "cancelled"
             call.error_message = "the client disconnected before the answer was complete"
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            if isinstance(data, uploads.Upload) and data.watcher is not None:
+                data.watcher.cancel()
             try:
                 await self._record(call)
             except Exception:  # fail-open: recording never breaks a call
                 self._count("gateway_record_errors")
                 log.exception("could not record a gateway call")
+
+    def _watch(self, receive: Receive, call: Call, task: asyncio.Task | None) -> asyncio.Task:
+        return asyncio.create_task(self._watch_disconnect(receive, call, task))
+
+    async def _too_large(self, call: Call, send: Send, wire: str, limit: int, upload: bool) -> None:
+        """413 in the wire's shape; the connection is closed (the rest of the body unread)."""
+        what = "an upload" if upload else "a request body"
+        flag = "--max-upload" if upload else "--max-body"
+        message = f"Gensight gateway: {what} may have at most {limit} bytes ({flag})."
+        body = wire_error(wire, 413, message, "invalid_request_error", "request_too_large")
+        await self._answer(
+            call, send, 413, "invalid_request", message, "request_too_large", body, close=True
+        )
 
     @staticmethod
     async def _watch_disconnect(receive: Receive, call: Call, task: asyncio.Task | None) -> None:
@@ -234,9 +295,13 @@ class Gateway:
         headers: CIMultiDict[str],
         call: Call,
         send: Send,
+        upload: uploads.Upload | None = None,
     ) -> None:
-        """Try the upstream (then the fallback) until an answer can be forwarded."""
-        targets = policy.targets(upstream, self.fallbacks)
+        """Try the upstream (then the fallback) until an answer can be forwarded; an
+        upload is streamed to the upstream addressed, once (it cannot be sent twice)."""
+        targets = [upstream] if upload else policy.targets(upstream, self.fallbacks)
+        version = routes.api_version(call.query)
+        retries = 0 if upload else self.retries
         cap = call.capture
         failure: Failure | None = None
         waited = 0.0  # seconds slept between tries, within --retry-max-wait
@@ -245,9 +310,9 @@ class Gateway:
             url = URL(up.url + target.decode("latin-1"), encoded=True)
             sent = policy.credentials(headers, upstream, up, CREDENTIAL_HEADERS)
             n = -1
-            while n < self.retries:
+            while n < retries:
                 n += 1
-                data = cap.body_for(up.name not in self.plain_streams) or None
+                data = upload or cap.body_for((up.name, version) not in self.plain_streams) or None
                 call.target = up
                 span = record.attempt_span(call, up, method)
                 attempt_start = time.perf_counter()
@@ -255,28 +320,37 @@ class Gateway:
                     resp = await forward.request(self.session(), method, url, sent, data)
                 except Failure as f:
                     failure = f
+                    call.upstream_request_id, call.ratelimit = None, {}
                     record.end_attempt(span, attempt_start, None, f.error_class, f.message)
+                    if upload is not None and upload.too_large:
+                        await self._too_large(call, send, up.wire, upload.limit, True)
+                        return
+                    if upload is not None and upload.disconnected:
+                        call.error_class = "cancelled"
+                        call.error_message = "the client disconnected during its upload"
+                        return
                     if not f.retryable:  # e.g. no answer in time: trying again doubles the wait
                         await self._fail(f, call, send)
                         return
-                    if n < self.retries:
+                    if n < retries:
                         wait = policy.backoff(n, None, self.retry_backoff)
                         waited += wait
                         await asyncio.sleep(wait)
                     continue
                 status = resp.status
+                record.note_answer(call, span, resp.headers)
                 if status == 400 and cap.injected_usage:
                     raw, err = await forward.read_error(resp)
                     record.end_attempt(span, attempt_start, status, "invalid_request", err)
                     if "stream_options" in err:
                         # Azure OpenAI before 2024-09-01-preview, some self-hosted servers:
                         # ask again as the client did (not a retry), and remember.
-                        self.plain_streams.add(up.name)
+                        self.plain_streams.add((up.name, version))
                         n -= 1
                         continue
                     await forward.send_read(resp, raw, err, call, send)
                     return
-                if not policy.retryable_status(status) or (final_target and n == self.retries):
+                if not policy.retryable_status(status) or (final_target and n == retries):
                     final = status >= 400 and len(call.attempts) > 1
                     try:
                         await forward.forward(resp, call, send, span, attempt_start, final)
@@ -297,7 +371,7 @@ class Gateway:
                     delay = retry_delay(err)
                 wait = policy.backoff(n, delay, self.retry_backoff)
                 left = self.retry_max_wait - waited
-                if policy.give_up(n, self.retries, resp.headers, err, wait, left):
+                if policy.give_up(n, retries, resp.headers, err, wait, left):
                     if final_target:  # nowhere else to go: this is the answer
                         # Retried already, or retrying cannot help: the client's SDK is
                         # told not to try again (its 2 retries would triple ours). A long
@@ -329,35 +403,29 @@ class Gateway:
         await send_json(send, status, body, retried)
         call.response_started = True
 
-    async def _refuse(self, refusal: Refusal, upstream: Upstream, call: Call, send: Send) -> None:
-        """Answer a call over budget with a 429 ``budget_exceeded`` and record it.
-
-        The upstream is never contacted (the call has no attempt spans); the record's
-        ``error_class`` is ``rate_limit`` (what a 429 is, and what OpenAI clients raise),
-        with ``gensight.budget_rule`` naming the rule that refused it.
-        """
-        body = wire_error(upstream.wire, 429, refusal.message, "budget_exceeded", "budget_exceeded")
-        call.target = upstream
-        call.http_status = 429
-        call.error_class = "rate_limit"
-        call.error_message = refusal.message
-        call.budget_rule = refusal.rule_id
+    async def _answer(
+        self,
+        call: Call,
+        send: Send,
+        status: int,
+        error_class: str,
+        message: str,
+        code: str,
+        body: bytes,
+        no_retry: bool = False,
+        close: bool = False,
+    ) -> None:
+        """Answer a request the gateway refuses without asking any upstream, and record
+        it: a failed call (or span) of ``error_class``, ``gensight.refusal`` its ``code``."""
+        call.http_status = status
+        call.error_class = error_class
+        call.error_message = message
+        call.refusal = code
         call.done = True
-        self._count("gateway_budget_refusals")
+        self._count("gateway_refusals")
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 429,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        # retrying cannot help until the budget resets: tell OpenAI clients
-                        (b"x-should-retry", b"false"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            extra = [(b"connection", b"close")] if close else []
+            await send_json(send, status, body, no_retry, extra)
             call.response_started = True
         finally:
             try:
@@ -380,9 +448,9 @@ class GatewayMiddleware:
     """Serves the gateway's paths ahead of the rest of the app.
 
     A proxy's overhead is per request, so gateway requests skip the web framework's
-    routing and middleware (the key check, added outside this, still applies):
-    ``/openai/v1/…``, ``/anthropic/…``, ``/gemini/…`` and ``/p/{name}/…`` go straight to
-    ``Gateway.handle``.
+    routing and middleware (the key check, added outside this, still applies): every
+    path under ``routes.PREFIXES`` goes straight to ``Gateway.handle``, which answers
+    a wrong one itself, in its wire's error shape.
     """
 
     def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
@@ -390,21 +458,9 @@ class GatewayMiddleware:
         self.gateway = gateway
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path: str = scope["path"]
-            if path.startswith("/openai/v1/"):
-                await self.gateway.handle(scope, receive, send, "openai")
-                return
-            for name in NATIVE_ROUTES:
-                if path.startswith(name, 1) and path[len(name) + 1 : len(name) + 2] == "/":
-                    await self.gateway.handle(scope, receive, send, name)
-                    return
-            if path.startswith("/p/"):
-                name, _, rest = path[3:].partition("/")
-                up = self.gateway.upstreams.get(name)
-                if name and (rest.startswith("v1/") or (up is not None and up.wire != "openai")):
-                    await self.gateway.handle(scope, receive, send, name)
-                    return
+        if scope["type"] == "http" and routes.is_gateway_path(scope["path"]):
+            await self.gateway.handle(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
@@ -426,5 +482,6 @@ def from_settings(settings: Settings, submit: Submit, counters: dict[str, int]) 
         retry_backoff=settings.retry_backoff,
         retry_max_wait=settings.retry_max_wait,
         max_body=settings.max_body,
+        max_upload=settings.max_upload,
         capture_content=settings.capture_content,
     )

@@ -21,7 +21,7 @@ import orjson
 
 from gensight.conventions import messages as msg
 from gensight.conventions.errors import classify
-from gensight.enrich import tokens
+from gensight.enrich import fingerprint, tokens
 from gensight.model.records import CallRecord
 from gensight.receive.gateway.errors import content_free
 from gensight.receive.gateway.messages import (
@@ -426,8 +426,12 @@ class Capture:
         outputs = self.outputs()
         if outputs:
             call.finish_reasons = [m["finish_reason"] for m in outputs if m.get("finish_reason")]
+        inputs, system = self.input_messages()
+        if call.operation != "embeddings":
+            # taken here, before metadata-only capture drops the text (#19)
+            fingerprint.fill(call, inputs, system, tools if isinstance(tools, list) else None)
         if capture_content:
-            call.input_messages, call.system_instructions = self.input_messages()
+            call.input_messages, call.system_instructions = inputs, system
             call.output_messages = outputs
         if self.error_type is not None and call.status == "ok":
             call.status = "error"

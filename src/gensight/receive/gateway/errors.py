@@ -11,6 +11,8 @@ a stream cut mid-way ends with that wire's error event (``stream_error_event``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 from starlette.types import Send
 
@@ -57,13 +59,22 @@ def openai_error(message: str, type_: str, code: str | None = None) -> bytes:
 
 #: Anthropic's error ``type`` and Google's status name for the statuses the gateway sends.
 _ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
     429: "rate_limit_error",
     504: "timeout_error",
 }
-_GOOGLE_STATUS = {404: "NOT_FOUND", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
-                  502: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}  # fmt: skip
+_GOOGLE_STATUS = {
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    502: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 
 
 def wire_error(
@@ -91,12 +102,19 @@ def stream_error_event(wire: str | None, status: int, message: str, code: str) -
     return b"data: " + body + b"\n\n"
 
 
-async def send_json(send: Send, status: int, body: bytes, no_retry: bool = False) -> None:
+async def send_json(
+    send: Send,
+    status: int,
+    body: bytes,
+    no_retry: bool = False,
+    extra: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
     """Send a whole JSON answer (the gateway's own errors) on an ASGI ``send``;
     ``no_retry`` adds ``x-should-retry: false`` (OpenAI's SDKs then do not retry)."""
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
+        *extra,
     ]
     if no_retry:
         headers.append((b"x-should-retry", b"false"))

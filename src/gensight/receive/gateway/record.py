@@ -8,22 +8,20 @@ request and answer), with tokens estimated where the upstream did not count them
 from __future__ import annotations
 
 import asyncio
-import random
+import re
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from gensight.conventions.errors import classify_answer
 from gensight.enrich import tokens
 from gensight.model.records import CallRecord, SpanRecord
-from gensight.receive.gateway.call import Call
+from gensight.receive.gateway.call import Call, new_id
 from gensight.receive.gateway.errors import MAX_ERROR_MESSAGE, content_free
+from gensight.receive.gateway.routes import api_version
 from gensight.receive.gateway.upstreams import Upstream
-
-
-def new_id(bits: int) -> str:
-    """A random W3C trace id (128 bits) or span id (64 bits), hex."""
-    return ("%032x" if bits == 128 else "%016x") % random.getrandbits(bits)
 
 
 def parse_traceparent(value: bytes | None) -> tuple[str, str] | None:
@@ -72,6 +70,31 @@ def _tags(value: bytes | None) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+#: Response headers naming the provider's id of the request, in the order tried.
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id")
+#: Prefixes of the rate-limit headers kept (OpenAI/Azure/most, Anthropic's own).
+_RATELIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+#: At most this many rate-limit headers are kept, each at most this long.
+_MAX_RATELIMIT, _MAX_HEADER_VALUE = 16, 128
+
+
+def note_answer(call: Call, span: SpanRecord, headers: Mapping[str, str]) -> None:
+    """Keep what an upstream's answer headers say about the request: its id (what the
+    provider's support asks for) on the call and the attempt, and the rate-limit
+    headers of the answer the client gets."""
+    request_id = next((headers[h] for h in _REQUEST_ID_HEADERS if headers.get(h)), None)
+    if request_id:
+        request_id = request_id[:_MAX_HEADER_VALUE]
+        span.attributes["gensight.upstream_request_id"] = request_id
+    call.upstream_request_id = request_id
+    limits: dict[str, str] = {}
+    for key, value in headers.items():
+        k = key.lower()
+        if k.startswith(_RATELIMIT_PREFIXES) and len(limits) < _MAX_RATELIMIT:
+            limits[k] = value[:_MAX_HEADER_VALUE]
+    call.ratelimit = limits
+
+
 def attempt_span(call: Call, up: Upstream, method: str) -> SpanRecord:
     """Open the client span of the call's next upstream attempt."""
     n = len(call.attempts) + 1
@@ -111,13 +134,29 @@ def end_attempt(
         span.attributes["error.type"] = error_class
 
 
+_DEPLOYMENT = re.compile(r"/deployments/([^/?]+)/")
+
+
+def azure(record: CallRecord, call: Call) -> None:
+    """Azure OpenAI's deployment (in the path, or the v1 API's ``model``) and the
+    ``api-version`` asked for (in the query)."""
+    if call.route.startswith("/azure/") and not (record.provider or "").startswith("azure."):
+        record.provider = "azure.ai.openai"  # what the route says, whatever the host
+    found = _DEPLOYMENT.search(call.path)
+    if found:
+        record.deployment = unquote(found.group(1))[:256]
+    elif record.provider == "azure.ai.openai":
+        record.deployment = record.request_model
+    record.api_version = api_version(call.query)
+
+
 async def build(call: Call, capture_content: bool) -> tuple[list[CallRecord], list[SpanRecord]]:
     """The call's records: the CallRecord (when it is an LLM call) and its spans."""
     cap = call.capture
     meta = call.meta
     parent = parse_traceparent(meta.get(b"traceparent"))
     trace_id, parent_id = parent if parent else (new_id(128), None)
-    span_id = new_id(64)
+    span_id = call.id
     duration = call.elapsed_ms()
     up = call.target
     app = header_text(meta.get(b"x-gensight-app"))
@@ -143,6 +182,10 @@ async def build(call: Call, capture_content: bool) -> tuple[list[CallRecord], li
         attrs["gensight.error_code"] = code
     if call.budget_rule is not None:
         attrs["gensight.budget_rule"] = call.budget_rule
+    if call.refusal is not None:  # answered by the gateway itself, no upstream asked
+        attrs["gensight.refusal"] = call.refusal
+    for key, value in call.ratelimit.items():  # semconv: http.response.header.<key>
+        attrs["http.response.header." + key] = value
     if len({s.attributes["gensight.upstream"] for s in call.attempts}) > 1:
         attrs["gensight.fallback"] = True
     for s in call.attempts:
@@ -174,12 +217,14 @@ async def build(call: Call, capture_content: bool) -> tuple[list[CallRecord], li
             http_status=call.http_status,
             attempts=len(call.attempts),
             attributes=attrs,
+            upstream_request_id=call.upstream_request_id,
         )
         if status == "error":
             record.status = "error"
             record.error_class = error_class
             record.error_message = call.error_message
         cap.fill(record, capture_content)
+        azure(record, call)
         # Estimate what the upstream did not count: whole answers, and cut streams
         # (a partial answer was still generated, and billed).
         if cap.needs_estimate(record) and (record.status == "ok" or cap.outputs()):
