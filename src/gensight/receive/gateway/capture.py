@@ -410,7 +410,8 @@ class Capture:
         )
         if effort:
             attrs["gen_ai.request.reasoning_effort"] = effort
-        tool_definitions.record(attrs, req.get("tools"))
+        tools = req.get("tools")
+        tool_definitions.record(attrs, tools)
         attrs.update(self.response_attrs)
         if self.usage is not None:
             _apply_usage(call, self.usage)
