@@ -18,11 +18,18 @@ Also measured, to justify the gateway's HTTP client: a bare ``httpx.AsyncClient`
 bare ``aiohttp.ClientSession`` against the same upstream, sequentially.
 
 LiteLLM is run from ``.cache/litellm-venv`` (made with ``uv`` when missing, unless
-``--no-install``); if it cannot be installed or started, its rows are skipped.
+``--no-install``; ``--litellm PATH`` names another ``litellm`` executable); if it cannot
+be installed or started, its rows are skipped. ``--baseline-src DIR`` adds a second
+Gensight, run from another checkout's ``src`` (e.g. main's), so a change is compared with
+what it changes in the same run. The 1-minute load average is printed before and after.
+
+The summary gives the ratios the gateway's issue asks for: added p50 at c=1, req/s at
+c=64 and server CPU per request, Gensight against direct, LiteLLM and the baseline.
 
 Usage::
 
     .venv/bin/python bench/gateway.py [--quick] [--json results.json] [--no-litellm]
+        [--litellm PATH] [--baseline-src ../main/src]
 """
 
 from __future__ import annotations
@@ -166,7 +173,7 @@ def ensure_litellm(install: bool) -> Path | None:
         subprocess.run([str(UV), "venv", "--python", "3.11", str(LITELLM_VENV)], check=True)
         subprocess.run(
             [str(UV), "pip", "install", "--python", str(LITELLM_VENV / "bin" / "python")]
-            + ["litellm[proxy]"],
+            + ["litellm[proxy]<1.110"],  # later [proxy] extras need litellm-proxy, not on PyPI here
             check=True,
         )
     except (OSError, subprocess.CalledProcessError) as e:
@@ -231,8 +238,12 @@ async def phase(
                                 acc["gap"].append((last - first) * 1000 / (events - 1))
                     if r.status != 200:
                         acc["errors"] += 1
-            except aiohttp.ClientError:
+                        kinds = acc.setdefault("kinds", {})
+                        kinds[f"status {r.status}"] = kinds.get(f"status {r.status}", 0) + 1
+            except aiohttp.ClientError as e:
                 acc["errors"] += 1
+                kinds = acc.setdefault("kinds", {})
+                kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
             acc["lat"].append((time.perf_counter() - t0) * 1000)
 
     cpu0 = cpu_seconds(pid) if pid else 0.0
@@ -303,6 +314,7 @@ async def measure(
                     "rps": acc["n"] / acc["elapsed"],
                     "cpu_us": acc["cpu"] / acc["n"] * 1e6 if targets[name][2] else None,
                     "errors": acc["errors"],
+                    "error_kinds": acc.get("kinds", {}),  # status N or the client's exception
                 }
     return out
 
@@ -364,13 +376,43 @@ def report(results: dict[str, dict[str, Any]]) -> str:
                 f"| {_f(r['ttft_p99']) if stream else '-'} "
                 f"| {_f(add('ttft_p50')) if stream else '-'} | {_f(r['chunk_gap'], 3)} "
                 f"| {_f(add('chunk_gap'), 3)} | {_f(r['rps'], 0)} | {_f(r['cpu_us'], 0)} "
-                f"| {r['errors']} |"
+                f"| {r['errors']}{' ' + str(r['error_kinds']) if r.get('error_kinds') else ''} |"
             )
     rows.append("")
     rows.append("| target | peak RSS MiB (server tree) |")
     rows.append("|---|---|")
     for name, res in results.items():
         rows.append(f"| {name} | {_f(res.get('rss_mb'), 0)} |")
+    return "\n".join(rows)
+
+
+def summary(results: dict[str, dict[str, Any]]) -> str:
+    """Per target: added p50 at c=1, req/s at c=64 (and its share of direct's), server CPU
+    µs per request; then Gensight's ratios to every other proxy measured."""
+    d = results["direct"]
+    rows = ["| target | added p50 c=1 ms | req/s c=64 | of direct | CPU µs/req |",
+            "|---|---|---|---|---|"]  # fmt: skip
+    figures: dict[str, tuple[float, float, float | None]] = {}
+    for name, r in results.items():
+        if name == "direct":
+            continue
+        added = r["ns_c1"]["p50"] - d["ns_c1"]["p50"]
+        rps = r["ns_c64"]["rps"]
+        cpu = r["ns_c64"]["cpu_us"]
+        figures[name] = (added, rps, cpu)
+        rows.append(
+            f"| {name} | {added:.2f} | {rps:.0f} | {rps / d['ns_c64']['rps']:.2f} | {_f(cpu, 0)} |"
+        )
+    g = figures.get("gensight")
+    for other, (added, rps, cpu) in figures.items():
+        if g is None or other == "gensight":
+            continue
+        ratio_cpu = f"{g[2] / cpu:.2f}" if g[2] and cpu else "-"
+        ratio_added = f"{g[0] / added:.2f}" if added > 0 else "-"
+        rows.append(
+            f"\nGensight / {other}: added p50 c=1 {ratio_added}, req/s c=64 {g[1] / rps:.2f}, "
+            f"CPU per request {ratio_cpu}"
+        )
     return "\n".join(rows)
 
 
@@ -381,6 +423,8 @@ def main() -> None:
     ap.add_argument("--no-install", action="store_true", help="don't install LiteLLM if missing")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds per phase")
+    ap.add_argument("--litellm", type=Path, help="the litellm executable to run")
+    ap.add_argument("--baseline-src", type=Path, help="also run Gensight from this src dir")
     args = ap.parse_args()
     sizes = (
         {"warm": 40, "ns_c1": 100, "ns_c64": 640, "st_c1": 40, "st_c64": 320}
@@ -408,6 +452,20 @@ def main() -> None:
         procs.append(gs)
         gs.wait_ready(f"http://127.0.0.1:{gs_port}/api/health", 60)
 
+        baseline: Proc | None = None
+        if args.baseline_src is not None:
+            bl_port = free_port()
+            baseline = Proc(
+                "gensight-baseline",
+                [sys.executable, "-m", "gensight.cli", "serve", "--port", str(bl_port)]
+                + ["--data-dir", str(tmp / "data-baseline"), "--upstream", f"openai={up_url}"]
+                + ["--log-level", "warning"],
+                tmp / "baseline.log",
+                env={"PYTHONPATH": str(args.baseline_src.resolve())},
+            )
+            procs.append(baseline)
+            baseline.wait_ready(f"http://127.0.0.1:{bl_port}/api/health", 60)
+
         targets: dict[str, tuple[str, dict[str, str], Proc | None]] = {
             "direct": (up_url, {"authorization": f"Bearer {KEY}"}, None),
             "gensight": (
@@ -416,7 +474,13 @@ def main() -> None:
                 gs,
             ),
         }
-        exe = None if args.no_litellm else ensure_litellm(not args.no_install)
+        if baseline is not None:
+            targets["baseline"] = (
+                f"http://127.0.0.1:{bl_port}/openai/v1",
+                {"authorization": f"Bearer {KEY}"},
+                baseline,
+            )
+        exe = args.litellm or (None if args.no_litellm else ensure_litellm(not args.no_install))
         if exe is not None:
             ll_port = free_port()
             cfg = tmp / "litellm.yaml"
@@ -438,6 +502,8 @@ def main() -> None:
             except (RuntimeError, TimeoutError) as e:
                 print(f"LiteLLM did not start; skipped. {e}", flush=True)
 
+        load_before = Path("/proc/loadavg").read_text().strip()
+        print("load before:", load_before, flush=True)
         clients = asyncio.run(compare_clients(up_url + "/chat/completions", sizes["ns_c1"]))
         print("measuring", ", ".join(targets), f"in {args.rounds} interleaved rounds …", flush=True)
         plan = {
@@ -451,25 +517,20 @@ def main() -> None:
         results = asyncio.run(measure(plan, sizes, args.rounds))
         for name, (_, _, proc) in targets.items():
             results[name]["rss_mb"] = peak_rss_mb(proc.proc.pid) if proc else None
+        load_after = Path("/proc/loadavg").read_text().strip()
         print()
         print(report(results))
+        print()
+        print(summary(results))
+        print(f"load before: {load_before}; after: {load_after}")
         print()
         print(
             "bare clients, sequential p50 to the upstream: "
             + ", ".join(f"{k} {v:.3f} ms" for k, v in clients.items())
         )
-        if "litellm" in results:
-            g, ll, d = results["gensight"], results["litellm"], results["direct"]
-            ga = g["ns_c1"]["p50"] - d["ns_c1"]["p50"]
-            la = ll["ns_c1"]["p50"] - d["ns_c1"]["p50"]
-            print(
-                f"added p50 at c=1: Gensight {ga:.2f} ms, LiteLLM {la:.2f} ms "
-                f"(ratio {ga / la:.3f}); throughput at c=64: Gensight "
-                f"{g['ns_c64']['rps']:.0f} req/s vs LiteLLM {ll['ns_c64']['rps']:.0f} "
-                f"({g['ns_c64']['rps'] / ll['ns_c64']['rps']:.1f}x)"
-            )
         if args.json:
-            args.json.write_text(json.dumps({"results": results, "clients": clients}, indent=2))
+            doc = {"results": results, "clients": clients, "load": [load_before, load_after]}
+            args.json.write_text(json.dumps(doc, indent=2))
     finally:
         for p in reversed(procs):
             p.stop()

@@ -567,7 +567,7 @@ _NEW_SPAN = "substr(md5({c} || CAST(k AS VARCHAR)), 1, 16)"
 _JITTER = "to_microseconds(CAST(hash(trace_id, k) % 1200000000 AS BIGINT) - 600000000)"
 
 
-def replicate_duckdb(src: str, dst: str, copies: int) -> dict[str, Any]:
+def replicate_duckdb(src: str, dst: str, copies: int, index: bool = True) -> dict[str, Any]:
     """``copies`` copies of a generated DuckDB data set, with new trace/span/call ids and
     jittered times, inserted in time order (as live ingest would)."""
     import duckdb
@@ -597,11 +597,11 @@ def replicate_duckdb(src: str, dst: str, copies: int) -> dict[str, Any]:
     con.close()
     out: dict[str, Any] = {"replicate_s": time.perf_counter() - t}
     # the rows went in beside the writer: build what it keeps as batches land, timed
-    out.update(build_derived(dst))
+    out.update(build_derived(dst, index))
     return out
 
 
-def build_derived(path: str) -> dict[str, Any]:
+def build_derived(path: str, index: bool = True) -> dict[str, Any]:
     """Rebuild a DuckDB data set's rollups and search index (``gensight rebuild``'s
     work), timed; with the rows and bytes they take."""
     from gensight.store import rollups
@@ -616,7 +616,9 @@ def build_derived(path: str) -> dict[str, Any]:
         for name in rollups.TABLES
     }
     st.close()
-    st = DuckDBStore(path)  # no index yet: built at open
+    if not index:
+        return out
+    st = DuckDBStore(path)
     t = time.perf_counter()
     st.rebuild_search()
     out["search_build_s"] = time.perf_counter() - t
@@ -802,6 +804,8 @@ def query_plan(meta: dict[str, Any], reps: int, slow_reps: int) -> list[dict[str
         ),
         ("dependencies 24h", "/api/analysis/dependencies", r24, None, reps),
     ]
+    if meta.get("search_index") is False:  # replicated with --no-index: an empty index
+        plan = [item for item in plan if "q" not in item[2]]
     return [
         {"query": n, "path": p, "params": q, "target_kind": t, "reps": r} for n, p, q, t, r in plan
     ]
@@ -944,6 +948,11 @@ def main() -> int:
         help="build the data set from the generated duckdb-N one (copies with new ids and"
         " jittered times; chdb: the same rows as duckdb-CALLS) instead of generating it",
     )
+    ap.add_argument(
+        "--no-index",
+        action="store_true",
+        help="replicated data: build the rollups but not the search index (q= then scans)",
+    )
     ap.add_argument("--json", help="write results to this file")
     args = ap.parse_args()
 
@@ -961,7 +970,13 @@ def main() -> int:
         data.mkdir(parents=True)
         print(f"replicating {src} x{copies} into {path} (load {load_average():.2f})")
         if args.store == "duckdb":
-            extra = _in_child(replicate_duckdb, str(store_path(src, "duckdb")), str(path), copies)
+            extra = _in_child(
+                replicate_duckdb,
+                str(store_path(src, "duckdb")),
+                str(path),
+                copies,
+                not args.no_index,
+            )
         else:
             dsrc = args.data / f"duckdb-{args.calls}"
             extra = _in_child(load_chdb_from_duckdb, str(store_path(dsrc, "duckdb")), str(path))
@@ -974,6 +989,7 @@ def main() -> int:
             "calls": src_meta["calls"] * copies,
             "spans": src_meta["spans"] * copies,
             "replicated_from": f"{src_store}-{args.replicate_from} x{copies}",
+            "search_index": not args.no_index,
             "trace_ids": [
                 hashlib.md5(f"{t}{rnd.randrange(copies)}".encode()).hexdigest()
                 for t in src_meta["trace_ids"]

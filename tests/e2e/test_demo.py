@@ -71,6 +71,18 @@ def test_demo_fills_the_store_with_both_sources(demo_server: Server):
     assert {"POST /ask", "retrieve", "execute_tool lookup_order"} <= set(names)
     assert len(tree["calls"]) >= 2
 
+    # users' thumbs on gateway answers (#20), joined to their calls and ranked by model
+    thumbs = demo_server.client.get("/api/scores", params={"name": "thumbs"}).json()["items"]
+    assert thumbs and {s["source"] for s in thumbs} == {"user"}
+    gateway = {c["id"] for c in calls if c["source"] == "gateway"}
+    assert {s["target_id"] for s in thumbs} <= gateway
+    assert {(s["value"], s["label"]) for s in thumbs} <= {(1.0, "up"), (0.0, "down")}
+    ranked = demo_server.client.get(
+        "/api/analysis/cost-per-good-answer",
+        params={"since": "30d", "score": "thumbs", "threshold": 1},
+    ).json()["items"]
+    assert any(i["cost_per_good_answer_usd"] for i in ranked)
+
 
 def test_stats_prints_a_table(demo_server: Server):
     proc = _run("stats", "--since", "1h", "--group-by", "app", "--url", demo_server.url)

@@ -4,12 +4,13 @@ failed-quality calls and sees which model gives the best answers per dollar; and
 evaluator's ``gen_ai.evaluation.result`` events, sent by the real OpenTelemetry SDK over
 OTLP/HTTP before and after the span they judge, become scores of that call.
 
-The call id an app passes back is, for now, the one ``GET /api/calls`` lists for the
-response id the client got (the gateway's ``X-Gensight-Call-Id`` header is #14's).
+The call id an app passes back is the gateway's ``X-Gensight-Call-Id`` answer header (#14),
+checked against the record ``GET /api/calls`` lists for the response id the client got.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -73,22 +74,17 @@ def test_thumbs_from_the_app_find_bad_answers_and_the_best_model_per_dollar(gate
         max_retries=0,
         default_headers={"X-Gensight-App": app},
     )
-    answers: list[tuple[str, Any, int]] = []  # (model, response, thumb)
+    answers: list[tuple[str, Any, int, str]] = []  # (model, response, thumb, call id)
     for model, thumbs in THUMBS.items():
         for i, thumb in enumerate(thumbs):
             question = f"Question {i} about invoices for {model}?"
-            r = client.chat.completions.create(
+            raw = client.chat.completions.with_raw_response.create(
                 model=model, messages=[{"role": "user", "content": question}]
             )
-            answers.append((model, r, thumb))
-    calls = srv.wait_calls(len(answers), app=app, timeout=20)
-    by_response = {c["response_id"]: c for c in calls}
-    assert len(by_response) == len(answers)
-
-    # each thumb is one POST with the id of the call it judges
+            answers.append((model, raw.parse(), thumb, raw.headers["x-gensight-call-id"]))
+    # thumbs may come back before the call is stored: send them at once
     call_ids: dict[str, int] = {}
-    for _model, r, thumb in answers:
-        call_id = by_response[r.id]["id"]
+    for _model, _r, thumb, call_id in answers:
         body = {
             "call_id": call_id,
             "name": "thumbs",
@@ -100,6 +96,11 @@ def test_thumbs_from_the_app_find_bad_answers_and_the_best_model_per_dollar(gate
         sent = srv.client.post("/api/scores", json=body)
         assert sent.status_code == 202, sent.text
         call_ids[call_id] = thumb
+    calls = srv.wait_calls(len(answers), app=app, timeout=20)
+    by_response = {c["response_id"]: c["id"] for c in calls}
+    assert {by_response[r.id]: cid for _m, r, _t, cid in answers} == {
+        cid: cid for *_, cid in answers
+    }
 
     down = {cid for cid, thumb in call_ids.items() if thumb == 0}
 
@@ -119,7 +120,7 @@ def test_thumbs_from_the_app_find_bad_answers_and_the_best_model_per_dollar(gate
     # by genai-prices) and the thumbs it sent
     expected: dict[str, float] = {}
     for model, thumbs in THUMBS.items():
-        costs = [_price(m, r.usage) for m, r, _ in answers if m == model]
+        costs = [_price(m, r.usage) for m, r, _t, _c in answers if m == model]
         share = sum(thumbs) / len(thumbs)
         expected[model] = (sum(costs) / len(costs)) / share
     r = srv.client.get(
@@ -216,3 +217,102 @@ def test_evaluation_events_before_and_after_their_span_become_its_scores(gateway
     assert {s["app"] for s in got.values()} == {app}
     found = srv.client.get("/api/calls", params={"app": app, "score": "relevance:<0.5"})
     assert [c["id"] for c in found.json()["items"]] == [call_id]
+
+
+def test_scores_acknowledged_before_a_sigkill_are_replayed_from_the_journal(tmp_path: Path):
+    srv = Server(tmp_path / "d", "--flush-interval", "60")  # nothing reaches the store
+    api = [
+        {"id": f"api-{i}", "call_id": f"{i:016x}", "name": "helpful", "value": i / 10}
+        for i in range(10)
+    ]
+    assert srv.client.post("/api/scores", json=api).status_code == 202
+    # an evaluation event over OTLP, journaled as the bytes received
+    logs = LoggerProvider(resource=Resource.create({"service.name": "journaled"}))
+    logs.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(f"{srv.url}/v1/logs")))
+    spans = TracerProvider()
+    span = spans.get_tracer("tests").start_span("chat")
+    logs.get_logger("tests").emit(
+        event_name="gen_ai.evaluation.result",
+        context=trace.set_span_in_context(span),
+        attributes={"gen_ai.evaluation.name": "correct", "gen_ai.evaluation.score.value": 1},
+    )
+    logs.shutdown()
+    srv.stop(signal.SIGKILL)  # the queue dies with the process; the journal does not
+    again = Server(tmp_path / "d")
+    try:
+        got = _wait(
+            lambda: again.client.get("/api/scores", params={"limit": 100}).json()["items"],
+            lambda s: len(s) >= 11,
+        )
+        assert sorted(s["id"] for s in got if s["name"] == "helpful") == sorted(
+            s["id"] for s in api
+        )
+        (correct,) = [s for s in got if s["name"] == "correct"]
+        assert correct["target_id"] == f"{span.get_span_context().span_id:016x}"
+        assert (correct["value"], correct["source"], correct["app"]) == (1.0, "eval", "journaled")
+        # resent after the restart: the same ids, stored once
+        marker = {"id": "after", "call_id": "f" * 16, "name": "helpful", "value": 1}
+        assert again.client.post("/api/scores", json=[*api, marker]).status_code == 202
+        items = _wait(
+            lambda: again.client.get("/api/scores", params={"limit": 100}).json()["items"],
+            lambda s: "after" in {x["id"] for x in s},
+        )
+        assert len(items) == 12
+    finally:
+        again.stop()
+
+
+def test_evaluation_span_events_and_log_records_over_grpc(tmp_path: Path):
+    import grpc
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    from tests.support.otlp_payloads import logs_protobuf, record_spans, traces_protobuf
+    from tests.support.server import free_port
+
+    port = free_port()
+    srv = Server(tmp_path / "data", "--grpc", "--grpc-port", str(port))
+    try:
+
+        def build(tracer: trace.Tracer) -> None:
+            span = _chat_span(tracer, "gpt-4o")
+            # an evaluator inside the app, judging the span it is in (a span event)
+            span.add_event(
+                "gen_ai.evaluation.result",
+                {"gen_ai.evaluation.name": "groundedness", "gen_ai.evaluation.score.value": 0.4},
+            )
+            span.end()
+
+        spans = record_spans(build, service="grpc-evals")
+        call_id = f"{spans[0].context.span_id:016x}"
+        exporter = InMemoryLogRecordExporter()
+        logs = LoggerProvider(resource=Resource.create({"service.name": "grpc-evals"}))
+        logs.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+        logs.get_logger("tests").emit(
+            event_name="gen_ai.evaluation.result",
+            context=trace.set_span_in_context(trace.NonRecordingSpan(spans[0].context)),
+            attributes={"gen_ai.evaluation.name": "tone", "gen_ai.evaluation.score.label": "ok"},
+        )
+        logs.shutdown()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            # the log record first: its call is not there yet
+            request = logs_service_pb2.ExportLogsServiceRequest.FromString(
+                logs_protobuf(list(exporter.get_finished_logs()))
+            )
+            logs_service_pb2_grpc.LogsServiceStub(channel).Export(request, timeout=10)
+            request = trace_service_pb2.ExportTraceServiceRequest.FromString(traces_protobuf(spans))
+            trace_service_pb2_grpc.TraceServiceStub(channel).Export(request, timeout=10)
+        (call,) = srv.wait_calls(1, app="grpc-evals")
+        assert call["id"] == call_id
+
+        def scores() -> dict[str, Any]:
+            got = srv.client.get(f"/api/calls/{call_id}").json()["scores"]
+            return {s["name"]: (s["value"], s["label"], s["source"]) for s in got}
+
+        assert _wait(scores, lambda s: len(s) == 2) == {
+            "groundedness": (0.4, None, "eval"),
+            "tone": (None, "ok", "eval"),
+        }
+    finally:
+        srv.stop()

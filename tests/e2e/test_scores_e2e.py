@@ -196,3 +196,111 @@ def test_export_and_import_keep_the_scores(tmp_path: Path):
         source.stop()
         for t in targets:
             t.stop()
+
+
+ADMIN, REVIEWER, VIEWER = ("admin-key-" + "a" * 16, "reviewer-key-" + "r" * 16,
+                           "viewer-key-" + "v" * 16)  # fmt: skip
+
+
+def _import_call(server: Server, call_id: str, headers: dict[str, str]) -> None:
+    record = {
+        "id": call_id,
+        "trace_id": "ef" * 16,
+        "span_id": "12" * 8,
+        "ts": "2026-12-01T10:00:00+00:00",
+        "duration_ms": 300.0,
+        "source": "gateway",
+        "app": "helpdesk",
+        "request_model": "gpt-4o-mini",
+    }
+    r = server.client.post(
+        "/api/import",
+        content=json.dumps(record) + "\n",
+        headers={"content-type": "application/x-ndjson", **headers},
+    )
+    assert r.status_code == 202, r.text
+
+
+def _evil_site(target: str) -> Any:
+    """Another origin on loopback (same site for cookies) whose page posts a score."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    from gensight.demo import ServerThread
+
+    page = f"""<!doctype html><form id="f" method="post" action="{target}">
+      <input name="name" value="helpful"><input name="value" value="1"></form>
+      <script>document.getElementById("f").submit()</script>"""
+
+    async def home(request: Any) -> HTMLResponse:
+        return HTMLResponse(page)
+
+    return ServerThread(Starlette(routes=[Route("/", home)]))
+
+
+def test_annotating_signed_in_with_javascript_and_refused_elsewhere(
+    browser: Any, tmp_path: Path
+) -> None:
+    admin = {"X-Gensight-Key": ADMIN}
+    server = Server(
+        tmp_path / "data", "--api-keys", f"read+annotate:{REVIEWER},read:{VIEWER},admin:{ADMIN}"
+    )
+    try:
+        _import_call(server, "c-review-1", admin)
+        _wait(
+            lambda: server.client.get("/api/calls/c-review-1", headers=admin).status_code,
+            lambda s: s == 200,
+        )
+
+        def stored() -> list[dict[str, Any]]:
+            r = server.client.get("/api/calls/c-review-1", headers=admin)
+            return r.json()["scores"]
+
+        reviewer = browser.new_context()  # JavaScript on
+        page = reviewer.new_page()
+        page.goto(server.url + "/login?next=/calls/c-review-1")
+        page.fill("input[name=key]", REVIEWER)
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        assert page.url.endswith("/calls/c-review-1")
+        page.fill("#score-form input[name=name]", "helpful")
+        page.fill("#score-form input[name=value]", "0.9")
+        page.fill("#score-form input[name=label]", "good")
+        with page.expect_navigation():
+            page.click("#score-form button[type=submit]")
+        cells = [c.strip() for c in page.locator("#score-table tr.score td").all_inner_texts()]
+        assert cells[:5] == ["helpful", "0.9", "good", "", "human"]
+        # the dashboard draws the score's chart (Chart.js, in chromium)
+        page.goto(server.url + "/?since=30d")
+        assert "0.90" in page.locator("#tile-score").inner_text()
+        page.wait_for_function("window.gensightCharts && window.gensightCharts.quality")
+        drawn = page.evaluate("window.gensightCharts.quality.data.datasets[0].data")
+        assert [v for v in drawn if v is not None] == [0.9]
+
+        # another origin's page, in the same signed-in browser: refused, nothing stored
+        with _evil_site(server.url + "/calls/c-review-1/scores") as evil:
+            attack = reviewer.new_page()
+            with attack.expect_response(lambda r: r.url.endswith("/scores")) as answer:
+                attack.goto(evil.url + "/")
+            assert answer.value.status == 403
+            assert "is not this server" in answer.value.text()
+        reviewer.close()
+        assert [s["value"] for s in stored()] == [0.9]
+
+        # a key that can only read sees the page but cannot annotate
+        viewer = browser.new_context(java_script_enabled=False)
+        page = viewer.new_page()
+        page.goto(server.url + "/login?next=/calls/c-review-1")
+        page.fill("input[name=key]", VIEWER)
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        page.fill("#score-form input[name=name]", "helpful")
+        page.fill("#score-form input[name=value]", "0")
+        with page.expect_response(lambda r: r.url.endswith("/scores")) as answer:
+            page.click("#score-form button[type=submit]")
+        assert answer.value.status == 403
+        viewer.close()
+        assert [s["value"] for s in stored()] == [0.9]
+    finally:
+        server.stop()

@@ -82,6 +82,9 @@ def test_azure_openai_client_chat_streamed_and_not(gw: Gateway, azure: Any) -> N
     for params in ({"deployment": "chat-prod"}, {"api_version": "2024-10-21"}):
         items = gw.api.get("/api/calls", params={"session": s, **params}).json()["items"]
         assert len(items) == (1 if "deployment" in params else 2)
+    page = gw.api.get(f"/calls/{streamed['id']}").text  # the call's page names them too
+    assert 'href="/calls?deployment=chat-prod"' in page and "2024-10-21" in page
+    assert streamed["upstream_request_id"] in page
     overview = gw.api.get("/api/stats/overview", params={"deployment": "gpt-4o-mini"})
     assert overview.status_code == 200 and overview.json()["totals"]["calls"] >= 1
 

@@ -220,7 +220,9 @@ def test_missing_wrong_and_unscoped_keys_are_refused_and_recorded(
     s = _session()
     ids = []
     for key, status in ((None, 401), ("gk-wrong-0123456789abcdef", 401), (READER, 403)):
-        headers = _meta(s) | ({"x-gensight-key": key} if key else {})
+        headers = _meta(s, **{"X-Gensight-App": "checkout"}) | (
+            {"x-gensight-key": key} if key else {}
+        )
         client = g.openai(default_headers=headers)
         with pytest.raises(openai.APIStatusError) as e:
             client.chat.completions.create(model="gpt-4o-mini", messages=HI)
@@ -230,7 +232,8 @@ def test_missing_wrong_and_unscoped_keys_are_refused_and_recorded(
                              strict=True):  # fmt: skip
         c = _by_id(g, call_id, admin)
         assert (c["error_class"], c["attributes"]["gensight.refusal"]) == ("auth", code)
-    assert _count(g, s, admin) == 3
+        # a sender without the key cannot write into a session's (or an app's) figures
+        assert c["session"] is None and c["app"] is None
     # a native wire's refusal comes in that wire's shape
     r = httpx.post(f"{g.url}/anthropic/v1/messages", json={"model": "claude"}, headers=_meta(s))
     assert r.status_code == 401
@@ -313,6 +316,14 @@ def test_an_upload_over_max_upload_is_refused_in_the_wires_shape_and_recorded(
         for _ in range(5):
             yield b"q" * (1 << 20)
 
+    gateway = gw.app.state.gateway
+    submit, handed = gateway.submit, []
+
+    def counting(calls: Any, spans: Any, events: Any) -> bool:
+        handed.extend(sp.span_id for sp in spans if sp.kind == "server")
+        return submit(calls, spans, events)
+
+    gateway.submit = counting
     tp = _traceparent()
     r = httpx.post(
         f"{gw.url}/openai/v1/files",
@@ -320,7 +331,9 @@ def test_an_upload_over_max_upload_is_refused_in_the_wires_shape_and_recorded(
         headers={**tp, "content-type": "multipart/form-data; boundary=b0undary"},
         timeout=20,
     )
+    gateway.submit = submit
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    assert len(handed) == 1  # recorded once, not once by the refusal and again at the end
     deadline = time.monotonic() + 10
     while True:
         refused = [

@@ -3,6 +3,8 @@ group means and cost per good answer against numbers computed here independently
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -275,3 +277,142 @@ def test_the_calls_context_for_forwarded_scores(client):
     store = client.app.state.store
     got = store.call_contexts(["call000", "call001", "call000", "unknown"])
     assert got == {c.id: (c.trace_id, c.span_id, c.app) for c in CALLS[:2]}
+
+
+def test_the_dashboard_shows_a_chosen_score_as_a_tile_a_chart_and_a_column(client):
+    # calls an hour apart, each bucket's helpful scores known: the series is checked
+    # against means computed here
+    base = T0.replace(minute=0, second=0) - timedelta(hours=3)
+    calls, sent, want = [], [], {}
+    for hour, values in enumerate([[0.2, 0.4], [], [1.0, 0.5, 0.9]]):
+        for j, v in enumerate(values + [None]):  # one unscored call per hour
+            c = _call(100 + 10 * hour + j, "model-a" if j % 2 else "model-b", 0.001)
+            c.ts = base + timedelta(hours=hour, minutes=5 + j)
+            calls.append(c)
+            if v is not None:
+                sent.append({"call_id": c.id, "name": "helpful", "value": v})
+        want[(base + timedelta(hours=hour)).isoformat()] = values
+    sent.append({"call_id": calls[0].id, "name": "tone", "value": 3})
+    client.pipeline.submit(calls)
+    _send(client, sent)
+    client.pipeline.flush()
+    span = {"since": base.isoformat(), "until": (base + timedelta(hours=3)).isoformat()}
+
+    ov = client.get(
+        "/api/stats/overview", params={**span, "interval": "1h", "quality_score": "helpful"}
+    ).json()
+    series = {p["bucket"]: p for p in ov["quality"]["series"]}
+    assert ov["quality"]["name"] == "helpful" and set(series) == set(want)
+    for bucket, values in want.items():
+        point = series[bucket]
+        assert point["calls"] == point["count"] == len(values)
+        assert point["mean"] == (pytest.approx(sum(values) / len(values)) if values else None)
+    everything = [v for vs in want.values() for v in vs]
+    assert ov["scores"]["helpful"]["mean"] == pytest.approx(sum(everything) / len(everything))
+    assert client.get("/api/stats/overview", params=span).json()["quality"] is None
+
+    page = client.get("/", params={**span, "interval": "1h"}).text  # the most used score
+    tile = page[page.index('id="tile-quality"') :]
+    assert f"{sum(everything) / len(everything):.2f}" in tile[: tile.index("</a>")]
+    assert "5 scores · 5 calls" in tile[: tile.index("</a>")]
+    assert 'href="/calls?' in tile[:200] and "score=helpful" in tile[:300]
+    charts = page[page.index('id="gensight-charts"') :]
+    config = json.loads(charts[charts.index(">") + 1 : charts.index("</script>")])
+    mean_line = config["quality"]["data"]["datasets"][0]["data"]
+    assert mean_line == [
+        pytest.approx(sum(v) / len(v)) if v else None for _, v in sorted(want.items())
+    ]
+    assert 'id="chart-quality"' in page
+    # the model table gets the score's column: model-b's calls are the even ones
+    table = page[page.index('id="table-models"') :]
+    b_values = [0.2, 1.0, 0.9]
+    row = table[table.index('data-group="model-b"') :]
+    assert f"{sum(b_values) / len(b_values):.2f}" in row[: row.index("</tr>")]
+    # another score chosen; the JSON twin names it
+    page = client.get("/", params={**span, "quality_score": "tone"}).text
+    assert "tone" in page[page.index('id="tile-quality"') :][:300]
+    assert "quality_score=tone" in page
+
+
+def test_a_random_store_agrees_with_answers_computed_here(client):
+    """Filters, group means and cost per good answer over a seeded random store, against
+    the same numbers computed from the records in plain Python."""
+    import random
+
+    rnd = random.Random(20)
+    models, apps = ["m-cheap", "m-mid", "m-dear"], ["shop", "search"]
+    calls, scores = [], []
+    for i in range(120):
+        model = rnd.choice(models)
+        cost = None if rnd.random() < 0.1 else round(rnd.uniform(0.001, 0.02), 6)
+        c = _call(500 + i, model, cost, app=rnd.choice(apps))
+        c.session = f"sess-{i % 7}"
+        calls.append(c)
+        for _ in range(rnd.choice([0, 1, 1, 2, 3])):  # several scores of one call: its mean
+            scores.append({"call_id": c.id, "name": "helpful", "value": round(rnd.random(), 3)})
+        if rnd.random() < 0.2:
+            scores.append({"call_id": c.id, "name": "helpful", "label": "unsure"})
+        if rnd.random() < 0.1:  # a trace's score finds the call, never moves call means
+            scores.append({"trace_id": c.trace_id, "name": "helpful", "value": 0.01})
+    scores.append({"session": "sess-3", "name": "helpful", "value": 0.02})
+    client.pipeline.submit(calls)
+    for i in range(0, len(scores), 100):
+        _send(client, scores[i : i + 100])
+    client.pipeline.flush()
+
+    by_call: dict[str, list[float]] = {}
+    labelled: dict[str, int] = {}
+    for s in scores:
+        if "call_id" in s:
+            if "value" in s:
+                by_call.setdefault(s["call_id"], []).append(s["value"])
+            labelled[s["call_id"]] = labelled.get(s["call_id"], 0) + 1
+
+    # the filter: a call's own score, its trace's or its session's
+    low_traces = {s["trace_id"] for s in scores if "trace_id" in s}
+    want = {
+        c.id
+        for c in calls
+        if any(v < 0.5 for v in by_call.get(c.id, []))
+        or c.trace_id in low_traces
+        or c.session == "sess-3"
+    }
+    got = client.get("/api/calls", params={**RANGE, "score": "helpful:<0.5", "limit": 1000})
+    assert {c["id"] for c in got.json()["items"]} == want
+
+    # group means: every numeric score of the group's calls, and how many scores and calls
+    ov = client.get("/api/stats/overview", params={**RANGE, "group_by": "app"}).json()
+    groups = {g["group"]: g["scores"]["helpful"] for g in ov["groups"]}
+    for app in apps:
+        mine = [c.id for c in calls if c.app == app]
+        values = [v for cid in mine for v in by_call.get(cid, [])]
+        assert groups[app]["mean"] == pytest.approx(sum(values) / len(values))
+        assert groups[app]["count"] == sum(labelled.get(cid, 0) for cid in mine)
+        assert groups[app]["calls"] == sum(1 for cid in mine if cid in labelled)
+
+    # cost per good answer: per model, cost per priced call ÷ share of scored calls whose
+    # mean helpful is at least 0.6
+    r = client.get(
+        "/api/analysis/cost-per-good-answer",
+        params={**RANGE, "score": "helpful", "threshold": 0.6, "group_by": "model"},
+    ).json()
+    expected = {}
+    for model in models:
+        mine = [c for c in calls if c.request_model == model]
+        priced = [c.cost_usd for c in mine if c.cost_usd is not None]
+        means = [sum(by_call[c.id]) / len(by_call[c.id]) for c in mine if c.id in by_call]
+        share = sum(1 for m in means if m >= 0.6) / len(means)
+        expected[model] = (sum(priced) / len(priced)) / share
+    got_cost = {i["group"]: i["cost_per_good_answer_usd"] for i in r["items"]}
+    assert got_cost == pytest.approx(expected)
+    assert [i["group"] for i in r["items"]] == sorted(expected, key=expected.get)
+
+
+def test_the_call_log_page_filters_by_score(client):
+    _seed(client)
+    page = client.get("/calls", params={**RANGE, "score": "helpful:<0.5"}).text
+    listed = set(re.findall(r'data-id="([^"]+)"', page))
+    assert listed == {c for c, v in HELPFUL.items() if v < 0.5}
+    assert 'name="score"' in page and 'value="helpful:&lt;0.5"' in page
+    bad = client.get("/calls", params={"score": "helpful:~1"})
+    assert bad.status_code == 400 and "score" in bad.text

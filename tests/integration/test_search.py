@@ -132,3 +132,30 @@ def test_index_survives_reopen_and_is_rebuilt(tmp_path: Path):
         assert _ids(s, q="quota") == ["c005"]
     finally:
         s.close()
+
+
+def test_totals_count_the_hits_with_the_filters(store: DuckDBStore, monkeypatch):
+    from gensight.store import search
+
+    event = ContentEvent(
+        trace_id=f"{4:032x}", span_id=f"{4:016x}", ts=NOW - timedelta(minutes=4), seq=0,
+        kind="input", message={"role": "user", "content": "an invoice for Reykjavik"},
+    )  # fmt: skip
+    store.write([], [], [event])  # c004 (no invoice in its own text) now matches too
+    since = NOW - timedelta(minutes=30, seconds=1)
+    asked = [
+        CallFilters(q="invoice"),
+        CallFilters(q="invoice", app="shop"),
+        CallFilters(q="invoice", since=since),
+        CallFilters(q="reykjavik", app="search"),
+        CallFilters(q="zqxjv"),
+    ]
+    from_index = [store.count_calls(f) for f in asked]
+    assert from_index == [21, 10, 12, 1, 0]
+    index, store.search = store.search, None  # the same counts by scanning the messages
+    try:
+        assert [store.count_calls(f) for f in asked] == from_index
+    finally:
+        store.search = index
+    monkeypatch.setattr(search, "MAX_COUNTED_HITS", 5)  # too many hits: it scans
+    assert store.count_calls(CallFilters(q="invoice")) == 21

@@ -90,7 +90,7 @@ _node_lock = threading.Lock()
 
 
 def ensure_node_env() -> Path:
-    """Return the directory holding ``node/drive.mjs`` with its ``node_modules`` installed.
+    """Return the directory holding ``node/*.mjs`` with its ``node_modules`` installed.
 
     ``npm ci`` from the committed ``node/package.json`` + ``package-lock.json`` into
     ``<cache>/node-<sha of both>``; the driver is copied in at every call (it is small
@@ -119,7 +119,8 @@ def ensure_node_env() -> Path:
             shutil.rmtree(env, ignore_errors=True)
             tmp.rename(env)
             (env / ".complete").write_text(digest)
-        shutil.copy(NODE_DIR / "drive.mjs", env / "drive.mjs")
+        for script in NODE_DIR.glob("*.mjs"):  # the drivers: drive.mjs, openai_stream.mjs
+            shutil.copy(script, env / script.name)
     return env
 
 

@@ -51,6 +51,9 @@ class Server:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
+        self.proc.kill()  # not left running after the test that gave up on it
+        self.proc.wait(10)
+        self._log.close()
         raise RuntimeError("gensight serve did not start")
 
     def wait_calls(self, n: int, timeout: float = 10, **params: str) -> list[dict]:

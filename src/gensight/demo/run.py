@@ -20,6 +20,9 @@ One process runs three things:
   - the **SDK**: ``gensight.init()`` and a RAG service whose requests are traces of
     handler → retrieve → LLM → tool → LLM, its openai client calling the upstream
     directly, so those calls arrive over OTLP.
+  - **feedback**: a share of the gateway's plain chat answers get a user's thumbs up or
+    down (``POST /api/scores`` with the ``X-Gensight-Call-Id`` the answer carried),
+    likelier up for the larger models, so cost per good answer has something to rank.
 
 Everything is on loopback; nothing reaches the internet.
 """
@@ -60,6 +63,10 @@ APPS = {  # app: (models, share of traffic, stream share)
     "batch-summarizer": (["gpt-4o-mini", "gpt-5-mini"], 0.15, 0.0),
 }
 DEEPSEEK_SHARE = 0.08
+#: Share of plain chat answers a user rates, and each model's chance of a thumbs up.
+THUMBS_SHARE = 0.4
+THUMBS_UP = {"gpt-4o": 0.9, "gpt-4.1": 0.9, "o4-mini": 0.85, "gpt-5-mini": 0.85,
+             "gpt-4.1-mini": 0.75, "gpt-4o-mini": 0.7, "gpt-4.1-nano": 0.55}  # fmt: skip
 QUESTIONS = (
     "How do I reset my password?",
     "Summarize the refund policy in two sentences.",
@@ -141,6 +148,7 @@ class Traffic:
         self.direct = openai.AsyncOpenAI(
             base_url=self.upstream_url, api_key=DEMO_KEY, max_retries=1, timeout=20
         )
+        self.feedback = httpx.AsyncClient(timeout=10)
         tasks: set[asyncio.Task[None]] = set()
         while not self.stop.is_set():
             task = asyncio.create_task(self._one())
@@ -157,6 +165,8 @@ class Traffic:
         for client in (self.gateway, self.deepseek, self.direct):
             with contextlib.suppress(Exception):
                 await client.close()
+        with contextlib.suppress(Exception):
+            await self.feedback.aclose()
         if self.native is not None:
             with contextlib.suppress(Exception):
                 await self.native.close()
@@ -251,9 +261,21 @@ class Traffic:
             async for _chunk in stream:
                 pass
         else:
-            await client.chat.completions.create(
+            raw = await client.chat.completions.with_raw_response.create(
                 model=model, messages=messages, extra_headers=headers, **kwargs
             )
+            if rng.random() < THUMBS_SHARE:
+                await self._thumbs(raw.headers.get("x-gensight-call-id"), model, user)
+
+    async def _thumbs(self, call_id: str | None, model: str, user: str) -> None:
+        """A user's thumbs up or down on one answer, as an app sends it."""
+        if not call_id:
+            return
+        up = self.rng.random() < THUMBS_UP.get(model, 0.65)
+        score = {"call_id": call_id, "name": "thumbs", "value": 1 if up else 0,
+                 "label": "up" if up else "down", "source": "user", "author": user}  # fmt: skip
+        with contextlib.suppress(httpx.HTTPError):  # feedback lost is not a failed call
+            await self.feedback.post(f"{self.server_url}/api/scores", json=score)
 
     # -- SDK traffic: a RAG service traced with gensight.span ---------------
     async def _rag_request(self) -> None:

@@ -19,6 +19,20 @@ _NO_SPACE = ("no space left", "disk full", "not enough space", "quota exceeded")
 _READ_ONLY = ("read-only file system", "read-only", "readonly", "read only")
 
 
+#: Exception class names (anywhere in the class's MRO) of store drivers that mean the
+#: store is unreachable, not that the data is bad: DuckDB's IOException and
+#: ConnectionException, clickhouse-connect's OperationalError (connection, timeout).
+#: By name, because this stage does not import the store drivers.
+_OUTAGE_NAMES = frozenset({"IOException", "ConnectionException", "OperationalError"})
+
+
+def is_outage(e: BaseException) -> bool:
+    """Whether a store error means "unreachable, retry for as long as it lasts"."""
+    if isinstance(e, OSError):  # ConnectionError, TimeoutError, socket and disk errors
+        return True
+    return any(c.__name__ in _OUTAGE_NAMES for c in type(e).__mro__)
+
+
 def cause(e: BaseException, outage: bool = False) -> str:
     """The cause of a failure, named: disk full, read-only, permission denied, journal
     full, store unreachable (``outage``), else the error's type."""

@@ -38,7 +38,7 @@ from gensight.enrich.templates import Templater
 from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 from gensight.pipeline import legacy
 from gensight.pipeline.codec import RECORDS, DecodeResult, decode_batch, encode_batch
-from gensight.pipeline.health import Conditions, cause
+from gensight.pipeline.health import Conditions, cause, is_outage
 from gensight.pipeline.journal import Entry, Journal, JournalDamaged, JournalFull
 from gensight.pipeline.merge import CallMerger
 from gensight.pipeline.prepare import prepare
@@ -90,19 +90,6 @@ class Observer(Protocol):
 #: Errors that mean "this data cannot be converted" (Arrow's ArrowInvalid/ArrowTypeError
 #: subclass these): deterministic, so the batch is split at once, without more tries.
 _DATA_ERRORS = (TypeError, ValueError, OverflowError)
-
-#: Exception class names (anywhere in the class's MRO) of store drivers that mean the
-#: store is unreachable, not that the data is bad: DuckDB's IOException and
-#: ConnectionException, clickhouse-connect's OperationalError (connection, timeout).
-#: By name, because this stage does not import the store drivers.
-_OUTAGE_NAMES = frozenset({"IOException", "ConnectionException", "OperationalError"})
-
-
-def is_outage(e: BaseException) -> bool:
-    """Whether a store error means "unreachable, retry for as long as it lasts"."""
-    if isinstance(e, OSError):  # ConnectionError, TimeoutError, socket and disk errors
-        return True
-    return any(c.__name__ in _OUTAGE_NAMES for c in type(e).__mro__)
 
 
 def _size(batch: Batch) -> int:

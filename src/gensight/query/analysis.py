@@ -127,7 +127,7 @@ def fill_series(
         ]
         if other:
             groups.append(OTHER_GROUP)
-    index = {(_as_utc(r["bucket"]), r.get("grp") if kept is not None else None): r for r in rows}
+    index = {(as_utc(r["bucket"]), r.get("grp") if kept is not None else None): r for r in rows}
     out = []
     t = bucket_start(since, seconds)
     step = timedelta(seconds=seconds)
@@ -142,7 +142,8 @@ def fill_series(
     return out
 
 
-def _as_utc(ts: datetime) -> datetime:
+def as_utc(ts: datetime) -> datetime:
+    """A time as UTC (a naive one is taken to be UTC already)."""
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 

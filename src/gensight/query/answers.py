@@ -81,14 +81,19 @@ def totals(store: Any, filters: CallFilters) -> dict[str, Any]:
 
 
 def overview(
-    store: Any, filters: CallFilters, interval: int, group_by: str | None
+    store: Any,
+    filters: CallFilters,
+    interval: int,
+    group_by: str | None,
+    quality_score: str | None = None,
 ) -> dict[str, Any]:
     """Totals, per-group totals and a time series (``filters.since``/``until`` set).
 
     ``groups`` holds the ``MAX_GROUPS`` largest groups with their percentiles (exact from
     raw rows, within 1% from rollups), then the
     rest summed as ``"(other)"``; the series is split into the same groups, so a table
-    of ``groups`` and a chart of ``series`` show the same calls.
+    of ``groups`` and a chart of ``series`` show the same calls. With ``quality_score``,
+    ``quality`` is that score's series over the same buckets.
     """
     assert filters.since is not None and filters.until is not None
     # long ranges from the hourly rollups where the store keeps them (rows_from says)
@@ -102,7 +107,7 @@ def overview(
         quality.attach_group_scores(store, filters, group_by, groups)
         order = [g["group"] for g in groups]
     rows = source.series_rows(filters, interval, group_by)
-    return {
+    answer = {
         "rows_from": "raw" if source is store else "rollups",
         "totals": totals(source, filters),
         "scores": quality.score_totals(store, filters),
@@ -113,6 +118,9 @@ def overview(
         "groups": groups,
         "series": analysis.fill_series(rows, filters.since, filters.until, interval, kept, order),
     }
+    if quality_score:
+        answer["quality"] = quality.score_over_time(store, filters, interval, quality_score)
+    return answer
 
 
 def trace(store: Any, trace_id: str) -> dict[str, Any] | None:

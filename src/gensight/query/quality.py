@@ -12,9 +12,11 @@ good, or none is priced, never 0 or infinity.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gensight.model.vocab import OTHER_GROUP
+from gensight.query.analysis import as_utc, bucket_start
 from gensight.store.base import CallFilters
 
 
@@ -95,3 +97,32 @@ def cost_per_good_answer(
         )
     )
     return {"score": name, "threshold": threshold, "group_by": group_by, "items": items}
+
+
+def chosen_score(totals: dict[str, dict[str, Any]], requested: str | None) -> str | None:
+    """The score a page shows: the one asked for, else the most used one (None: none)."""
+    if requested:
+        return requested
+    return max(sorted(totals), key=lambda n: totals[n]["count"], default=None)
+
+
+def score_over_time(store: Any, filters: CallFilters, interval: int, name: str) -> dict[str, Any]:
+    """One score per bucket of the judged calls' start: ``mean``, ``count`` of scores and
+    ``calls`` (empty buckets: no mean, zero counts). Its totals are the overview's
+    ``scores[name]``."""
+    assert filters.since is not None and filters.until is not None
+    rows = store.score_series_rows(filters, interval, name)
+    index = {as_utc(r["bucket"]): r for r in rows}
+    series = []
+    t = bucket_start(filters.since, interval)
+    step = timedelta(seconds=interval)
+    while t < filters.until:
+        r = index.get(t)
+        point = _means([{**r, "name": name}]).get(name) if r else None
+        series.append(
+            {"bucket": t.isoformat(), **(point or {"mean": None, "count": 0, "calls": 0})}
+        )
+        if datetime.max.replace(tzinfo=UTC) - t < step:
+            break
+        t += step
+    return {"name": name, "series": series}

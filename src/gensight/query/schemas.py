@@ -203,6 +203,19 @@ class Point(Totals):
     group: str | None
 
 
+class ScorePoint(ScoreMean):
+    """One bucket of a score's series (by the judged calls' start)."""
+
+    bucket: str
+
+
+class ScoreSeries(BaseModel):
+    """One score over time (``quality_score``; its totals are ``scores[name]``)."""
+
+    name: str
+    series: list[ScorePoint]
+
+
 class Overview(BaseModel):
     """Totals, per-group totals and the time series of the matching calls."""
 
@@ -219,6 +232,7 @@ class Overview(BaseModel):
     group_by: GroupBy | None
     groups: list[Group]
     series: list[Point]
+    quality: ScoreSeries | None = Field(None, description="with quality_score=NAME")
 
 
 class LatencyPoint(BaseModel):

@@ -312,6 +312,14 @@ class SQLStore(SavingsQueries):
         grp = GROUP_BY[group_by] if group_by else None
         return self._rows(score_sql.score_means(self.dialect, filters, grp, sql.where))
 
+    def score_series_rows(
+        self, filters: CallFilters, interval: int, name: str
+    ) -> list[dict[str, Any]]:
+        """Per ``bucket`` of the calls' start: ``mean``, ``n``, ``valued``, ``scored_calls``
+        of their ``name`` scores (buckets without any absent)."""
+        q = score_sql.score_series(self.dialect, filters, interval, name, sql.where)
+        return self._rows(q)
+
     def good_answer_rows(
         self, filters: CallFilters, group_by: str, name: str, threshold: float
     ) -> list[dict[str, Any]]:

@@ -241,6 +241,13 @@ class DuckDBStore(SQLStore):
                 return rows
         return super()._list_rows(filters, limit, cursor, full, sort, order)
 
+    def count_calls(self, filters: CallFilters) -> int:
+        if filters.q and self.search is not None:
+            n = search.count(self, self.search, filters)
+            if n is not None:
+                return n
+        return super().count_calls(filters)
+
     # -- rollups (``gensight.store.rollups``) ---------------------------------------
     def rebuild_rollups(self) -> None:
         """Recompute every rollup from the stored calls (``gensight rollups rebuild``)."""

@@ -150,3 +150,21 @@ def call_contexts(d: Dialect, call_ids: list[str]) -> Query:
         f" FROM {d.table('calls', 'c')} WHERE c.id IN ({marks})"
     )
     return q
+
+
+def score_series(d: Dialect, filters: CallFilters, seconds: int, name: str, where: Where) -> Query:
+    """Per bucket of the judged calls' start (``bucket``): the mean of their ``name``
+    scores' values (``mean`` over ``valued``), how many scores (``n``) and calls."""
+    q = Query(d)
+    inner = where(d, q, filters)
+    name_mark = d.param(q, name)
+    q.sql = (
+        "SELECT g.bucket AS bucket, avg(sc.value) AS mean, count(*) AS n,"
+        " count(sc.value) AS valued, count(DISTINCT g.id) AS scored_calls"
+        f" FROM (SELECT c.id AS id, {d.bucket('c.ts', seconds)} AS bucket"
+        f" FROM {d.table('calls', 'c')} WHERE {inner}) AS g"
+        " INNER JOIN (SELECT sc.target_id AS target_id, sc.value AS value"
+        f" FROM {d.table('scores', 'sc')} WHERE sc.target = 'call' AND sc.name = {name_mark})"
+        " AS sc ON sc.target_id = g.id GROUP BY g.bucket ORDER BY g.bucket"
+    )
+    return q

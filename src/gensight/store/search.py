@@ -212,6 +212,46 @@ class SearchIndex:
 _EVENT_SLACK = timedelta(hours=1)
 
 
+#: ``q=``'s total counts the hit calls in SQL up to this many hits (else it scans).
+MAX_COUNTED_HITS = 20_000
+
+
+def _hit_calls(
+    filters: CallFilters, hits: list[tuple[int, str, str]]
+) -> tuple[list[str], list[str], CallFilters]:
+    """The hits' call ids and span ids, and ``filters`` narrowed to the hits' times (so
+    the store reads only the blocks holding them, not every call)."""
+    ids = sorted({h[1] for h in hits if h[1]})
+    spans = sorted({h[2] for h in hits if h[2]})
+    slack = _EVENT_SLACK if spans else timedelta(0)
+    lo = datetime.fromtimestamp(min(h[0] for h in hits) / 1e6, UTC) - slack
+    hi = datetime.fromtimestamp(max(h[0] for h in hits) / 1e6, UTC) + slack
+    hi += timedelta(microseconds=1)
+    since = max(filters.since, lo) if filters.since else lo
+    until = min(filters.until, hi) if filters.until else hi
+    return ids, spans, dataclasses.replace(filters, since=since, until=until)
+
+
+def count(store: Any, index: SearchIndex, filters: CallFilters) -> int | None:
+    """How many calls match ``filters`` with ``q`` from the index's hits (the other
+    filters in SQL on the hit calls); None when ``q`` has no words or has more than
+    ``MAX_COUNTED_HITS`` hits (the store then counts by scanning)."""
+    assert filters.q
+    since = filters.since - _EVENT_SLACK if filters.since else None
+    until = filters.until + _EVENT_SLACK if filters.until else None
+    answer = index.search(filters.q, since, until, 1)
+    if answer is None or answer[1] > MAX_COUNTED_HITS:
+        return None
+    if answer[1] == 0:
+        return 0
+    hits, _ = index.search(filters.q, since, until, answer[1]) or ([], 0)
+    # by id, without the hits' time range (faster here: the primary key's index)
+    rest = dataclasses.replace(filters, q=None)
+    ids, spans, _ = _hit_calls(rest, hits)
+    (row,) = store._rows(sql.count_calls(store.dialect, rest, only=(ids, spans)))
+    return int(row["n"])
+
+
 def list_rows(
     store: Any,
     index: SearchIndex,
@@ -230,7 +270,8 @@ def list_rows(
         top = cursor.ts + timedelta(microseconds=1) + _EVENT_SLACK
         until = min(until, top) if until else top
     rest = dataclasses.replace(filters, q=None)
-    chunk, offset = max(256, 4 * (limit + 1)), 0
+    # a page's worth of hits first (each hit is one id looked up), more when filtered out
+    chunk, offset = 2 * (limit + 1), 0
     found: dict[str, dict[str, Any]] = {}
     while True:
         answer = index.search(filters.q, since, until, chunk, offset)
@@ -239,9 +280,8 @@ def list_rows(
         hits, total = answer
         if not hits:
             break
-        ids = sorted({h[1] for h in hits if h[1]})
-        spans = sorted({h[2] for h in hits if h[2]})
-        q = sql.list_calls(store.dialect, rest, limit, cursor, full, only=(ids, spans))
+        ids, spans, near = _hit_calls(rest, hits)
+        q = sql.list_calls(store.dialect, near, limit, cursor, full, only=(ids, spans))
         for row in store._rows(q):
             found.setdefault(row["id"], row)
         offset += len(hits)

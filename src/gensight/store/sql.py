@@ -83,12 +83,7 @@ def list_calls(
     q = Query(d)
     w = where(d, q, filters)
     if only is not None:
-        alternatives = [
-            f"c.{col} IN ({', '.join(d.param(q, v) for v in values)})"
-            for col, values in zip(("id", "span_id"), only, strict=True)
-            if values
-        ]
-        w += f" AND ({' OR '.join(alternatives) or '1 = 0'})"
+        w += _only(d, q, only)
     direction, cmp = ("DESC", "<") if order == "desc" else ("ASC", ">")
     if cursor is not None:
         # placeholders are bound in the order they appear (DuckDB's are positional)
@@ -124,11 +119,24 @@ def time_bounds(d: Dialect, filters: CallFilters) -> Query:
     return q
 
 
-def count_calls(d: Dialect, filters: CallFilters) -> Query:
-    """How many calls match the filters."""
+def count_calls(
+    d: Dialect, filters: CallFilters, only: tuple[list[str], list[str]] | None = None
+) -> Query:
+    """How many calls match the filters (``only``: as ``list_calls``)."""
     q = Query(d)
-    q.sql = f"SELECT count(*) AS n FROM {d.table('calls', 'c')} WHERE {where(d, q, filters)}"
+    w = where(d, q, filters) + (_only(d, q, only) if only is not None else "")
+    q.sql = f"SELECT count(*) AS n FROM {d.table('calls', 'c')} WHERE {w}"
     return q
+
+
+def _only(d: Dialect, q: Query, only: tuple[list[str], list[str]]) -> str:
+    """The calls of these (ids, span ids): a search index's hits."""
+    alternatives = [
+        f"c.{col} IN ({', '.join(d.param(q, v) for v in values)})"
+        for col, values in zip(("id", "span_id"), only, strict=True)
+        if values
+    ]
+    return f" AND ({' OR '.join(alternatives) or '1 = 0'})"
 
 
 #: The columns whose seen values the filter forms suggest (``known_values``).

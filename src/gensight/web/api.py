@@ -5,6 +5,7 @@ Pages (``gensight.web.ui``) call the same query functions, so no number is compu
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Annotated, Any, Literal
 
@@ -167,11 +168,15 @@ def overview(
     filters: Filters,
     interval: Annotated[str | None, Query(description="bucket width, e.g. 5m; auto")] = None,
     group_by: Annotated[schemas.GroupBy | None, Query()] = None,
+    quality_score: Annotated[
+        str | None, Query(max_length=200, description="a score name: its series in quality")
+    ] = None,
 ) -> dict[str, Any]:
     """``{"totals", "groups": [{group, ...measures}], "series": [{bucket, group, ...}]}``
     (default: the last 24 hours). ``groups``: the ten largest, then ``(other)``."""
     f = with_range(filters)
-    return answers.overview(_store(request), f, parse_interval(interval, f), group_by)
+    interval_s = parse_interval(interval, f)
+    return answers.overview(_store(request), f, interval_s, group_by, quality_score or None)
 
 
 @router.get(
@@ -225,10 +230,11 @@ def cost_per_good_answer(
     group_by: Annotated[schemas.GroupBy, Query()] = "model",
 ) -> dict[str, Any]:
     """Per group: cost per priced call ÷ share of scored calls at or above ``threshold``
-    (default 24h), cheapest good answer first (``gensight.query.quality``)."""
-    return quality.cost_per_good_answer(
-        _store(request), with_range(filters), group_by, score, threshold
-    )
+    (default 24h), cheapest good answer first (``gensight.query.quality``). ``score``
+    names the score here, it does not filter: every matching call's cost counts, as on
+    the ``/analysis`` page."""
+    f = dataclasses.replace(with_range(filters), score=None)
+    return quality.cost_per_good_answer(_store(request), f, group_by, score, threshold)
 
 
 @router.post(

@@ -147,6 +147,25 @@ def _time_chart(
     }
 
 
+def quality_chart(quality: dict[str, Any], interval: int) -> dict[str, Any]:
+    """One score over time: its mean per bucket (a line) and how many calls were scored
+    (bars, on their own axis), from ``quality.score_over_time``."""
+    points = quality["series"]
+    labels = [bucket_label(p["bucket"], interval) for p in points]
+    mean = _line(f"{quality['name']} mean", [p["mean"] for p in points], "#59a14f",
+                 spanGaps=True, gensightFormat="num", order=-1)  # fmt: skip
+    counted = _bar("scored calls", [p["calls"] for p in points], "#bab0ac", yAxisID="y1",
+                   gensightFormat="int")  # fmt: skip
+    chart = _time_chart(labels, [mean, counted], "num")
+    chart["options"]["scales"]["y"]["beginAtZero"] = False
+    chart["options"]["scales"]["y1"] = {
+        "position": "right", "beginAtZero": True,
+        "grid": {"drawOnChartArea": False}, "ticks": {"maxTicksLimit": 6},
+    }  # fmt: skip
+    chart["gensight"]["y1"] = "int"
+    return chart
+
+
 def dashboard_charts(
     overall: dict[str, Any],
     grouped: dict[str, Any] | None,

@@ -118,6 +118,10 @@ def dashboard(request: Request) -> Response:
     f = with_range(filters)
     interval = parse_interval(request.query_params.get("interval"), f)
     overall = answers.overview(store, f, interval, None)
+    # the score the quality tile and chart show: the one asked for, else the most used
+    score_name = quality.chosen_score(overall["scores"], request.query_params.get("quality_score"))
+    if score_name:
+        overall["quality"] = quality.score_over_time(store, f, interval, score_name)
     by_model = answers.overview(store, f, interval, "model")
     # Errors by class only need the failed calls: the same counts, a far smaller query.
     by_error = answers.overview(store, replace(f, status="error"), interval, "error_class")
@@ -125,7 +129,7 @@ def dashboard(request: Request) -> Response:
     if group_by and grouped is None:
         grouped = answers.overview(store, f, interval, group_by)
 
-    params = _params(request, (*FILTER_PARAMS, "interval", "group_by"))
+    params = _params(request, (*FILTER_PARAMS, "interval", "group_by", "quality_score"))
     empty = overall["totals"]["calls"] == 0
     window = {"since": overall["since"], "until": overall["until"]}
 
@@ -140,6 +144,8 @@ def dashboard(request: Request) -> Response:
     shown = None
     if not empty:
         shown = charts.dashboard_charts(overall, grouped, by_model, by_error, colours)
+        if score_name:
+            shown["quality"] = charts.quality_chart(overall["quality"], interval)
     savings = dashboard_parts(request, f, params)
     mark_anomalies(shown, overall, savings["anomalies"])
     return render(
@@ -159,6 +165,10 @@ def dashboard(request: Request) -> Response:
         group_by_choices=vocab.GROUP_BY,
         overview=overall,
         totals=overall["totals"],
+        score_names=sorted(overall["scores"]),
+        quality=overall.get("quality"),
+        quality_totals=overall["scores"].get(score_name or "")
+        or {"mean": None, "count": 0, "calls": 0},
         group_rows=grouped["groups"] if grouped else [],
         model_rows=by_model["groups"],
         error_rows=[r for r in by_error["groups"] if r["group"]],
@@ -166,7 +176,7 @@ def dashboard(request: Request) -> Response:
         savings=savings,
         empty=empty,
         no_calls_at_all=empty and not _has_calls(request),
-        json_url="/api/stats/overview" + query_string(params),
+        json_url="/api/stats/overview" + query_string({**params, "quality_score": score_name}),
     )  # fmt: skip
 
 
@@ -265,9 +275,7 @@ def _good_answers(request: Request, store: Any, f: CallFilters) -> dict[str, Any
     """Cost per good answer for the page's chosen score (default: the most used one)."""
     qp = request.query_params
     names = quality.score_totals(store, f)
-    name = qp.get("quality_score") or (
-        max(sorted(names), key=lambda n: names[n]["count"]) if names else None
-    )
+    name = quality.chosen_score(names, qp.get("quality_score"))
     text = qp.get("threshold") or "0.5"
     try:
         threshold = float(text)

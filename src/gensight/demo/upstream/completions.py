@@ -46,6 +46,8 @@ class CompletionsAPI(UpstreamBase):
             return self._json(ex, started, 400, err)
 
         prompt_tokens = chat_prompt_tokens(messages, body.get("tools"))
+        per_prompt, per_message = self.config.template_tokens
+        prompt_tokens += per_prompt + per_message * len(messages)
         prompt = "\n".join(content_text(m.get("content")) for m in messages)
         last_user = next(
             (content_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"),

@@ -94,6 +94,11 @@ class UpstreamConfig:
     #: Gzip streamed answers for clients that accept gzip (as some proxies in front of
     #: providers do).
     gzip_sse: bool = False
+    #: Prompt tokens a self-hosted server's chat template adds, as (per prompt, per
+    #: message): a default system message and each message's framing, as llama.cpp's
+    #: template for SmolLM2 does. Its ``prompt_tokens`` then exceed what a client-side
+    #: count of the messages finds (0, 0: counted as OpenAI counts).
+    template_tokens: tuple[int, int] = (0, 0)
     seed: int = 0
     log_limit: int = 10_000
     organization: str = "org-fake"

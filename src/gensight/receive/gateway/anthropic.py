@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from gensight.model.records import CallRecord
+from gensight.receive.gateway import tools as tool_definitions
 from gensight.receive.gateway.messages import _elide, assistant_message
 from gensight.receive.gateway.native import (
     NativeCapture,
@@ -242,10 +243,7 @@ class AnthropicCapture(NativeCapture):
             attrs["gen_ai.request.top_k"] = as_int(req.get("top_k"))
         if isinstance(req.get("stop_sequences"), list):
             attrs["gen_ai.request.stop_sequences"] = to_json(req["stop_sequences"])
-        tools = req.get("tools")
-        if isinstance(tools, list) and tools:
-            names = [t.get("name") or t.get("type") for t in tools if isinstance(t, dict)]
-            attrs["gen_ai.request.tools"] = to_json(names)
+        tool_definitions.record(attrs, req.get("tools"), "anthropic")
         choice = req.get("tool_choice")
         if isinstance(choice, dict) and choice.get("type"):
             attrs["gen_ai.request.tool_choice"] = choice["type"]

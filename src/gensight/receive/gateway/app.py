@@ -25,6 +25,7 @@ from gensight.conventions.errors import classify_answer
 from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 from gensight.model.settings import Settings
 from gensight.receive.gateway import forward, policy, record, routes, uploads
+from gensight.receive.gateway.calibrate import Calibration
 from gensight.receive.gateway.call import Call
 from gensight.receive.gateway.capture import Capture
 from gensight.receive.gateway.errors import Failure, openai_error, send_json, wire_error
@@ -84,6 +85,8 @@ class Gateway:
         #: Upstreams (and api-versions: Azure's older ones) that answered 400 to the
         #: injected ``stream_options``: asked without it.
         self.plain_streams: set[tuple[str, str | None]] = set()
+        #: What each upstream's own token counts taught the gateway's estimates.
+        self.calibration = Calibration()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Budgets (``gensight.alerts.budget``): consulted per call, before any upstream is.
@@ -169,6 +172,9 @@ class Gateway:
         """Answer a gateway request the server refuses before the gateway sees it (a
         missing or wrong key, a key without the scope) and record it."""
         call, _name, upstream, _rest, _headers = self._open(scope)
+        # Who sent it is unproven: its X-Gensight-* headers (app, user, session, trace)
+        # are not taken, so nobody without a key can write into an app's figures.
+        call.meta = {}
         send = self._stamped(send, call)
         body = wire_error(upstream.wire if upstream else None, status, message, type_, code)
         await self._answer(call, send, status, "auth", message, code, body)
@@ -266,15 +272,19 @@ class Gateway:
     def _watch(self, receive: Receive, call: Call, task: asyncio.Task | None) -> asyncio.Task:
         return asyncio.create_task(self._watch_disconnect(receive, call, task))
 
-    async def _too_large(self, call: Call, send: Send, wire: str, limit: int, upload: bool) -> None:
-        """413 in the wire's shape; the connection is closed (the rest of the body unread)."""
+    async def _too_large(
+        self, call: Call, send: Send, wire: str, limit: int, upload: bool, then_record: bool = True
+    ) -> None:
+        """413 in the wire's shape; the connection is closed (the rest of the body unread).
+        ``then_record``: False when the request's own course records the call (once)."""
         what = "an upload" if upload else "a request body"
         flag = "--max-upload" if upload else "--max-body"
         message = f"Gensight gateway: {what} may have at most {limit} bytes ({flag})."
         body = wire_error(wire, 413, message, "invalid_request_error", "request_too_large")
         await self._answer(
-            call, send, 413, "invalid_request", message, "request_too_large", body, close=True
-        )
+            call, send, 413, "invalid_request", message, "request_too_large", body,
+            close=True, then_record=then_record,
+        )  # fmt: skip
 
     @staticmethod
     async def _watch_disconnect(receive: Receive, call: Call, task: asyncio.Task | None) -> None:
@@ -323,7 +333,7 @@ class Gateway:
                     call.upstream_request_id, call.ratelimit = None, {}
                     record.end_attempt(span, attempt_start, None, f.error_class, f.message)
                     if upload is not None and upload.too_large:
-                        await self._too_large(call, send, up.wire, upload.limit, True)
+                        await self._too_large(call, send, up.wire, upload.limit, True, False)
                         return
                     if upload is not None and upload.disconnected:
                         call.error_class = "cancelled"
@@ -414,6 +424,7 @@ class Gateway:
         body: bytes,
         no_retry: bool = False,
         close: bool = False,
+        then_record: bool = True,
     ) -> None:
         """Answer a request the gateway refuses without asking any upstream, and record
         it: a failed call (or span) of ``error_class``, ``gensight.refusal`` its ``code``."""
@@ -428,15 +439,16 @@ class Gateway:
             await send_json(send, status, body, no_retry, extra)
             call.response_started = True
         finally:
-            try:
-                await self._record(call)
-            except Exception:  # fail-open, as for every call
-                self._count("gateway_record_errors")
-                log.exception("could not record a refused gateway call")
+            if then_record:
+                try:
+                    await self._record(call)
+                except Exception:  # fail-open, as for every call
+                    self._count("gateway_record_errors")
+                    log.exception("could not record a refused gateway call")
 
     async def _record(self, call: Call) -> None:
         """Build the call's records and hand them to the pipeline (never waits on it)."""
-        calls, spans = await record.build(call, self.capture_content)
+        calls, spans = await record.build(call, self.capture_content, self.calibration)
         try:
             self.submit(calls, spans, ())
         except Exception:  # fail-open: the pipeline counts its own drops

@@ -23,6 +23,7 @@ from gensight.conventions import messages as msg
 from gensight.conventions.errors import classify
 from gensight.enrich import fingerprint, tokens
 from gensight.model.records import CallRecord
+from gensight.receive.gateway import tools as tool_definitions
 from gensight.receive.gateway.errors import content_free
 from gensight.receive.gateway.messages import (
     assistant_message,
@@ -410,14 +411,7 @@ class Capture:
         if effort:
             attrs["gen_ai.request.reasoning_effort"] = effort
         tools = req.get("tools")
-        if isinstance(tools, list) and tools:
-            attrs["gen_ai.request.tools"] = _json(
-                [
-                    (t.get("function") or {}).get("name") or t.get("name") or t.get("type")
-                    for t in tools
-                    if isinstance(t, dict)
-                ]
-            )
+        tool_definitions.record(attrs, tools)
         attrs.update(self.response_attrs)
         if self.usage is not None:
             _apply_usage(call, self.usage)

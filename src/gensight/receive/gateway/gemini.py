@@ -30,6 +30,7 @@ import orjson
 
 from gensight.enrich import tokens
 from gensight.model.records import CallRecord
+from gensight.receive.gateway import tools as tool_definitions
 from gensight.receive.gateway.messages import _elide, assistant_message
 from gensight.receive.gateway.native import (
     NativeCapture,
@@ -283,13 +284,7 @@ class GeminiCapture(NativeCapture):
         thinking = _get(config, "thinkingConfig")
         if isinstance(thinking, dict) and as_int(_get(thinking, "thinkingBudget")) is not None:
             attrs["gcp.gemini.request.thinking_budget"] = as_int(_get(thinking, "thinkingBudget"))
-        names = []
-        for tool in req.get("tools") or ():
-            for fn in _get(tool, "functionDeclarations") or () if isinstance(tool, dict) else ():
-                if isinstance(fn, dict) and fn.get("name"):
-                    names.append(fn["name"])
-        if names:
-            attrs["gen_ai.request.tools"] = to_json(names)
+        tool_definitions.record(attrs, req.get("tools"), "gemini")
 
     def needs_estimate(self, call: CallRecord) -> bool:
         """Embedding answers carry no usage: their input is counted from the texts."""

@@ -8,6 +8,7 @@ request and answer), with tokens estimated where the upstream did not count them
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from urllib.parse import unquote
 from gensight.conventions.errors import classify_answer
 from gensight.enrich import tokens
 from gensight.model.records import CallRecord, SpanRecord
+from gensight.receive.gateway.calibrate import Calibration
 from gensight.receive.gateway.call import Call, new_id
 from gensight.receive.gateway.errors import MAX_ERROR_MESSAGE, content_free
 from gensight.receive.gateway.routes import api_version
@@ -150,7 +152,20 @@ def azure(record: CallRecord, call: Call) -> None:
     record.api_version = api_version(call.query)
 
 
-async def build(call: Call, capture_content: bool) -> tuple[list[CallRecord], list[SpanRecord]]:
+#: Operations whose estimates are calibrated (embeddings' counts need no template).
+_LEARNED = frozenset({"chat", "text_completion", "responses"})
+
+
+async def _estimate(cap: Any, record: CallRecord, model: str | None) -> None:
+    if tokens.ready(model):
+        cap.estimate(record)
+    else:  # the vocabulary is still loading: don't block the loop
+        await asyncio.to_thread(cap.estimate, record)
+
+
+async def build(
+    call: Call, capture_content: bool, calibration: Calibration | None = None
+) -> tuple[list[CallRecord], list[SpanRecord]]:
     """The call's records: the CallRecord (when it is an LLM call) and its spans."""
     cap = call.capture
     meta = call.meta
@@ -226,13 +241,43 @@ async def build(call: Call, capture_content: bool) -> tuple[list[CallRecord], li
         cap.fill(record, capture_content)
         azure(record, call)
         # Estimate what the upstream did not count: whole answers, and cut streams
-        # (a partial answer was still generated, and billed).
+        # (a partial answer was still generated, and billed), corrected by what this
+        # upstream's own counts taught (``calibrate``); calls that did count teach it.
+        model = record.response_model or record.request_model
+        key = (up.name if up else "", model or "")
         if cap.needs_estimate(record) and (record.status == "ok" or cap.outputs()):
-            model = record.response_model or record.request_model
-            if tokens.ready(model):
-                cap.estimate(record)
-            else:  # the vocabulary is still loading: don't block the loop
-                await asyncio.to_thread(cap.estimate, record)
+            missing = (record.input_tokens is None, record.output_tokens is None)
+            await _estimate(cap, record, model)
+            if calibration is not None and record.operation in _LEARNED:
+                inp, out, n = calibration.correct(
+                    key,
+                    record.input_tokens if missing[0] else None,
+                    record.output_tokens if missing[1] else None,
+                )
+                if n:
+                    record.input_tokens = inp if missing[0] else record.input_tokens
+                    record.output_tokens = out if missing[1] else record.output_tokens
+                    record.attributes["gensight.tokens_calibration"] = n
+        elif (
+            calibration is not None
+            and up is not None
+            and up.wire == "openai"  # native wires always report usage
+            and record.status == "ok"
+            and record.operation in _LEARNED
+            and not record.tokens_estimated
+            and record.input_tokens
+            and calibration.should_learn(key, tokens.ready(model))
+        ):
+            probe = dataclasses.replace(record, input_tokens=None, output_tokens=None)
+            await _estimate(cap, probe, model)
+            reasoned = bool(record.reasoning_tokens)  # unseen tokens: not the vocabulary's
+            calibration.learn(
+                key,
+                probe.input_tokens,
+                record.input_tokens,
+                None if reasoned else probe.output_tokens,
+                None if reasoned else record.output_tokens,
+            )
         status = record.status
         calls.append(record)
         name = f"{record.operation} {record.request_model or ''}".strip()

@@ -21,7 +21,8 @@
       if (a < 1e-8) return "<$0.00000001";
       return "$" + v.toFixed(1 - Math.floor(Math.log10(a)));  // two significant digits
     },
-    pct: function (v) { return (v * 100).toFixed(1) + "%"; }
+    pct: function (v) { return (v * 100).toFixed(1) + "%"; },
+    num: function (v) { return Number(v).toLocaleString("en-US", { maximumFractionDigits: 2 }); }
   };
   // axis ticks are round numbers: show them without trailing zeros ($0.006, not $0.006000)
   var tickFormats = {
