@@ -220,12 +220,16 @@ def _hit_calls(
     filters: CallFilters, hits: list[tuple[int, str, str]]
 ) -> tuple[list[str], list[str], CallFilters]:
     """The hits' call ids and span ids, and ``filters`` narrowed to the hits' times (so
-    the store reads only the blocks holding them, not every call)."""
+    the store reads only the blocks holding them, not every call). Only a call's own
+    document carries the call's time: a content event's time is the producer's (a log
+    record may be stamped long before or after its span), so a page with event hits is
+    not narrowed."""
     ids = sorted({h[1] for h in hits if h[1]})
     spans = sorted({h[2] for h in hits if h[2]})
-    slack = _EVENT_SLACK if spans else timedelta(0)
-    lo = datetime.fromtimestamp(min(h[0] for h in hits) / 1e6, UTC) - slack
-    hi = datetime.fromtimestamp(max(h[0] for h in hits) / 1e6, UTC) + slack
+    if spans:
+        return ids, spans, filters
+    lo = datetime.fromtimestamp(min(h[0] for h in hits) / 1e6, UTC)
+    hi = datetime.fromtimestamp(max(h[0] for h in hits) / 1e6, UTC)
     hi += timedelta(microseconds=1)
     since = max(filters.since, lo) if filters.since else lo
     until = min(filters.until, hi) if filters.until else hi
