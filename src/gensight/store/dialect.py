@@ -45,6 +45,11 @@ class Dialect:
     def countif(self, cond: str) -> str:
         raise NotImplementedError
 
+    def money_sum(self, expr: str) -> str:
+        """The sum of dollar amounts, exact to 1e-12 USD and the same in any order of
+        rows (a float sum depends on the order a parallel scan adds them in), as a float."""
+        raise NotImplementedError
+
     def quantile(self, expr: str, level: float) -> str:
         """Exact, linearly interpolated percentile (the same numbers on every backend)."""
         raise NotImplementedError
@@ -128,6 +133,9 @@ class DuckDBDialect(Dialect):
     def countif(self, cond: str) -> str:
         return f"count(*) FILTER (WHERE {cond})"
 
+    def money_sum(self, expr: str) -> str:
+        return f"CAST(sum(CAST({expr} AS DECIMAL(38, 12))) AS DOUBLE)"
+
     def quantile(self, expr: str, level: float) -> str:
         return f"quantile_cont({expr}, {level})"
 
@@ -188,6 +196,12 @@ class ClickHouseDialect(Dialect):
 
     def countif(self, cond: str) -> str:
         return f"countIf({cond})"
+
+    def money_sum(self, expr: str) -> str:
+        # toDecimal128 truncates (1.2149999999999999e-05 -> 0.000012149999): half a unit
+        # first rounds as DuckDB's CAST does
+        half = f"if({expr} < 0, -5e-13, 5e-13)"
+        return f"toFloat64(sum(toDecimal128({expr} + {half}, 12)))"
 
     def quantile(self, expr: str, level: float) -> str:
         return f"quantileExactInclusive({level})({expr})"

@@ -91,6 +91,7 @@ class RollupReader:
         out: dict[int, list[dict[str, Any]]] = {_SERIES: [], _GROUPS: [], _TOTAL: []}
         for (lvl, _, _), r in by_key.items():
             if r["calls"]:
+                r["cost_usd"] = float(r["cost_usd"])  # the exact Decimal sum, once
                 out[lvl].append(r)
         return out
 
@@ -234,7 +235,7 @@ def _measures(
         " CAST(sum(errors) AS BIGINT) AS errors,"
         " CAST(sum(input_tokens) AS BIGINT) AS input_tokens,"
         " CAST(sum(output_tokens) AS BIGINT) AS output_tokens,"
-        " CAST(sum(cost_usd) AS DOUBLE) AS cost_usd,"
+        " sum(cost_usd) AS cost_usd,"  # exact decimals, summed exactly below
         " CAST(sum(unpriced_calls) AS BIGINT) AS unpriced_calls,"
         " CAST(sum(no_usage_calls) AS BIGINT) AS no_usage_calls"
         f" FROM (SELECT {bucket} AS bucket, {grp} AS grp, * FROM ({union}) u WHERE {w})"
