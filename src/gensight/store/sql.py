@@ -258,7 +258,7 @@ def measures(d: Dialect) -> str:
         {d.countif("c.status = 'error'")} AS errors,
         sum(c.input_tokens) AS input_tokens,
         sum(c.output_tokens) AS output_tokens,
-        {d.money_sum('c.cost_usd')} AS cost_usd,
+        {d.money_sum("c.cost_usd")} AS cost_usd,
         {d.countif(f"c.cost_usd IS NULL AND NOT {_NO_USAGE}")} AS unpriced_calls,
         {d.countif(f"c.cost_usd IS NULL AND {_NO_USAGE}")} AS no_usage_calls,
         {d.quantiles("c.duration_ms", (0.5, 0.95, 0.99))} AS lat_q,
