@@ -794,6 +794,31 @@ def query_plan(meta: dict[str, Any], reps: int, slow_reps: int) -> list[dict[str
         ),
         (f"calls q={NEEDLE}", "/api/calls", {"q": NEEDLE}, "calls", slow_reps),
         ("calls q=(no match)", "/api/calls", {"q": MISSING}, "calls", slow_reps),
+        # the index filters, orders and counts itself: these ask it with other filters
+        (
+            f"calls q={NEEDLE} app=",
+            "/api/calls",
+            {"q": NEEDLE, "app": meta["app_mid"]},
+            "calls",
+            slow_reps,
+        ),
+        (f"calls q={NEEDLE} 30d", "/api/calls", {"q": NEEDLE, **r30}, "calls", slow_reps),
+        (
+            f"calls q={NEEDLE} model= status=error",
+            "/api/calls",
+            {"q": NEEDLE, "model": meta["model_top"], "status": "error"},
+            "calls",
+            slow_reps,
+        ),
+        (
+            "calls q=(no match) 24h app=",
+            "/api/calls",
+            {"q": MISSING, "app": meta["app_mid"], **r24},
+            "calls",
+            slow_reps,
+        ),
+        ("calls q=refund pol (phrase)", "/api/calls", {"q": "refund pol"}, "calls", slow_reps),
+        ("calls q=the (most calls)", "/api/calls", {"q": "the"}, "calls", slow_reps),
         ("trace", "/api/traces/{id}", {}, "trace", reps),
         (
             "correlations 24h",
@@ -925,6 +950,38 @@ def serve_and_time(
     }
 
 
+def _index_cost(seed: int, content: str, batches: int, batch: int) -> dict[str, Any]:
+    import _search
+
+    return _search.batch_cost(World(seed, content), batches, batch)
+
+
+def _rebuild_index(path: str) -> dict[str, Any]:
+    import _search
+
+    return _search.rebuild(path)
+
+
+def index_report(args: argparse.Namespace, path: Path, meta: dict[str, Any], result: dict) -> None:
+    """The search index's build cost (as measured when the data set was made, or now with
+    ``--rebuild-index``), size, and the writer's per-batch maintenance cost."""
+    if args.rebuild_index:
+        print(f"rebuilding the search index (load {load_average():.2f})", flush=True)
+        meta.update(_in_child(_rebuild_index, str(path)))
+        meta["search_build_load"] = load_average()
+    built = {k: meta[k] for k in ("search_build_s", "search_docs", "docs/s", "search_bytes",
+                                  "search_build_load") if k in meta}  # fmt: skip
+    built["search MB on disk"] = dir_size(Path(str(path) + ".search")) / 2**20
+    result["search_index"] = built
+    print(f"search index: {built}")
+    if args.index_cost:
+        load = load_average()
+        cost = _in_child(_index_cost, args.seed, args.content, args.index_cost, args.batch)
+        cost["load"] = load
+        result["search_index"]["batch_cost"] = cost
+        print(f"search index per batch (writer): {cost}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--store", choices=["duckdb", "chdb"], default="duckdb")
@@ -952,6 +1009,18 @@ def main() -> int:
         "--no-index",
         action="store_true",
         help="replicated data: build the rollups but not the search index (q= then scans)",
+    )
+    ap.add_argument(
+        "--rebuild-index",
+        action="store_true",
+        help="DuckDB: rebuild the search index before serving (gensight rebuild search), timed",
+    )
+    ap.add_argument(
+        "--index-cost",
+        type=int,
+        default=20,
+        metavar="BATCHES",
+        help="time the writer's index maintenance on this many batches (0: skip)",
     )
     ap.add_argument("--json", help="write results to this file")
     args = ap.parse_args()
@@ -1045,6 +1114,8 @@ def main() -> int:
         f" {ingest['disk MB']:,.0f} MB under {path}"
     )
     result["ingest"] = ingest
+    if args.store == "duckdb":
+        index_report(args, path, meta, result)
     if args.no_serve:
         return 0
     target = path

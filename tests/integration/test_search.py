@@ -135,7 +135,7 @@ def test_index_survives_reopen_and_is_rebuilt(tmp_path: Path):
 
 
 def test_totals_count_the_hits_with_the_filters(store: DuckDBStore, monkeypatch):
-    from gensight.store import search
+    from gensight.store import search_calls
 
     event = ContentEvent(
         trace_id=f"{4:032x}", span_id=f"{4:016x}", ts=NOW - timedelta(minutes=4), seq=0,
@@ -157,5 +157,127 @@ def test_totals_count_the_hits_with_the_filters(store: DuckDBStore, monkeypatch)
         assert [store.count_calls(f) for f in asked] == from_index
     finally:
         store.search = index
-    monkeypatch.setattr(search, "MAX_COUNTED_HITS", 5)  # too many hits: it scans
+    monkeypatch.setattr(search_calls, "MAX_EVENT_HITS", 0)  # too many hits: it scans
     assert store.count_calls(CallFilters(q="invoice")) == 21
+    monkeypatch.setattr(search_calls, "MAX_EVENT_HITS", 10)
+    monkeypatch.setattr(search_calls, "MAX_JOINED_HITS", 5)
+    assert store.count_calls(CallFilters(q="invoice", score="x")) == 0
+
+
+def _seeded(n: int = 240) -> tuple[list[CallRecord], list[ContentEvent]]:
+    """Calls with a few words in varied places, several apps/models/statuses, some at the
+    same instant (ties), and content events stamped hours away from their call."""
+    import random
+
+    rnd = random.Random(7)
+    vocab = ["invoice", "invoices", "refund", "policy", "shipping", "delay", "quota", "alpha"]
+    calls, events = [], []
+    for i in range(n):
+        said = " ".join(rnd.choice(vocab) for _ in range(rnd.randint(0, 4))) or None
+        calls.append(
+            CallRecord(
+                id=f"s{i:04d}",
+                trace_id=f"{i:032x}",
+                span_id=f"{i:016x}",
+                ts=NOW - timedelta(minutes=7 * (i // 3)),  # three calls per instant
+                duration_ms=5.0,
+                source=rnd.choice(["gateway", "otlp"]),
+                app=rnd.choice(["shop", "search", None]),
+                provider=rnd.choice(["openai", "anthropic"]),
+                request_model=rnd.choice(["gpt-4o", None]),
+                response_model=rnd.choice(["gpt-4o", "claude-3"]),
+                input_messages=[{"role": "user", "content": said}] if said else None,
+                status="error" if i % 11 == 0 else "ok",
+                error_message="upstream quota exhausted" if i % 11 == 0 else None,
+            )
+        )
+        if i % 13 == 0:  # a log record stamped 5 h before or after its span
+            shift = timedelta(hours=5) * (1 if i % 2 else -1)
+            events.append(
+                ContentEvent(
+                    trace_id=f"{i:032x}",
+                    span_id=f"{i:016x}",
+                    ts=calls[-1].ts + shift,
+                    seq=0,
+                    kind="input",
+                    message={"role": "user", "content": rnd.choice(vocab)},
+                )  # fmt: skip
+            )
+    return calls, events
+
+
+def test_index_answers_equal_the_scan(tmp_path: Path):
+    """Pages and totals from the index equal a brute-force scan of the messages (SQL's
+    case-insensitive contains) for phrases and prefixes with the filters combined."""
+    s = DuckDBStore(tmp_path / "b.duckdb")
+    try:
+        calls, events = _seeded()
+        s.write(calls[:120], [], events[:5])
+        s.write(calls[120:], [], events[5:])
+        since, until = NOW - timedelta(hours=40), NOW - timedelta(hours=3)
+        asked = []
+        # words for which SQL's substring and the index's phrase-prefix agree (the scan
+        # reads messages, not error messages: those only the index holds)
+        for q in ["invoice", "refund policy", "ship", "alpha", "zzz"]:
+            for kw in [{}, {"app": "shop"}, {"model": "gpt-4o", "status": "ok"},
+                       {"since": since, "until": until}, {"provider": "anthropic", "since": since},
+                       {"source": "otlp", "status": "error"}]:  # fmt: skip
+                asked.append(CallFilters(q=q, **kw))
+        index = s.search
+
+        def answer() -> list[tuple[int, list[str]]]:
+            out = []
+            for f in asked:
+                seen, cursor = [], None
+                while True:
+                    rows, cursor = s.list_calls(f, 16, cursor)
+                    seen += [r["id"] for r in rows]
+                    if cursor is None:
+                        break
+                out.append((s.count_calls(f), seen))
+            return out
+
+        from_index = answer()
+        s.search = None
+        try:
+            scanned = answer()
+        finally:
+            s.search = index
+        assert from_index == scanned
+        assert sum(n for n, _ in from_index) > 200  # the cases do find calls
+        assert all(len(ids) == n == len(set(ids)) for n, ids in from_index)
+    finally:
+        s.close()
+
+
+def test_event_far_from_its_call_is_found_in_a_time_range(store: DuckDBStore):
+    """A content event stamped 6 h after its span still finds the call when the range
+    holds the call (not the event), and not when it holds only the event."""
+    call = _calls()[10]  # 10 minutes ago
+    event = ContentEvent(
+        trace_id=call.trace_id, span_id=call.span_id, ts=call.ts + timedelta(hours=6), seq=0,
+        kind="input", message={"role": "user", "content": "a parcel to Tromsø"},
+    )  # fmt: skip
+    store.write([], [], [event])
+    around = {"since": call.ts - timedelta(minutes=1), "until": call.ts + timedelta(minutes=1)}
+    assert _ids(store, q="tromsø", **around) == ["c010"]
+    assert store.count_calls(CallFilters(q="tromsø", **around)) == 1
+    later = {"since": event.ts - timedelta(minutes=1), "until": event.ts + timedelta(minutes=1)}
+    assert _ids(store, q="tromsø", **later) == []
+    assert store.count_calls(CallFilters(q="tromsø", **later)) == 0
+
+
+def test_retention_drops_documents_and_writes_are_searchable_at_once(tmp_path: Path):
+    s = DuckDBStore(tmp_path / "r.duckdb", retention=timedelta(days=1))
+    try:
+        old = dataclasses.replace(_calls()[0], id="old", ts=NOW - timedelta(days=3))
+        s.write([old, *_calls()], [], [])
+        assert s.count_calls(CallFilters(q="invoice")) == 21
+        assert s.apply_retention() > 0
+        assert s.count_calls(CallFilters(q="invoice")) == 20  # the index forgot it too
+        assert "old" not in _ids(s, q="invoice")
+        assert s.search._pending == 0
+        s.write([dataclasses.replace(_calls()[1], id="new", input_messages="fresh words")], [], [])
+        assert _ids(s, q="fresh") == ["new"]  # pending documents are committed by a search
+    finally:
+        s.close()

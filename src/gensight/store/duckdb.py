@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
-from gensight.store import arrow, migrations, rollups, schema, search
+from gensight.store import arrow, migrations, rollups, schema, search, search_calls
 from gensight.store.base import CallFilters, Cursor
 from gensight.store.common import SQLStore, unique
 from gensight.store.dialect import DuckDBDialect, Query
@@ -194,6 +194,8 @@ class DuckDBStore(SQLStore):
             except Exception:
                 con.execute("ROLLBACK")
                 raise
+            if self.search is not None:  # its documents of the deleted rows
+                self.search.forget_before(cutoff)
         return deleted
 
     # -- the search index (``gensight.store.search``) --------------------------------
@@ -213,13 +215,8 @@ class DuckDBStore(SQLStore):
         calls = self._con.cursor()
         events = self._con.cursor()
         try:
-            calls.execute(
-                "SELECT id, ts, input_messages, output_messages, system_instructions,"
-                " error_message FROM calls WHERE input_messages IS NOT NULL"
-                " OR output_messages IS NOT NULL OR system_instructions IS NOT NULL"
-                " OR error_message IS NOT NULL"
-            )
-            events.execute("SELECT trace_id, span_id, ts, seq, kind, message FROM content_events")
+            calls.execute(search.rebuild_calls_sql())
+            events.execute(search.REBUILD_EVENTS_SQL)
             self.search.rebuild(_fetch(calls), _fetch(events))
         finally:
             calls.close()
@@ -236,14 +233,14 @@ class DuckDBStore(SQLStore):
     ) -> list[dict[str, Any]]:
         # the index reads hits newest first: other orders scan the messages in SQL
         if filters.q and self.search is not None and (sort, order) == ("ts", "desc"):
-            rows = search.list_rows(self, self.search, filters, limit, cursor, full)
+            rows = search_calls.list_rows(self, self.search, filters, limit, cursor, full)
             if rows is not None:
                 return rows
         return super()._list_rows(filters, limit, cursor, full, sort, order)
 
     def count_calls(self, filters: CallFilters) -> int:
         if filters.q and self.search is not None:
-            n = search.count(self, self.search, filters)
+            n = search_calls.count(self, self.search, filters)
             if n is not None:
                 return n
         return super().count_calls(filters)

@@ -2,38 +2,40 @@
 
 ``q=`` on the call log used to scan every call's messages (``contains(lower(...))``):
 0.6 s at 1M calls, 5-7 s at 10M. This index answers it in milliseconds: one document
-per call (its prompts, completions, system instructions and error message) and one per
-content event (messages that arrived as OTLP log events), each with the time it
-happened, so hits come newest first. The store then reads only the hit calls, with the
-other filters, in SQL (``DuckDBStore`` combines the two).
+per call (its prompts, completions, system instructions and error message, with the
+call's time and the values the call log filters on) and one per content event (messages
+that arrived as OTLP log events, with the span they belong to). The index itself filters
+call documents by time, app, model, provider, status and the other equality filters,
+keeps them newest first and counts them; ``gensight.store.search_calls`` combines that
+with the calls found through their content events and reads only a page's rows in SQL.
 
 What ``q`` matches: its words (tantivy's default tokenizer: split on non-alphanumerics,
 lowercased) as a phrase whose last word is a prefix: ``refund pol`` finds "Refund
 policy:" and ``invoice`` finds "invoices"; not a fragment inside a word.
 
-The writer keeps it in step after each batch is committed to the store (a call
-rewritten by a merge replaces its document); ``gensight rebuild search`` (or opening a
-store whose index is missing) builds it from the stored calls and events.
+The writer adds each batch after it is committed to the store (a call rewritten by a
+merge replaces its document) and commits the index at most every ``COMMIT_EVERY``
+seconds; a search first commits what was added since, so a stored call is always
+searchable. ``gensight rebuild search`` (or opening a store whose index is missing or
+of an older layout) builds it from the stored calls and events.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from gensight.model.records import CallRecord, ContentEvent
-from gensight.store import sql
-from gensight.store.base import CallFilters, Cursor
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,18 @@ _LABEL_KEYS = frozenset({"role", "type", "finish_reason", "id", "tool_call_id", 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 #: The writer's indexing memory: small (lean process), one thread (the other core serves).
 _HEAP = 20_000_000
+#: A rebuild's: both cores, a larger buffer (fewer, larger segments to merge).
+_REBUILD_HEAP, _REBUILD_THREADS = 128_000_000, 2
+#: The writer commits the index at most this often (a search commits pending documents).
+COMMIT_EVERY = 2.0
+#: The call columns the index filters on (``CallFilters``' equality filters), and
+#: ``model``: the request model, else the response model (as ``sql.where``).
+FILTER_FIELDS = (
+    "app", "environment", "provider", "operation", "status", "error_class", "user",
+    "session", "source", "deployment", "api_version", "template_id", "trace_id",
+)  # fmt: skip
+#: The index's layout; an index of another one is built again at open.
+_LAYOUT = "gensight-search-2"
 
 
 def words(q: str) -> list[str]:
@@ -72,10 +86,30 @@ def text_of(*values: Any) -> str:
     return "\n".join(out)
 
 
-def _us(ts: datetime) -> int:
+def us(ts: datetime) -> int:
+    """Microseconds since the epoch (naive times are UTC, as the store keeps them)."""
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     return int(ts.timestamp() * 1_000_000)
+
+
+def rebuild_calls_sql() -> str:
+    """The stored calls a rebuild indexes: (id, ts, model, *FILTER_FIELDS, *texts)."""
+    cols = ", ".join(f'"{c}"' for c in FILTER_FIELDS)
+    return (
+        f"SELECT id, ts, coalesce(request_model, response_model), {cols}, input_messages,"
+        " output_messages, system_instructions, error_message FROM calls"
+        " WHERE input_messages IS NOT NULL OR output_messages IS NOT NULL"
+        " OR system_instructions IS NOT NULL OR error_message IS NOT NULL"
+    )
+
+
+#: A rebuild's content events: (trace_id, span_id, ts, seq, kind, message).
+REBUILD_EVENTS_SQL = "SELECT trace_id, span_id, ts, seq, kind, message FROM content_events"
+
+
+def _event_key(trace_id: str, span_id: str, ts: datetime, seq: int, kind: str) -> str:
+    return f"e:{trace_id}:{span_id}:{us(ts)}:{seq}:{kind}"
 
 
 class SearchIndex:
@@ -87,10 +121,13 @@ class SearchIndex:
         self._t = tantivy
         sb = tantivy.SchemaBuilder()
         sb.add_text_field("doc", stored=False, tokenizer_name="raw")  # unique per document
+        sb.add_text_field("kind", stored=False, tokenizer_name="raw")  # "c" call, "e" event
         sb.add_text_field("call", stored=True, tokenizer_name="raw")  # call id, or ""
         sb.add_text_field("span", stored=True, tokenizer_name="raw")  # span id of an event
         sb.add_integer_field("ts", stored=False, indexed=True, fast=True)
         sb.add_text_field("text", stored=False, index_option="position")
+        for name in ("model", *FILTER_FIELDS):
+            sb.add_text_field(name, stored=False, tokenizer_name="raw", index_option="basic")
         self.schema = sb.build()
         self.path = path
         self.created = True
@@ -98,200 +135,133 @@ class SearchIndex:
             self.index = tantivy.Index(self.schema)
         else:
             p = Path(path)
-            self.created = not (p.exists() and tantivy.Index.exists(str(p)))
+            marker = p / _LAYOUT
+            self.created = not (p.exists() and marker.exists() and tantivy.Index.exists(str(p)))
             if self.created:
                 shutil.rmtree(p, ignore_errors=True)
                 p.mkdir(parents=True)
             self.index = tantivy.Index(self.schema, path=str(p), reuse=not self.created)
+            marker.touch()
         self._writer: Any = None
+        self._writer_opts = (_HEAP, 1)
         self._lock = threading.Lock()
+        self._pending = 0  # documents added or deleted since the last commit
+        self._committed = time.monotonic()
 
     def _w(self) -> Any:
         if self._writer is None:
-            self._writer = self.index.writer(heap_size=_HEAP, num_threads=1)
+            heap, threads = self._writer_opts
+            self._writer = self.index.writer(heap_size=heap, num_threads=threads)
         return self._writer
 
+    def _commit(self) -> None:
+        """Commit pending changes and let searches see them (under ``_lock``)."""
+        if self._pending:
+            self._w().commit()
+            self.index.reload()
+            self._pending = 0
+        self._committed = time.monotonic()
+
     # -- writing (the store's writer thread) -------------------------------------
+    # documents go in as JSON text: half the cost of building tantivy Documents in Python
+    @staticmethod
+    def _call_doc(cid: str, ts: datetime, text: str, model: Any, values: Iterable[Any]) -> str:
+        fields: dict[str, Any] = {"doc": f"c:{cid}", "kind": "c", "call": cid, "span": "",
+                                  "ts": us(ts), "text": text}  # fmt: skip
+        if model:
+            fields["model"] = model
+        for name, value in zip(FILTER_FIELDS, values, strict=True):
+            if value:
+                fields[name] = str(value)
+        return orjson.dumps(fields).decode()
+
+    @staticmethod
+    def _event_doc(key: str, span_id: str, ts: datetime, text: str) -> str:
+        fields = {"doc": key, "kind": "e", "call": "", "span": span_id, "ts": us(ts), "text": text}
+        return orjson.dumps(fields).decode()
+
     def add(self, calls: Sequence[CallRecord], events: Sequence[ContentEvent]) -> None:
         """Index a written batch: a call replaces its document; events are kept once."""
-        docs = []
+        docs: list[tuple[str, str | None]] = []
         for c in calls:
             text = text_of(c.input_messages, c.output_messages, c.system_instructions,
                            c.error_message)  # fmt: skip
-            docs.append((f"c:{c.id}", c.id, "", c.ts, text))
+            model = c.request_model or c.response_model
+            values = [getattr(c, name) for name in FILTER_FIELDS]
+            # a call without text has no document (a merge never drops a call's text)
+            docs.append(
+                (f"c:{c.id}", self._call_doc(c.id, c.ts, text, model, values) if text else None)
+            )
         for e in events:
-            key = f"e:{e.trace_id}:{e.span_id}:{_us(e.ts)}:{e.seq}:{e.kind}"
-            docs.append((key, "", e.span_id, e.ts, text_of(e.message)))
-        # a call without text has no document (a merge never drops a call's text)
-        docs = [d for d in docs if d[4]]
-        if docs:
-            self._add(docs, replace=True)
-
-    def _add(self, docs: Iterable[tuple[str, str, str, datetime, str]], replace: bool) -> None:
-        n = 0
+            text = text_of(e.message)
+            key = _event_key(e.trace_id, e.span_id, e.ts, e.seq, e.kind)
+            docs.append((key, self._event_doc(key, e.span_id, e.ts, text) if text else None))
+        if not docs:
+            return
         with self._lock:
             w = self._w()
-            for key, call, span, ts, text in docs:
-                if replace:
-                    w.delete_documents_by_term("doc", key)
-                if not text:
-                    continue
-                w.add_document(
-                    self._t.Document(doc=key, call=call, span=span, ts=_us(ts), text=text)
-                )
-                n += 1
-            w.commit()
-        self.index.reload()
+            for key, doc in docs:
+                w.delete_documents_by_term("doc", key)
+                if doc is not None:
+                    w.add_json(doc)
+            self._pending += len(docs)
+            if time.monotonic() - self._committed >= COMMIT_EVERY:
+                self._commit()
 
-    def rebuild(self, calls: Iterable[tuple[Any, ...]], events: Iterable[tuple[Any, ...]]) -> None:
-        """Index everything again: ``calls`` as (id, ts, input, output, system, error),
-        ``events`` as (trace_id, span_id, ts, seq, kind, message) rows."""
+    def forget_before(self, cutoff: datetime) -> None:
+        """Drop the documents of calls and events older than ``cutoff`` (retention)."""
+        t = self._t
+        query = t.Query.range_query(
+            self.schema, "ts", t.FieldType.Integer, None, us(cutoff), include_upper=False
+        )
         with self._lock:
-            self._w().delete_all_documents()
-            self._w().commit()
+            self._w().delete_documents_by_query(query)
+            self._pending += 1
+            self._commit()
 
-        def docs() -> Iterable[tuple[str, str, str, datetime, str]]:
-            for cid, ts, *texts in calls:
-                yield f"c:{cid}", cid, "", ts, text_of(*texts)
-            for trace_id, span_id, ts, seq, kind, message in events:
-                yield (
-                    f"e:{trace_id}:{span_id}:{_us(ts)}:{seq}:{kind}",
-                    "",
-                    span_id,
-                    ts,
-                    text_of(message),
-                )
-
-        self._add(docs(), replace=False)
+    def rebuild(self, calls: Iterable[tuple[Any, ...]], events: Iterable[tuple[Any, ...]]) -> int:
+        """Index everything again: ``calls`` as ``rebuild_calls_sql()`` rows, ``events``
+        as ``REBUILD_EVENTS_SQL`` rows; returns how many documents it holds."""
+        n_filters = len(FILTER_FIELDS)
+        with self._lock:
+            if self._writer is not None:
+                self._writer.wait_merging_threads()
+            self._writer = None
+            self._writer_opts = (_REBUILD_HEAP, _REBUILD_THREADS)
+            try:
+                w = self._w()
+                w.delete_all_documents()
+                n = 0
+                for cid, ts, model, *rest in calls:
+                    text = text_of(*rest[n_filters:])
+                    if text:
+                        w.add_json(self._call_doc(cid, ts, text, model, rest[:n_filters]))
+                        n += 1
+                for trace_id, span_id, ts, seq, kind, message in events:
+                    text = text_of(message)
+                    if text:
+                        key = _event_key(trace_id, span_id, ts, seq, kind)
+                        w.add_json(self._event_doc(key, span_id, ts, text))
+                        n += 1
+                self._pending += 1
+                self._commit()
+                w.wait_merging_threads()
+            finally:
+                self._writer = None
+                self._writer_opts = (_HEAP, 1)
+        return n
 
     # -- reading ---------------------------------------------------------------
-    def search(
-        self,
-        q: str,
-        since: datetime | None,
-        until: datetime | None,
-        limit: int,
-        offset: int = 0,
-    ) -> tuple[list[tuple[int, str, str]], int] | None:
-        """Hits newest first as (ts µs, call id or "", span id or ""), and how many match;
-        None when ``q`` has no words (the store then searches as before)."""
-        ws = words(q)
-        if not ws:
-            return None
-        t, schema = self._t, self.schema
-        parts = [(t.Occur.Must, t.Query.phrase_prefix_query(schema, "text", ws))]
-        if since is not None or until is not None:
-            lo = _us(since) if since is not None else None
-            hi = _us(until) if until is not None else None
-            parts.append(
-                (
-                    t.Occur.Must,
-                    t.Query.range_query(
-                        schema, "ts", t.FieldType.Integer, lo, hi, include_upper=hi is None
-                    ),
-                )
-            )
-        query = t.Query.boolean_query(parts)
-        searcher = self.index.searcher()
-        result = searcher.search(query, limit, count=True, order_by_field="ts", offset=offset)
-        hits = []
-        for ts, addr in result.hits:
-            d = searcher.doc(addr)
-            hits.append((int(ts), d["call"][0], d["span"][0]))
-        return hits, int(result.count or 0)
+    def searcher(self) -> Any:
+        """A searcher that sees every document added so far."""
+        if self._pending:
+            with self._lock:
+                self._commit()
+        return self.index.searcher()
 
     def close(self) -> None:
         with self._lock:
             if self._writer is not None:
+                self._commit()
                 self._writer.wait_merging_threads()
                 self._writer = None
-
-
-#: How far a content event's time may lie from its call's (the index ranges by the
-#: event's, the store filters by the call's).
-_EVENT_SLACK = timedelta(hours=1)
-
-
-#: ``q=``'s total counts the hit calls in SQL up to this many hits (else it scans).
-MAX_COUNTED_HITS = 20_000
-
-
-def _hit_calls(
-    filters: CallFilters, hits: list[tuple[int, str, str]]
-) -> tuple[list[str], list[str], CallFilters]:
-    """The hits' call ids and span ids, and ``filters`` narrowed to the hits' times (so
-    the store reads only the blocks holding them, not every call). Only a call's own
-    document carries the call's time: a content event's time is the producer's (a log
-    record may be stamped long before or after its span), so a page with event hits is
-    not narrowed."""
-    ids = sorted({h[1] for h in hits if h[1]})
-    spans = sorted({h[2] for h in hits if h[2]})
-    if spans:
-        return ids, spans, filters
-    lo = datetime.fromtimestamp(min(h[0] for h in hits) / 1e6, UTC)
-    hi = datetime.fromtimestamp(max(h[0] for h in hits) / 1e6, UTC)
-    hi += timedelta(microseconds=1)
-    since = max(filters.since, lo) if filters.since else lo
-    until = min(filters.until, hi) if filters.until else hi
-    return ids, spans, dataclasses.replace(filters, since=since, until=until)
-
-
-def count(store: Any, index: SearchIndex, filters: CallFilters) -> int | None:
-    """How many calls match ``filters`` with ``q`` from the index's hits (the other
-    filters in SQL on the hit calls); None when ``q`` has no words or has more than
-    ``MAX_COUNTED_HITS`` hits (the store then counts by scanning)."""
-    assert filters.q
-    since = filters.since - _EVENT_SLACK if filters.since else None
-    until = filters.until + _EVENT_SLACK if filters.until else None
-    answer = index.search(filters.q, since, until, 1)
-    if answer is None or answer[1] > MAX_COUNTED_HITS:
-        return None
-    if answer[1] == 0:
-        return 0
-    hits, _ = index.search(filters.q, since, until, answer[1]) or ([], 0)
-    # by id, without the hits' time range (faster here: the primary key's index)
-    rest = dataclasses.replace(filters, q=None)
-    ids, spans, _ = _hit_calls(rest, hits)
-    (row,) = store._rows(sql.count_calls(store.dialect, rest, only=(ids, spans)))
-    return int(row["n"])
-
-
-def list_rows(
-    store: Any,
-    index: SearchIndex,
-    filters: CallFilters,
-    limit: int,
-    cursor: Cursor | None,
-    full: bool,
-) -> list[dict[str, Any]] | None:
-    """The call log's rows for ``filters.q`` from the index's hits, newest first, with
-    the other filters applied in SQL to the hit calls only; None when ``q`` has no
-    words. Hits are read in growing chunks until a page is full or none are left."""
-    assert filters.q
-    since = filters.since - _EVENT_SLACK if filters.since else None
-    until = filters.until + _EVENT_SLACK if filters.until else None
-    if cursor is not None:
-        top = cursor.ts + timedelta(microseconds=1) + _EVENT_SLACK
-        until = min(until, top) if until else top
-    rest = dataclasses.replace(filters, q=None)
-    # a page's worth of hits first (each hit is one id looked up), more when filtered out
-    chunk, offset = 2 * (limit + 1), 0
-    found: dict[str, dict[str, Any]] = {}
-    while True:
-        answer = index.search(filters.q, since, until, chunk, offset)
-        if answer is None:
-            return None
-        hits, total = answer
-        if not hits:
-            break
-        ids, spans, near = _hit_calls(rest, hits)
-        q = sql.list_calls(store.dialect, near, limit, cursor, full, only=(ids, spans))
-        for row in store._rows(q):
-            found.setdefault(row["id"], row)
-        offset += len(hits)
-        # a full page from hits newer than every hit still unread (events aside) is final
-        if len(found) > limit or offset >= total:
-            break
-        chunk *= 2
-    rows = sorted(found.values(), key=lambda r: (r["ts"], r["id"]), reverse=True)
-    return rows[: limit + 1]

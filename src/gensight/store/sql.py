@@ -129,6 +129,28 @@ def count_calls(
     return q
 
 
+def calls_by_id(d: Dialect, ids: list[str], full: bool = False) -> Query:
+    """These calls (a search page's hits), in no order: one look-up by the primary key."""
+    q = Query(d)
+    q.sql = (
+        f"SELECT {_cols(CALL_FIELD_NAMES if full else LIST_COLUMNS, 'c')}"
+        f" FROM {d.table('calls', 'c')}"
+        f" WHERE c.id IN ({', '.join(d.param(q, v) for v in ids)})"
+    )
+    return q
+
+
+def call_keys(d: Dialect, filters: CallFilters, span_ids: list[str]) -> Query:
+    """The id and time of the calls of these spans that match the filters."""
+    q = Query(d)
+    w = where(d, q, filters)
+    q.sql = (
+        f"SELECT c.id AS id, c.ts AS ts FROM {d.table('calls', 'c')}"
+        f" WHERE {w} AND {d.in_strings(q, 'c.span_id', span_ids)}"
+    )
+    return q
+
+
 def _only(d: Dialect, q: Query, only: tuple[list[str], list[str]]) -> str:
     """The calls of these (ids, span ids): a search index's hits."""
     alternatives = [
