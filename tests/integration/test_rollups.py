@@ -259,3 +259,36 @@ def test_raw_rows_answer_when_rollups_would_read_as_many(
         assert answers.overview(s, _range(), 3600, None)["rows_from"] == "rollups"
     finally:
         s.close()
+
+
+def test_the_call_logs_total_counts_from_rollups(store: DuckDBStore) -> None:
+    """``count_calls`` sums hourly rollup rows plus the raw calls of partial hours: the
+    same count as the raw rows, for open and unaligned ranges and each filter a set
+    holds; filters no set holds together are counted from raw rows."""
+    from gensight.store import rollup_reader
+    from gensight.store.common import SQLStore
+
+    r = _range()
+    ranges = [
+        CallFilters(),
+        CallFilters(since=r.since),
+        CallFilters(until=r.until - timedelta(hours=7, minutes=3)),
+        r,
+        CallFilters(since=r.since, until=r.since + timedelta(minutes=20)),  # no whole hour
+    ]
+    for base in ranges:
+        for extra in ({}, {"app": "shop"}, {"model": "gpt-4o"}, {"status": "error"},
+                      {"status": "error", "error_class": "rate_limit"},
+                      {"model": "gpt-4o", "app": "shop"}, {"model": "gpt-4o", "status": "error"},
+                      {"app": "shop", "status": "ok"}):  # fmt: skip
+            f = dataclasses.replace(base, **extra)
+            want = SQLStore.count_calls(store, f)
+            assert store.count_calls(f) == want, (base, extra)
+            held = len(set(extra) - {"status"}) <= 1
+            whole = (
+                base.since is None
+                or base.until is None
+                or base.until - base.since > timedelta(hours=2)
+            )
+            assert (rollup_reader.count(store, f) is not None) == (held and whole), (base, extra)
+    assert SQLStore.count_calls(store, CallFilters(app="shop")) > 0

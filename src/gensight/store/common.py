@@ -88,6 +88,8 @@ def merge_content_events(call: dict[str, Any], events: list[tuple[str, Any]]) ->
 
 
 #: Calls whose scores one query looks up at most (the statement binds each id).
+#: How far a trace's calls may start outside its spans' time (clocks of producers).
+_TRACE_SKEW = timedelta(minutes=5)
 _LOOKUP_CHUNK = 1000
 
 
@@ -248,12 +250,16 @@ class SQLStore(SavingsQueries):
         spans = self._rows(sql.trace_spans(self.dialect, trace_id))
         filters = CallFilters(trace_id=trace_id)
         if spans:
-            # a trace's calls lie within its spans' time (each call is one of its spans):
-            # bounding by time lets both engines skip all but a few blocks
+            # a trace's calls lie within its spans' time (from the first start to the last
+            # end, beyond the last start: a gateway's call inside a long root span has no
+            # span row of its own), give or take producers' clock skew: bounding by time
+            # lets both engines skip all but a few blocks
             start = min(s["ts"] for s in spans).replace(tzinfo=UTC)
-            end = max(s["ts"] for s in spans).replace(tzinfo=UTC)
+            end = max(s["ts"] + timedelta(milliseconds=s["duration_ms"] or 0) for s in spans)
             filters = CallFilters(
-                trace_id=trace_id, since=start - timedelta(hours=1), until=end + timedelta(hours=1)
+                trace_id=trace_id,
+                since=start - _TRACE_SKEW,
+                until=end.replace(tzinfo=UTC) + _TRACE_SKEW,
             )
         calls, _ = self.list_calls(filters, 10_000, None)
         if not spans and not calls:

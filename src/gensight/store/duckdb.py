@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
-from gensight.store import arrow, migrations, rollups, schema, search
+from gensight.store import arrow, migrations, rollup_reader, rollups, schema, search
 from gensight.store.base import CallFilters, Cursor
 from gensight.store.common import SQLStore, unique
 from gensight.store.dialect import DuckDBDialect, Query
@@ -257,7 +257,8 @@ class DuckDBStore(SQLStore):
             n = search.count(self, self.search, filters)
             if n is not None:
                 return n
-        return super().count_calls(filters)
+        n = rollup_reader.count(self, filters)
+        return n if n is not None else super().count_calls(filters)
 
     # -- rollups (``gensight.store.rollups``) ---------------------------------------
     def rebuild_rollups(self) -> None:

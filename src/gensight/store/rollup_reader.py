@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from gensight.model import vocab
 from gensight.store import rollups
 from gensight.store.base import CallFilters
 from gensight.store.dialect import DuckDBDialect, Query
@@ -264,3 +265,49 @@ def _histograms(
         f" FROM ({union}) u WHERE {w} GROUP BY ALL HAVING sum(n) > 0"
     )
     return q
+
+
+def count(store: Any, filters: CallFilters) -> int | None:
+    """How many calls match ``filters``: the hourly measure rows of the fewest dimensions
+    holding every filter, plus the raw calls of the partial hours at either end of the
+    range (an open end has none); None when no rollup set holds the filters or the range
+    holds no whole hour.
+
+    The call log's ``total``: at 10M calls a raw count by app took ~40 ms a page, a sum
+    over the app set's hourly rows (about one per app and hour) a few."""
+    used = {k: v for k, v in filters.active().items() if k not in ("since", "until")}
+    held, measure = used, "calls"
+    fits = [n for n, dims in rollups.SETS.items() if set(held) <= set(dims)]
+    if not fits and used.get("status") in vocab.STATUSES:
+        # every set counts its errors: a status with other dimensions is one of two sums
+        held = {k: v for k, v in used.items() if k != "status"}
+        measure = "errors" if used["status"] == "error" else "calls - errors"
+        fits = [n for n, dims in rollups.SETS.items() if set(held) <= set(dims)]
+    h0 = rollups.ceil_hour(filters.since) if filters.since is not None else None
+    h1 = rollups.floor_hour(filters.until) if filters.until is not None else None
+    if not fits or (h0 is not None and h1 is not None and h0 >= h1):
+        return None
+    name = min(fits, key=lambda n: len(rollups.SETS[n]))
+    q = Query(_D)  # placeholders are bound in the order they appear
+    whole = ["1 = 1"]
+    if h0 is not None:
+        whole.append(f"hour >= {_D.param_ts(q, h0)}")
+    if h1 is not None:
+        whole.append(f"hour < {_D.param_ts(q, h1)}")
+    whole += [f'"{d}" = {_D.param(q, v)}' for d, v in held.items()]
+    edges = []
+    if filters.since is not None and h0 is not None:
+        edges.append(f"(c.ts >= {_D.param_ts(q, filters.since)} AND c.ts < {_D.param_ts(q, h0)})")
+    if filters.until is not None and h1 is not None:
+        edges.append(f"(c.ts >= {_D.param_ts(q, h1)} AND c.ts < {_D.param_ts(q, filters.until)})")
+    raw = "0"
+    if edges:
+        cols = {d: MODEL if d == "model" else f'c."{d}"' for d in used}
+        dims = "".join(f" AND {cols[d]} = {_D.param(q, v)}" for d, v in used.items())
+        raw = f"(SELECT count(*) FROM calls c WHERE ({' OR '.join(edges)}){dims})"
+    q.sql = (
+        f"SELECT coalesce((SELECT sum({measure}) FROM rollup_calls_{name}"
+        f" WHERE {' AND '.join(whole)}), 0) + {raw} AS n"
+    )
+    (row,) = store._rows(q)
+    return int(row["n"])
