@@ -82,6 +82,7 @@ from gensight.conventions.providers import (
     is_private_host,
     is_self_hosted_provider,
 )
+from gensight.enrich.price_data import load_bundled
 from gensight.enrich.price_plans import (
     Override,
     Plan,
@@ -125,7 +126,10 @@ class Pricer:
     """Prices calls: user overrides, then genai-prices data. Safe to share between threads."""
 
     def __init__(
-        self, overrides: Path | None = None, priced_hosts: Iterable[str] | None = None
+        self,
+        overrides: Path | None = None,
+        priced_hosts: Iterable[str] | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         """Load the user's prices, if any.
 
@@ -147,7 +151,11 @@ class Pricer:
             output = 8.0
 
         Raises ``ValueError`` naming the file, model and key for anything invalid.
+
+        ``cache_dir``: where genai-prices' data may be kept compiled
+        (``gensight.enrich.price_data``); None imports it as Python does.
         """
+        self._cache_dir = cache_dir
         self._overrides: dict[str, Override] = (
             load_overrides(Path(overrides)) if overrides is not None else {}
         )
@@ -391,6 +399,8 @@ class Pricer:
             # snapshot is read; ``genai_prices.UpdatePrices`` (the one network path) is
             # never started.
             from genai_prices.data_snapshot import get_snapshot
+
+            load_bundled(self._cache_dir)
 
             snapshot = get_snapshot()
             self._gp_ids = frozenset(p.id for p in snapshot.providers)

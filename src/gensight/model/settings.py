@@ -334,6 +334,15 @@ class Settings(BaseModel):
         "Delete calls older than this (30d): a TTL on ClickHouse, an hourly delete on DuckDB.",
         metavar="DURATION",
     )
+    duckdb_memory: Size = setting(
+        "512MiB",
+        "DuckDB's memory limit (its buffer pool: cached pages, query and insert state);"
+        " beyond it DuckDB spills to disk. DuckDB store only.",
+        metavar="SIZE",
+    )
+    duckdb_threads: Annotated[int, Field(ge=0)] = setting(
+        0, "DuckDB's worker threads (0: one per core). DuckDB store only.", metavar="N"
+    )
     queue_size: int = setting(
         50_000,
         "Records held in memory; beyond, batches wait in the journal.",

@@ -7,12 +7,20 @@ from datetime import timedelta
 from gensight.store.base import CallFilters, Cursor, Store
 
 
-def open_store(url: str, retention: timedelta | None = None) -> Store:
-    """Open the store a ``--store`` URL names (duckdb, clickhouse or chdb)."""
+def open_store(
+    url: str,
+    retention: timedelta | None = None,
+    duckdb_memory: int | None = None,
+    duckdb_threads: int = 0,
+) -> Store:
+    """Open the store a ``--store`` URL names (duckdb, clickhouse or chdb).
+
+    ``duckdb_memory`` (bytes) and ``duckdb_threads`` (0: DuckDB's default) tune a DuckDB
+    store; the other stores ignore them."""
     if url.startswith("duckdb://"):
         from gensight.store.duckdb import DuckDBStore
 
-        return DuckDBStore.from_url(url, retention)
+        return DuckDBStore.from_url(url, retention, duckdb_memory, duckdb_threads)
     if url.startswith(("clickhouse://", "clickhouses://", "chdb://")):
         try:
             from gensight.store.clickhouse import ClickHouseStore

@@ -5,7 +5,10 @@ The schemas come from the one table definition, ``gensight.store.schema``.
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Sequence
+from importlib.abc import MetaPathFinder
 from operator import attrgetter
 from typing import Any
 
@@ -23,6 +26,37 @@ SCORE_SCHEMA = schema.arrow_schema(schema.SCORES)
 
 _TS_AWARE = pa.timestamp("us", tz="UTC")
 _TS = pa.timestamp("us")
+
+
+class _NoPandasHere(MetaPathFinder):
+    """Answers ``import pandas`` with ImportError, in one thread only."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if threading.get_ident() == self.thread and name.partition(".")[0] == "pandas":
+            raise ImportError("pandas is not used by this store")
+
+
+def setup_without_pandas() -> None:
+    """Run pyarrow's one-time setup without importing pandas (~60 MB never used).
+
+    pyarrow's first ``pa.array`` asks whether pandas is installed, to recognise a
+    ``Series``, and imports it if so; pandas is there whenever chDB is (its dependency),
+    though the DuckDB store never hands pyarrow a pandas object. Answered "no" once (in
+    this thread; other threads import as usual), pyarrow keeps that answer for its
+    array-like check only: its pandas functions (``to_pandas``…) still import pandas
+    when called. A no-op once pandas is imported.
+    """
+    if "pandas" in sys.modules:
+        return
+    finder = _NoPandasHere()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(finder)
 
 
 def _dumps(value: Any) -> str | None:

@@ -69,6 +69,7 @@ class DuckDBStore(SQLStore):
         retention: timedelta | None = None,
         memory_limit_mb: int = 512,
         search_index: bool = True,
+        threads: int = 0,
     ) -> None:
         self.path = str(path)
         self.retention = retention
@@ -86,15 +87,25 @@ class DuckDBStore(SQLStore):
         # with the default 16 MB threshold every commit of a growing table checkpoints.
         self._con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
         self._con.execute("SET checkpoint_threshold = '256MB'")
-        pa.array([0])  # pyarrow's one-time setup, here rather than in the first write
+        if threads:
+            self._con.execute(f"SET threads = {int(threads)}")
+        arrow.setup_without_pandas()  # here rather than in the first write
 
     @classmethod
-    def from_url(cls, url: str, retention: timedelta | None = None) -> DuckDBStore:
-        """``duckdb:///abs/path.db`` or ``duckdb://rel/path.db`` or ``duckdb://:memory:``."""
+    def from_url(
+        cls,
+        url: str,
+        retention: timedelta | None = None,
+        memory: int | None = None,
+        threads: int = 0,
+    ) -> DuckDBStore:
+        """``duckdb:///abs/path.db`` or ``duckdb://rel/path.db`` or ``duckdb://:memory:``;
+        ``memory``: DuckDB's memory limit in bytes (default 512 MiB)."""
         path = url.removeprefix("duckdb://")
         if path.startswith("//"):  # duckdb:////abs/path written with one slash too many
             path = path[1:]
-        return cls(path or ":memory:", retention)
+        mb = max(1, memory // 2**20) if memory else 512
+        return cls(path or ":memory:", retention, memory_limit_mb=mb, threads=threads)
 
     def _migrate(self) -> None:
         """Create a fresh store from the schema definition, or bring an older one up to

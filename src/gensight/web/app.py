@@ -33,7 +33,6 @@ from gensight.receive.gateway import from_settings as gateway_from_settings
 from gensight.receive.limits import BodyLimit
 from gensight.receive.origin import OriginGuard
 from gensight.receive.otlp.decode import LOGS, TRACES, replay_logs, replay_traces
-from gensight.receive.otlp.grpc import GrpcReceiver
 from gensight.receive.otlp.http import otlp_routes
 from gensight.store import open_store
 from gensight.web.api import router as api_router
@@ -61,13 +60,22 @@ def create_app(settings: Settings, store: Any | None = None) -> FastAPI:
 
 def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> FastAPI:
     keyring = Keyring(settings.api_key, settings.api_keys)  # ValueError when malformed
-    store = store if store is not None else open_store(settings.store_url(), settings.retention)
+    store = (
+        store
+        if store is not None
+        else open_store(
+            settings.store_url(),
+            settings.retention,
+            settings.duckdb_memory,
+            settings.duckdb_threads,
+        )
+    )
     private_tree(settings.data_dir)  # prompts and unredacted payloads: owner only
     url = settings.store_url()
     if url.startswith("duckdb://"):  # a store file kept elsewhere
         for suffix in ("", ".wal"):
             private_file(Path(url.removeprefix("duckdb://") + suffix))
-    pricer = Pricer(settings.prices, settings.priced_hosts)
+    pricer = Pricer(settings.prices, settings.priced_hosts, cache_dir=settings.data_dir / "cache")
     journal = (
         Journal(settings.data_dir / "journal", settings.spill_max) if settings.journal else None
     )
@@ -111,8 +119,11 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
     if forwarder is not None:
         pipeline.add_observer(forwarder.observe)
         pipeline.add_score_observer(forwarder.observe_scores)
-    grpc = (
-        GrpcReceiver(
+    grpc: Any = None
+    if settings.grpc:  # grpcio (~10 MB) only when asked for
+        from gensight.receive.otlp.grpc import GrpcReceiver
+
+        grpc = GrpcReceiver(
             pipeline.submit,
             counters,
             host=settings.host,
@@ -120,9 +131,6 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
             max_body=settings.max_body,
             keyring=keyring,
         )
-        if settings.grpc
-        else None
-    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
