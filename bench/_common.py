@@ -69,6 +69,16 @@ def status_kb(pid: int, field: str) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of ``pid`` in seconds (``/proc/PID/stat``), None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class TreeMemory:
     """Samples a process tree: each process's peak resident set (``VmHWM``, which the
     kernel tracks exactly, so no spike between samples is missed) and the largest sum of
@@ -79,6 +89,7 @@ class TreeMemory:
         self.interval = interval
         self.hwm_kb: dict[int, int] = {}
         self.rss_sum_peak_kb = 0
+        self.cpu_s: dict[int, float] = {}  # utime + stime of each process, last seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
 
@@ -93,6 +104,9 @@ class TreeMemory:
             if hwm is not None:
                 self.hwm_kb[p] = max(self.hwm_kb.get(p, 0), hwm)
             rss_sum += status_kb(p, "VmRSS") or 0
+            cpu = cpu_seconds(p)
+            if cpu is not None:
+                self.cpu_s[p] = cpu
         self.rss_sum_peak_kb = max(self.rss_sum_peak_kb, rss_sum)
 
     def _run(self) -> None:
@@ -105,6 +119,11 @@ class TreeMemory:
         self.sample()
         self._stop.set()
         self._thread.join(2)
+
+    @property
+    def cpu_total_s(self) -> float:
+        """CPU seconds used by the tree's processes (each as last sampled)."""
+        return sum(self.cpu_s.values())
 
     @property
     def peak_mb(self) -> float:

@@ -10,6 +10,12 @@ then for each target and each sender count starts a fresh server and measures:
   API - first send): Gensight ``/api/health`` ``store.calls``/``store.spans`` (the tables
   ``/api/calls`` reads), Phoenix ``GET /v1/projects/default/spans`` (paged);
 * peak RSS of the server's process tree (``VmHWM``).
+* server CPU: seconds of CPU the server's process tree used from the first send until
+  everything was queryable, and cores used (that / seconds until queryable; 2.0 = both).
+
+Each batch's spans get fresh trace/span ids and fresh ``gen_ai.response.id`` values: a
+response id repeated across batches is the same call reported again, which the writer
+merges into one record (so the calls table would never reach the LLM span count).
 
 Run by hand (see bench/README.md)::
 
@@ -375,6 +381,7 @@ def build_payloads(total: int, batch: int, content: bool, seed: int, templates: 
     tmpls = [build_template(rng, batch, content) for _ in range(templates)]
     salt = os.urandom(8)  # new ids every run: nothing collides with an earlier run's data
     salt2 = salt[:2] if any(salt[:2]) else b"\x01\x01"
+    tag = salt.hex()[:8]
     n_batches = -(-total // batch)
     # Recent timestamps: the batches cover the last few minutes, one ms apart.
     base = time.time_ns() - 300 * 1_000_000_000
@@ -401,6 +408,11 @@ def build_payloads(total: int, batch: int, content: bool, seed: int, templates: 
                         sp.parent_span_id = pack_span(salt2, b, m.parent)
                     sp.start_time_unix_nano += shift
                     sp.end_time_unix_nano += shift
+                    for kv in sp.attributes:
+                        # a provider's response id is per call: a template's repeated
+                        # in every batch would be one call reported again (merged)
+                        if kv.key == "gen_ai.response.id":
+                            kv.value.string_value += f"-{tag}{b:x}"
                     for ev in sp.events:
                         ev.time_unix_nano += shift
         bodies.append(req.SerializeToString())
@@ -561,6 +573,8 @@ class RunResult:
     visible: int = 0
     complete: bool = False
     peak_rss_mb: float | None = None
+    server_cpu_s: float | None = None  # CPU seconds of the server's process tree
+    cores_used: float | None = None  # server CPU seconds / seconds until queryable
     retries: int = 0
     failed: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
@@ -675,6 +689,9 @@ def run_gensight(args: argparse.Namespace, payloads: Payloads, senders: int) -> 
             mem = TreeMemory(args.pid).start()
         counter = GensightCounter(base_url)
         base = counter.counts()
+        if mem is not None:
+            mem.sample()
+        cpu0 = mem.cpu_total_s if mem is not None else 0.0
         if args.py_spy and server is not None:
             Path(args.py_spy).mkdir(parents=True, exist_ok=True)
             ext = {"flamegraph": "svg", "speedscope": "json", "raw": "txt"}[args.py_spy_format]
@@ -700,6 +717,9 @@ def run_gensight(args: argparse.Namespace, payloads: Payloads, senders: int) -> 
         if mem is not None:
             mem.stop()
             res.peak_rss_mb = mem.peak_mb
+            res.server_cpu_s = mem.cpu_total_s - cpu0
+            if res.queryable_s:
+                res.cores_used = res.server_cpu_s / res.queryable_s
         return res
     finally:
         if spy is not None:
@@ -796,6 +816,8 @@ COLUMNS = [
     ("queryable_llm_sps", "queryable LLM spans/s", 0),
     ("queryable_s", "until queryable s", 2),
     ("peak_rss_mb", "peak RSS MB", 0),
+    ("server_cpu_s", "server CPU s", 1),
+    ("cores_used", "cores used", 2),
     ("max_queue_depth", "max queue", 0),
     ("retries", "retries", 0),
     ("load_before", "load", 1),
