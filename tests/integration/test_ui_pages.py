@@ -50,6 +50,11 @@ def _call(i: int, **kw) -> CallRecord:
 
 
 def _records() -> tuple[list[CallRecord], list[SpanRecord]]:
+    # "30 minutes ago" when the store is seeded, not when the module was collected: a
+    # slow suite reached this module more than half an hour after collecting it
+    global NOW, T0
+    NOW = datetime.now(UTC).replace(microsecond=0)
+    T0 = NOW - timedelta(minutes=30)
     calls = [_call(i, session="conv-1", user="alice") for i in range(3)]
     calls += [_call(3 + i, session="conv-2", user="bob") for i in range(2)]
     calls.append(

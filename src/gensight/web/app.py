@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -134,8 +134,10 @@ def _build_app(settings: Settings, store: Any | None, lock: DataDirLock) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # genai-prices loads its data on first use (~0.7 s): do it now, off the writer.
-        threading.Thread(target=_warm_prices, args=(pricer,), daemon=True).start()
+        # genai-prices loads its data on first use: do it before the first request, off
+        # the event loop, so the writer never waits for it (a data dir's first start also
+        # compiles it, ~1 s: accepted calls must still be queryable within a second)
+        await asyncio.to_thread(_warm_prices, pricer)
         pipeline.start()
         if forwarder is not None:
             forwarder.start()
