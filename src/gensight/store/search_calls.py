@@ -135,9 +135,9 @@ def _joined_ids(
     return [cid for _, cid in _keys(searcher, query, n)] if n else []
 
 
-def count(store: Any, index: SearchIndex, filters: CallFilters) -> int | None:
-    """How many calls match ``filters`` with ``q``; None when ``q`` has no words or
-    there are too many hits to resolve (the store then counts by scanning)."""
+def _open(index: SearchIndex, filters: CallFilters) -> tuple[Any, list[str], Any] | None:
+    """A searcher, the words of ``filters.q`` and the spans its content events hit; None
+    when ``q`` has no words or the event hits are too many to resolve."""
     assert filters.q
     ws = words(filters.q)
     if not ws:
@@ -146,6 +146,16 @@ def count(store: Any, index: SearchIndex, filters: CallFilters) -> int | None:
     spans = _event_spans(index, searcher, ws)
     if spans is None:
         return None
+    return searcher, ws, spans
+
+
+def count(store: Any, index: SearchIndex, filters: CallFilters) -> int | None:
+    """How many calls match ``filters`` with ``q``; None when ``q`` has no words or
+    there are too many hits to resolve (the store then counts by scanning)."""
+    opened = _open(index, filters)
+    if opened is None:
+        return None
+    searcher, ws, spans = opened
     if filters.score:
         ids = _joined_ids(index, searcher, ws, filters)
         if ids is None:
@@ -169,14 +179,10 @@ def list_rows(
 ) -> list[dict[str, Any]] | None:
     """Up to ``limit + 1`` call rows for ``filters.q``, newest first (ties by id); None
     when ``q`` has no words or too many hits to resolve (the store then scans)."""
-    assert filters.q
-    ws = words(filters.q)
-    if not ws:
+    opened = _open(index, filters)
+    if opened is None:
         return None
-    searcher = index.searcher()
-    spans = _event_spans(index, searcher, ws)
-    if spans is None:
-        return None
+    searcher, ws, spans = opened
     if filters.score:
         ids = _joined_ids(index, searcher, ws, filters)
         if ids is None:
