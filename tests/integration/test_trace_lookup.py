@@ -73,3 +73,57 @@ def test_calls_late_in_a_long_root_span_belong_to_its_trace(store) -> None:
     assert [c["id"] for c in got["calls"]] == ["call-3", "call-1", "call-2"]
     assert got["totals"]["calls"] == 3
     assert got["totals"]["cost_usd"] == pytest.approx(0.0003)
+
+
+def _span(i: int, ts: datetime, trace: str = TRACE, ms: float = 500.0) -> SpanRecord:
+    return SpanRecord(trace_id=trace, span_id=f"{i:016x}", name=f"step {i}", ts=ts,
+                      duration_ms=ms, kind="internal")  # fmt: skip
+
+
+def _ids(got: dict | None) -> tuple[list[str], list[str]]:
+    assert got is not None
+    return [s["span_id"] for s in got["spans"]], [c["id"] for c in got["calls"]]
+
+
+def test_the_search_index_bounds_a_trace_by_everything_stored_of_it(tmp_path: Path) -> None:
+    """The DuckDB store reads a trace within the window its index keeps: a trace written
+    over several batches (a late span that started first, a replayed batch, a call
+    hours beyond its spans, which the spans' time alone misses) is read whole, after a
+    reopen and a rebuild too."""
+    path = tmp_path / "t.duckdb"
+    store = DuckDBStore(path)
+    spans = [_span(1, T0), _span(2, T0 + timedelta(seconds=5))]
+    store.write([_call(1, T0 + timedelta(seconds=1))], spans, [])
+    store.write([], [_span(3, T0 - timedelta(hours=1), ms=4000.0)], [])  # late, started first
+    store.write([_call(2, T0 + timedelta(hours=6))], [], [])  # a call with no span, later
+    store.write([_call(1, T0 + timedelta(seconds=1))], spans, [])  # a replay
+    store.write([_call(9, T0, trace="b2" * 16)], [_span(9, T0, trace="b2" * 16)], [])
+    want = ([f"{3:016x}", f"{1:016x}", f"{2:016x}"], ["call-1", "call-2"])
+    window = store._trace_window(TRACE)
+    assert window == (T0 - timedelta(hours=1), T0 + timedelta(hours=6, milliseconds=800))
+    assert _ids(store.get_trace(TRACE)) == want
+    assert store._trace_window("c3" * 16) is None
+    store.close()
+
+    store = DuckDBStore(path)
+    assert store._trace_window(TRACE) == window
+    assert _ids(store.get_trace(TRACE)) == want
+    store.rebuild_search()
+    assert store._trace_window(TRACE) == window
+    assert _ids(answers.trace(store, TRACE)) == want
+    store.close()
+
+
+def test_retention_keeps_the_window_of_a_trace_that_outlives_the_cut(tmp_path: Path) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    store = DuckDBStore(tmp_path / "t.duckdb", retention=timedelta(days=1))
+    old, new = now - timedelta(days=2), now - timedelta(hours=1)
+    store.write([_call(1, old, trace="b2" * 16)], [_span(1, old, trace="b2" * 16)], [])
+    store.write([], [_span(2, now - timedelta(days=1, hours=1), ms=3 * 3600e3)], [])
+    store.write([_call(3, new)], [], [])
+    store.apply_retention()
+    assert store._trace_window("b2" * 16) is None
+    assert store.get_trace("b2" * 16) is None
+    # the span that started before the cut is deleted; its trace's window still spans it
+    assert _ids(store.get_trace(TRACE)) == ([], ["call-3"])
+    store.close()

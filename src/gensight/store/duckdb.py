@@ -191,7 +191,7 @@ class DuckDBStore(SQLStore):
                 raise
             if self.search is not None:
                 try:
-                    self.search.add(calls, events)
+                    self.search.add(calls, events, spans)
                 except Exception as e:  # the index is derived: `gensight rebuild search`
                     log.error("search index update failed (rebuild it): %s", e)
 
@@ -231,15 +231,18 @@ class DuckDBStore(SQLStore):
         """Index every stored call's and content event's text again."""
         if self.search is None:
             raise RuntimeError("no search index (install tantivy)")
-        calls = self._con.cursor()
-        events = self._con.cursor()
+        calls, events, traces = (self._con.cursor() for _ in range(3))
         try:
             calls.execute(search.rebuild_calls_sql())
             events.execute(search.REBUILD_EVENTS_SQL)
-            self.search.rebuild(_fetch(calls), _fetch(events))
+            traces.execute(search.REBUILD_TRACES_SQL)
+            self.search.rebuild(_fetch(calls), _fetch(events), _fetch(traces))
         finally:
-            calls.close()
-            events.close()
+            for cur in (calls, events, traces):
+                cur.close()
+
+    def _trace_window(self, trace_id: str) -> tuple[datetime, datetime] | None:
+        return self.search.trace_window(trace_id) if self.search is not None else None
 
     def _list_rows(
         self,

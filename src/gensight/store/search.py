@@ -13,6 +13,12 @@ What ``q`` matches: its words (tantivy's default tokenizer: split on non-alphanu
 lowercased) as a phrase whose last word is a prefix: ``refund pol`` finds "Refund
 policy:" and ``invoice`` finds "invoices"; not a fragment inside a word.
 
+It also keeps where each trace lies in time: a document per trace and written batch
+(kind ``t``: the trace id, the earliest start and the latest end of the batch's calls
+and spans of it). A trace's spans and calls are then read with their time bounded, so
+the store reads the few blocks of that time instead of every trace id it holds (at 10M
+calls, ~50 ms a trace).
+
 The writer adds each batch after it is committed to the store (a call rewritten by a
 merge replaces its document) and commits the index at most every ``COMMIT_EVERY``
 seconds; a search first commits what was added since, so a stored call is always
@@ -29,13 +35,13 @@ import shutil
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from gensight.model.records import CallRecord, ContentEvent
+from gensight.model.records import CallRecord, ContentEvent, SpanRecord
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,7 @@ FILTER_FIELDS = (
     "session", "source", "deployment", "api_version", "template_id", "trace_id",
 )  # fmt: skip
 #: The index's layout; an index of another one is built again at open.
-_LAYOUT = "gensight-search-2"
+_LAYOUT = "gensight-search-3"
 
 
 def words(q: str) -> list[str]:
@@ -93,6 +99,10 @@ def us(ts: datetime) -> int:
     return int(ts.timestamp() * 1_000_000)
 
 
+def _from_us(micros: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+
+
 def rebuild_calls_sql() -> str:
     """The stored calls a rebuild indexes: (id, ts, model, *FILTER_FIELDS, *texts)."""
     cols = ", ".join(f'"{c}"' for c in FILTER_FIELDS)
@@ -106,6 +116,31 @@ def rebuild_calls_sql() -> str:
 
 #: A rebuild's content events: (trace_id, span_id, ts, seq, kind, message).
 REBUILD_EVENTS_SQL = "SELECT trace_id, span_id, ts, seq, kind, message FROM content_events"
+
+#: A rebuild's trace windows: (trace_id, first start µs, last end µs) of its spans and calls.
+REBUILD_TRACES_SQL = (
+    "SELECT trace_id, min(epoch_us(ts)), max(epoch_us(ts) + CAST(duration_ms * 1000 AS BIGINT))"
+    " FROM (SELECT trace_id, ts, duration_ms FROM spans"
+    " UNION ALL SELECT trace_id, ts, duration_ms FROM calls) WHERE trace_id <> ''"
+    " GROUP BY trace_id"
+)
+
+
+def _end_us(ts: datetime, duration_ms: float | None) -> int:
+    return us(ts) + int((duration_ms or 0) * 1000)
+
+
+def trace_windows(*records: Iterable[Any]) -> dict[str, tuple[int, int]]:
+    """Per trace id of these calls and spans: (first start, last end) in µs."""
+    out: dict[str, tuple[int, int]] = {}
+    for group in records:
+        for r in group:
+            if not r.trace_id:
+                continue
+            lo, hi = us(r.ts), _end_us(r.ts, r.duration_ms)
+            had = out.get(r.trace_id)
+            out[r.trace_id] = (min(lo, had[0]), max(hi, had[1])) if had else (lo, hi)
+    return out
 
 
 def _event_key(trace_id: str, span_id: str, ts: datetime, seq: int, kind: str) -> str:
@@ -125,6 +160,9 @@ class SearchIndex:
         sb.add_text_field("call", stored=True, tokenizer_name="raw")  # call id, or ""
         sb.add_text_field("span", stored=True, tokenizer_name="raw")  # span id of an event
         sb.add_integer_field("ts", stored=False, indexed=True, fast=True)
+        # a trace document's window (µs): not "ts", which retention's cut reads
+        sb.add_integer_field("t0", stored=False, indexed=False, fast=True)
+        sb.add_integer_field("t1", stored=False, indexed=True, fast=True)
         sb.add_text_field("text", stored=False, index_option="position")
         for name in ("model", *FILTER_FIELDS):
             sb.add_text_field(name, stored=False, tokenizer_name="raw", index_option="basic")
@@ -180,9 +218,20 @@ class SearchIndex:
         fields = {"doc": key, "kind": "e", "call": "", "span": span_id, "ts": us(ts), "text": text}
         return orjson.dumps(fields).decode()
 
-    def add(self, calls: Sequence[CallRecord], events: Sequence[ContentEvent]) -> None:
-        """Index a written batch: a call replaces its document; events are kept once."""
-        docs: list[tuple[str, str | None]] = []
+    @staticmethod
+    def _trace_doc(trace_id: str, t0: int, t1: int) -> str:
+        return orjson.dumps({"kind": "t", "trace_id": trace_id, "t0": t0, "t1": t1}).decode()
+
+    def add(
+        self,
+        calls: Sequence[CallRecord],
+        events: Sequence[ContentEvent],
+        spans: Sequence[SpanRecord] = (),
+    ) -> None:
+        """Index a written batch: a call replaces its document; events are kept once; a
+        trace document per trace of the batch (a replay adds one more of the same window,
+        which changes no answer)."""
+        docs: list[tuple[str | None, str | None]] = []
         for c in calls:
             text = text_of(c.input_messages, c.output_messages, c.system_instructions,
                            c.error_message)  # fmt: skip
@@ -196,12 +245,15 @@ class SearchIndex:
             text = text_of(e.message)
             key = _event_key(e.trace_id, e.span_id, e.ts, e.seq, e.kind)
             docs.append((key, self._event_doc(key, e.span_id, e.ts, text) if text else None))
+        for trace_id, (t0, t1) in trace_windows(calls, spans).items():
+            docs.append((None, self._trace_doc(trace_id, t0, t1)))
         if not docs:
             return
         with self._lock:
             w = self._w()
             for key, doc in docs:
-                w.delete_documents_by_term("doc", key)
+                if key is not None:
+                    w.delete_documents_by_term("doc", key)
                 if doc is not None:
                     w.add_json(doc)
             self._pending += len(docs)
@@ -209,19 +261,27 @@ class SearchIndex:
                 self._commit()
 
     def forget_before(self, cutoff: datetime) -> None:
-        """Drop the documents of calls and events older than ``cutoff`` (retention)."""
+        """Drop the documents of calls and events older than ``cutoff`` (retention), and
+        of traces that ended before it."""
         t = self._t
-        query = t.Query.range_query(
-            self.schema, "ts", t.FieldType.Integer, None, us(cutoff), include_upper=False
-        )
         with self._lock:
-            self._w().delete_documents_by_query(query)
+            for field in ("ts", "t1"):
+                query = t.Query.range_query(
+                    self.schema, field, t.FieldType.Integer, None, us(cutoff), include_upper=False
+                )
+                self._w().delete_documents_by_query(query)
             self._pending += 1
             self._commit()
 
-    def rebuild(self, calls: Iterable[tuple[Any, ...]], events: Iterable[tuple[Any, ...]]) -> int:
+    def rebuild(
+        self,
+        calls: Iterable[tuple[Any, ...]],
+        events: Iterable[tuple[Any, ...]],
+        traces: Iterable[tuple[str, int, int]] = (),
+    ) -> int:
         """Index everything again: ``calls`` as ``rebuild_calls_sql()`` rows, ``events``
-        as ``REBUILD_EVENTS_SQL`` rows; returns how many documents it holds."""
+        as ``REBUILD_EVENTS_SQL`` rows, ``traces`` as ``REBUILD_TRACES_SQL`` rows;
+        returns how many documents it holds."""
         n_filters = len(FILTER_FIELDS)
         with self._lock:
             if self._writer is not None:
@@ -243,6 +303,9 @@ class SearchIndex:
                         key = _event_key(trace_id, span_id, ts, seq, kind)
                         w.add_json(self._event_doc(key, span_id, ts, text))
                         n += 1
+                for trace_id, t0, t1 in traces:
+                    w.add_json(self._trace_doc(trace_id, int(t0), int(t1)))
+                    n += 1
                 self._pending += 1
                 self._commit()
                 w.wait_merging_threads()
@@ -258,6 +321,22 @@ class SearchIndex:
             with self._lock:
                 self._commit()
         return self.index.searcher()
+
+    def trace_window(self, trace_id: str) -> tuple[datetime, datetime] | None:
+        """From the first start to the last end of a trace's stored spans and calls;
+        None when the index holds no document of it."""
+        t = self._t
+        query = t.Query.boolean_query([
+            (t.Occur.Must, t.Query.term_query(self.schema, "trace_id", trace_id)),
+            (t.Occur.Must, t.Query.term_query(self.schema, "kind", "t")),
+        ])  # fmt: skip
+        searcher = self.searcher()
+        first = searcher.search(query, 1, count=False, order_by_field="t0", order=t.Order.Asc)
+        if not first.hits:
+            return None
+        last = searcher.search(query, 1, count=False, order_by_field="t1", order=t.Order.Desc)
+        lo, hi = int(first.hits[0][0]), int(last.hits[0][0])
+        return _from_us(lo), _from_us(hi)
 
     def close(self) -> None:
         with self._lock:

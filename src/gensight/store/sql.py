@@ -253,13 +253,18 @@ def content_events_of(d: Dialect, span_ids: list[str]) -> Query:
     return q
 
 
-def trace_spans(d: Dialect, trace_id: str) -> Query:
-    """Every span of a trace, oldest first."""
+def trace_spans(
+    d: Dialect, trace_id: str, since: datetime | None = None, until: datetime | None = None
+) -> Query:
+    """Every span of a trace, oldest first; ``since``/``until``: the time its spans
+    start within, when known."""
     q = Query(d)
+    where = f"trace_id = {d.param(q, trace_id)}"
+    if since is not None and until is not None:
+        where += f" AND ts >= {d.param_ts(q, since)} AND ts < {d.param_ts(q, until)}"
     q.sql = (
         f"SELECT {_cols(SPAN_COLUMNS)} FROM {d.table('spans', 's')}"
-        f" WHERE trace_id = {d.param(q, trace_id)}"
-        " ORDER BY ts, span_id"
+        f" WHERE {where} ORDER BY ts, span_id"
     )
     return q
 
