@@ -125,6 +125,19 @@ def test_index_survives_reopen_and_is_rebuilt(tmp_path: Path):
     s = DuckDBStore(path)
     assert s.search.created and len(_ids(s, q="refund")) == 20
     s.close()
+    # an index of another schema under this layout's name: opening builds it again
+    import tantivy
+
+    marker = next(p for p in Path(f"{path}.search").iterdir() if p.name.startswith("gensight-"))
+    shutil.rmtree(f"{path}.search")
+    Path(f"{path}.search").mkdir()
+    sb = tantivy.SchemaBuilder()
+    sb.add_text_field("text")
+    tantivy.Index(sb.build(), path=f"{path}.search").writer().commit()
+    marker.touch()
+    s = DuckDBStore(path)
+    assert s.search.created and len(_ids(s, q="refund")) == 20
+    s.close()
     result = CliRunner().invoke(app, ["rebuild", "search", "--store", f"duckdb://{path}"], env=_ENV)
     assert result.exit_code == 0, result.output
     s = DuckDBStore(path)

@@ -28,6 +28,9 @@ _TS_AWARE = pa.timestamp("us", tz="UTC")
 _TS = pa.timestamp("us")
 
 
+_SET_UP = False
+
+
 class _NoPandasHere(MetaPathFinder):
     """Answers ``import pandas`` with ImportError, in one thread only."""
 
@@ -49,12 +52,14 @@ def setup_without_pandas() -> None:
     array-like check only: its pandas functions (``to_pandas``…) still import pandas
     when called. A no-op once pandas is imported.
     """
-    if "pandas" in sys.modules:
+    global _SET_UP
+    if _SET_UP or "pandas" in sys.modules:
         return
     finder = _NoPandasHere()
     sys.meta_path.insert(0, finder)
     try:
         pa.array([0])
+        _SET_UP = True
     finally:
         sys.meta_path.remove(finder)
 

@@ -16,7 +16,7 @@ import orjson
 
 from gensight.model.records import CALL_FIELD_NAMES, CallRecord, ContentEvent, SpanRecord
 from gensight.pipeline.merge import FAILED_WINDOW_S, failed_key
-from gensight.store import people_sql, score_sql, sql
+from gensight.store import alert_sql, people_sql, score_sql, sql
 from gensight.store.base import CallFilters, Cursor
 from gensight.store.dimensions import GROUP_BY
 from gensight.store.savings import SavingsQueries
@@ -257,7 +257,7 @@ class SQLStore(SavingsQueries):
             # every span and call of it starts within its window (a microsecond apart
             # at most, rounded): both reads skip all but that time's blocks
             since, until = window[0], window[1] + timedelta(milliseconds=1)
-            spans = self._rows(sql.trace_spans(self.dialect, trace_id, since, until))
+            spans = self._rows(sql.trace_spans(self.dialect, trace_id, (since, until)))
             calls, _ = self.list_calls(
                 CallFilters(trace_id=trace_id, since=since, until=until), 10_000, None
             )
@@ -400,7 +400,7 @@ class SQLStore(SavingsQueries):
     # -- alert rules ----------------------------------------------------------
     def alert_rules(self) -> list[dict[str, Any]]:
         """Stored rules: ``{"id", "created_at", "source", "rule": {...}}``, oldest first."""
-        rows = self._rows(sql.alert_rules(self.dialect))
+        rows = self._rows(alert_sql.alert_rules(self.dialect))
         for r in rows:
             r["created_at"] = iso(r["created_at"])
             r["rule"] = orjson.loads(r["rule"])
@@ -410,27 +410,28 @@ class SQLStore(SavingsQueries):
         self, rule_id: str, rule: dict[str, Any], source: str, created_at: datetime
     ) -> None:
         """Store a rule, replacing one with the same id."""
-        self._exec(sql.delete_alert_rule(self.dialect, rule_id))
+        self._exec(alert_sql.delete_alert_rule(self.dialect, rule_id))
         text = orjson.dumps(rule).decode()
-        self._exec(sql.insert_alert_rule(self.dialect, rule_id, created_at, source, text))
+        self._exec(alert_sql.insert_alert_rule(self.dialect, rule_id, created_at, source, text))
 
     def delete_alert_rule(self, rule_id: str) -> None:
         """Remove a rule (its history stays)."""
-        self._exec(sql.delete_alert_rule(self.dialect, rule_id))
+        self._exec(alert_sql.delete_alert_rule(self.dialect, rule_id))
 
     def add_alert_event(self, event: dict[str, Any]) -> None:
-        """Append one transition (``sql.ALERT_EVENT_COLUMNS``; ``detail`` is JSON text)."""
-        self._exec(sql.insert_alert_event(self.dialect, event))
+        """Append one transition (``alert_sql.ALERT_EVENT_COLUMNS``; ``detail`` is JSON text)."""
+        self._exec(alert_sql.insert_alert_event(self.dialect, event))
 
     def alert_events(self, rule_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Transitions, newest first."""
         return [
-            self._event_row(r) for r in self._rows(sql.alert_events(self.dialect, rule_id, limit))
+            self._event_row(r)
+            for r in self._rows(alert_sql.alert_events(self.dialect, rule_id, limit))
         ]
 
     def latest_alert_events(self) -> dict[str, dict[str, Any]]:
         """Each rule's last transition, by rule id."""
-        rows = self._rows(sql.latest_alert_events(self.dialect))
+        rows = self._rows(alert_sql.latest_alert_events(self.dialect))
         return {r["rule_id"]: self._event_row(r) for r in rows}
 
     def hold_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
@@ -440,13 +441,13 @@ class SQLStore(SavingsQueries):
         same winning row (latest expiry, then lowest holder), so they agree at once.
         """
         now = datetime.now(UTC)
-        current = self._rows(sql.current_lease(self.dialect, name, now))
+        current = self._rows(alert_sql.current_lease(self.dialect, name, now))
         if current and current[0]["holder"] != holder:
             return False
-        self._exec(sql.claim_lease(self.dialect, name, holder, now + ttl))
+        self._exec(alert_sql.claim_lease(self.dialect, name, holder, now + ttl))
         if self.dialect.name == "duckdb":  # ClickHouse expires old claims by TTL
-            self._exec(sql.prune_leases(self.dialect, now - timedelta(hours=1)))
-        winner = self._rows(sql.current_lease(self.dialect, name, now))
+            self._exec(alert_sql.prune_leases(self.dialect, now - timedelta(hours=1)))
+        winner = self._rows(alert_sql.current_lease(self.dialect, name, now))
         return bool(winner) and winner[0]["holder"] == holder
 
     @staticmethod

@@ -16,14 +16,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from gensight.model.records import CallRecord, ContentEvent, Score, SpanRecord
 from gensight.store import (
-    arrow,
     migrations,
     rollup_reader,
     rollups,
@@ -36,6 +34,9 @@ from gensight.store.common import SQLStore, unique
 from gensight.store.dialect import DuckDBDialect, Query
 from gensight.store.rollup_reader import RollupReader
 from gensight.store.search import SearchIndex
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: The frozen migrations (``gensight.store.migrations``); their count is the latest version.
 MIGRATIONS: list[list[str]] = migrations.DUCKDB
@@ -89,7 +90,6 @@ class DuckDBStore(SQLStore):
         self._con.execute("SET checkpoint_threshold = '256MB'")
         if threads:
             self._con.execute(f"SET threads = {int(threads)}")
-        arrow.setup_without_pandas()  # here rather than in the first write
 
     @classmethod
     def from_url(
@@ -158,8 +158,11 @@ class DuckDBStore(SQLStore):
     ) -> None:
         """Store one batch in one transaction, via Arrow tables; idempotent: a call or a
         score replaces the stored one with its id, a span or event already stored stays."""
+        from gensight.store import arrow  # pyarrow: loaded by the first write, not at start
+
         calls, spans, events = unique(calls, spans, events)
         scores = list({s.id: s for s in scores}.values())
+        arrow.setup_without_pandas()
         tables: list[tuple[str, pa.Table]] = []
         if calls:
             tables.append(("calls", arrow.calls_table(calls)))

@@ -20,15 +20,16 @@ over every histogram row, or ``GROUPING SETS``, took 2-5x longer (bench/rollups.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from gensight.model import vocab
 from gensight.store import rollups
 from gensight.store.base import CallFilters
 from gensight.store.dialect import DuckDBDialect, Query
 from gensight.store.dimensions import MODEL
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _D = DuckDBDialect()
 _EPOCH = datetime(1970, 1, 1)
@@ -124,6 +125,8 @@ def _percentiles(table: Any) -> list[tuple[tuple[int, Any, Any, int], list[float
     (merged per group and overall here, with numpy)."""
     if table.num_rows == 0:
         return []
+    import numpy as np  # with the first histograms read (a server that only ingests never)
+
     bucket_col = table.column("bucket").cast("int64").fill_null(0).to_numpy()
     buckets, b = np.unique(bucket_col, return_inverse=True)
     grp_col = table.column("grp").combine_chunks().dictionary_encode()
@@ -174,6 +177,8 @@ def _bucket(micros: int) -> datetime:
 
 def _key_values(keys: np.ndarray) -> np.ndarray:
     """``rollups.key_value`` of every key."""
+    import numpy as np
+
     v = 2.0 * np.power(rollups.GAMMA, keys.astype(np.float64)) / (1.0 + rollups.GAMMA)
     return np.where(keys == rollups.ZERO_KEY, 0.0, v)
 

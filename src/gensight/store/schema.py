@@ -15,10 +15,12 @@ checks that both roads end at the same tables).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from gensight.model.records import CALL_FIELD_NAMES, SCORE_FIELD_NAMES, SPAN_FIELD_NAMES
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -196,15 +198,6 @@ assert tuple(SCORES.names) == SCORE_FIELD_NAMES, "scores table out of step with 
 #: The ClickHouse version column (not a record field: filled by the server at insert).
 VERSION_COLUMN = "_version"
 
-_ARROW = {
-    "string": pa.string(),
-    "timestamp": pa.timestamp("us"),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "int": pa.int64(),
-    "int32": pa.int32(),
-    "strings": pa.list_(pa.string()),
-}
 _DUCKDB = {
     "string": "VARCHAR",
     "timestamp": "TIMESTAMP",
@@ -227,7 +220,18 @@ _CLICKHOUSE = {
 
 def arrow_schema(table: Table) -> pa.Schema:
     """The Arrow schema of a batch for ``table`` (every field nullable, as Arrow batches are)."""
-    return pa.schema([(c.name, _ARROW[c.type]) for c in table.columns])
+    import pyarrow as pa  # on the first write: a server that only reads never loads it
+
+    types = {
+        "string": pa.string(),
+        "timestamp": pa.timestamp("us"),
+        "float": pa.float64(),
+        "bool": pa.bool_(),
+        "int": pa.int64(),
+        "int32": pa.int32(),
+        "strings": pa.list_(pa.string()),
+    }
+    return pa.schema([(c.name, types[c.type]) for c in table.columns])
 
 
 def duckdb_type(column: Column) -> str:

@@ -163,7 +163,10 @@ class SearchIndex:
         # a trace document's window (µs): not "ts", which retention's cut reads
         sb.add_integer_field("t0", stored=False, indexed=False, fast=True)
         sb.add_integer_field("t1", stored=False, indexed=True, fast=True)
+        # a call's text, and an event's: apart, so a call query needs no "kind" clause
+        # (intersecting every hit with it took half of a common word's count)
         sb.add_text_field("text", stored=False, index_option="position")
+        sb.add_text_field("etext", stored=False, index_option="position")
         for name in ("model", *FILTER_FIELDS):
             sb.add_text_field(name, stored=False, tokenizer_name="raw", index_option="basic")
         self.schema = sb.build()
@@ -175,10 +178,17 @@ class SearchIndex:
             p = Path(path)
             marker = p / _LAYOUT
             self.created = not (p.exists() and marker.exists() and tantivy.Index.exists(str(p)))
-            if self.created:
+            index = None
+            if not self.created:
+                try:
+                    index = tantivy.Index(self.schema, path=str(p), reuse=True)
+                except ValueError:  # another schema under this layout's name: built again
+                    self.created = True
+            if index is None:
                 shutil.rmtree(p, ignore_errors=True)
                 p.mkdir(parents=True)
-            self.index = tantivy.Index(self.schema, path=str(p), reuse=not self.created)
+                index = tantivy.Index(self.schema, path=str(p), reuse=False)
+            self.index = index
             marker.touch()
         self._writer: Any = None
         self._writer_opts = (_HEAP, 1)
@@ -215,7 +225,7 @@ class SearchIndex:
 
     @staticmethod
     def _event_doc(key: str, span_id: str, ts: datetime, text: str) -> str:
-        fields = {"doc": key, "kind": "e", "call": "", "span": span_id, "ts": us(ts), "text": text}
+        fields = {"doc": key, "kind": "e", "call": "", "span": span_id, "ts": us(ts), "etext": text}
         return orjson.dumps(fields).decode()
 
     @staticmethod

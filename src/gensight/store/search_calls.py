@@ -16,6 +16,7 @@ SQL (up to ``MAX_JOINED_HITS``). Beyond ``MAX_EVENT_HITS`` content-event hits or
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from typing import Any
 
 from gensight.store import sql
@@ -26,14 +27,13 @@ from gensight.store.search import FILTER_FIELDS, SearchIndex, us, words
 MAX_EVENT_HITS = 20_000
 #: Hits joined in SQL for filters the index does not hold (``score``); more: it scans.
 MAX_JOINED_HITS = 20_000
+#: The newest hits are looked for in this span first (µs), then in 16x longer ones.
+_FIRST_SPAN = 3600 * 1_000_000
 
 
 def _call_query(index: SearchIndex, ws: list[str], f: CallFilters, *extra: Any) -> Any:
     t, schema = index._t, index.schema
-    parts = [
-        (t.Occur.Must, t.Query.phrase_prefix_query(schema, "text", ws)),
-        (t.Occur.Must, t.Query.term_query(schema, "kind", "c")),
-    ]
+    parts = [(t.Occur.Must, t.Query.phrase_prefix_query(schema, "text", ws))]  # calls' only
     if f.since is not None or f.until is not None:
         lo = us(f.since) if f.since is not None else None
         hi = us(f.until) if f.until is not None else None
@@ -70,18 +70,39 @@ def _keys(searcher: Any, query: Any, n: int) -> list[tuple[int, str]]:
     return [(int(ts), searcher.doc(addr)["call"][0]) for ts, addr in result.hits]
 
 
-def _top(
-    index: SearchIndex, searcher: Any, query: Any, n: int, cursor: Cursor | None
+def _newest(
+    index: SearchIndex, searcher: Any, query: Any, n: int, upper: int | None, lower: int | None
 ) -> list[tuple[int, str]]:
-    """The ``n`` newest (ts µs, call id) of ``query`` after ``cursor``, ties by id
-    descending (the index orders by time only, so a tie at an edge is read whole)."""
+    """``_keys`` of ``query`` (whose hits lie in [``lower``, ``upper``] µs, either end
+    open), looked for in the newest hour first, then in 16x longer spans: when a span
+    holds ``n`` hits they are the newest of all, found without ordering every hit (a
+    common word's millions took ~150 ms at 10M calls, its newest hour's ~1 ms)."""
+    anchor = upper if upper is not None else us(datetime.now(UTC))
+    span, floor = _FIRST_SPAN, lower if lower is not None else 0
+    while anchor - span > floor:
+        recent = _both(index, query, _ts_range(index, anchor - span, None))
+        keys = _keys(searcher, recent, n)
+        if len(keys) == n:
+            return keys
+        span *= 16
+    return _keys(searcher, query, n)
+
+
+def _top(
+    index: SearchIndex, searcher: Any, query: Any, n: int, cursor: Cursor | None,
+    lower: int | None = None, upper: int | None = None,
+) -> list[tuple[int, str]]:  # fmt: skip
+    """The ``n`` newest (ts µs, call id) of ``query`` (within [``lower``, ``upper``] µs)
+    after ``cursor``, ties by id descending (the index orders by time only, so a tie at
+    an edge is read whole)."""
     after: tuple[int, str] | None = None
     k = n
     if cursor is not None:
         after = (us(cursor.ts), cursor.id)
         k += _count(searcher, _both(index, query, _ts_range(index, after[0], after[0])))
         query = _both(index, query, _ts_range(index, None, after[0]))
-    raw = _keys(searcher, query, k)
+        upper = after[0] if upper is None else min(upper, after[0])
+    raw = _newest(index, searcher, query, k, upper, lower)
     found = set(raw)
     if len(raw) == k and raw:  # more may share the oldest time read: read them all
         edge = raw[-1][0]
@@ -93,11 +114,7 @@ def _top(
 
 def _event_spans(index: SearchIndex, searcher: Any, ws: list[str]) -> list[str] | None:
     """The span ids of content events matching ``ws`` (any time); None: too many."""
-    t = index._t
-    query = t.Query.boolean_query([
-        (t.Occur.Must, t.Query.phrase_prefix_query(index.schema, "text", ws)),
-        (t.Occur.Must, t.Query.term_query(index.schema, "kind", "e")),
-    ])  # fmt: skip
+    query = index._t.Query.phrase_prefix_query(index.schema, "etext", ws)  # events' only
     n = _count(searcher, query)
     if n > MAX_EVENT_HITS:
         return None
@@ -193,7 +210,11 @@ def list_rows(
         return store._rows(
             sql.list_calls(store.dialect, rest, limit, cursor, full, only=(ids, spans))
         )
-    keys = _top(index, searcher, _call_query(index, ws, filters), limit + 1, cursor)
+    keys = _top(
+        index, searcher, _call_query(index, ws, filters), limit + 1, cursor,
+        us(filters.since) if filters.since is not None else None,
+        us(filters.until) if filters.until is not None else None,
+    )  # fmt: skip
     extra = _event_calls(store, index, searcher, ws, filters, spans)
     if extra:
         after = (us(cursor.ts), cursor.id) if cursor is not None else None
