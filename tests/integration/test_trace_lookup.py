@@ -99,17 +99,17 @@ def test_the_search_index_bounds_a_trace_by_everything_stored_of_it(tmp_path: Pa
     store.write([_call(1, T0 + timedelta(seconds=1))], spans, [])  # a replay
     store.write([_call(9, T0, trace="b2" * 16)], [_span(9, T0, trace="b2" * 16)], [])
     want = ([f"{3:016x}", f"{1:016x}", f"{2:016x}"], ["call-1", "call-2"])
-    window = store._trace_window(TRACE)
+    window = store.trace_window(TRACE)
     assert window == (T0 - timedelta(hours=1), T0 + timedelta(hours=6, milliseconds=800))
     assert _ids(store.get_trace(TRACE)) == want
-    assert store._trace_window("c3" * 16) is None
+    assert store.trace_window("c3" * 16) is None
     store.close()
 
     store = DuckDBStore(path)
-    assert store._trace_window(TRACE) == window
+    assert store.trace_window(TRACE) == window
     assert _ids(store.get_trace(TRACE)) == want
     store.rebuild_search()
-    assert store._trace_window(TRACE) == window
+    assert store.trace_window(TRACE) == window
     assert _ids(answers.trace(store, TRACE)) == want
     store.close()
 
@@ -122,7 +122,7 @@ def test_retention_keeps_the_window_of_a_trace_that_outlives_the_cut(tmp_path: P
     store.write([], [_span(2, now - timedelta(days=1, hours=1), ms=3 * 3600e3)], [])
     store.write([_call(3, new)], [], [])
     store.apply_retention()
-    assert store._trace_window("b2" * 16) is None
+    assert store.trace_window("b2" * 16) is None
     assert store.get_trace("b2" * 16) is None
     # the span that started before the cut is deleted; its trace's window still spans it
     assert _ids(store.get_trace(TRACE)) == ([], ["call-3"])

@@ -16,7 +16,7 @@ from typing import Any
 from gensight.model.units import parse_duration
 from gensight.query import analysis, quality
 from gensight.store.base import CallFilters, Cursor
-from gensight.store.common import iso
+from gensight.store.common import TRACE_EDGE, iso
 
 #: The call log counts a page's total while it reads the page: on the other core (the
 #: stores read from several threads; a ``q=`` of a common word is two index searches).
@@ -133,13 +133,21 @@ def trace(store: Any, trace_id: str) -> dict[str, Any] | None:
     """A trace's spans and calls, and ``totals`` of its calls (None when nothing is stored).
 
     The totals are measured by the overview's SQL over exactly the listed calls: this
-    trace id, from its first call's start to its last's.
+    trace id, from its first call's start to its last's (or within the trace's window,
+    when the store keeps one: the same calls, measured while they are read).
     """
-    answer = store.get_trace(trace_id)
+    window = store.trace_window(trace_id)
+    measured = None
+    if window is not None:
+        f = CallFilters(trace_id=trace_id, since=window[0], until=window[1] + TRACE_EDGE)
+        measured = _COUNTS.submit(totals, store, f)
+    answer = store.get_trace(trace_id, window)
     if answer is None:
         return None
     calls = answer["calls"]
-    if calls:
+    if measured is not None:
+        answer["totals"] = measured.result()
+    elif calls:
         starts = [datetime.fromisoformat(c["ts"]) for c in calls]
         f = CallFilters(
             trace_id=trace_id, since=min(starts), until=max(starts) + timedelta(microseconds=1)

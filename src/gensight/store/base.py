@@ -124,8 +124,16 @@ class Store(Protocol):
         """One call with its messages (joined with content events), or None."""
         ...
 
-    def get_trace(self, trace_id: str) -> dict[str, Any] | None:
-        """All spans and calls of a trace, or None when nothing of it is stored."""
+    def trace_window(self, trace_id: str) -> tuple[datetime, datetime] | None:
+        """From the first start to the last end of what is stored of a trace, when the
+        backend keeps it (else None: a trace is then found by its spans)."""
+        ...
+
+    def get_trace(
+        self, trace_id: str, window: tuple[datetime, datetime] | None = None
+    ) -> dict[str, Any] | None:
+        """All spans and calls of a trace (within ``window``, its ``trace_window``, when
+        given), or None when nothing of it is stored."""
         ...
 
     def health(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ API's answers are computed in ``gensight.query`` alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -89,6 +90,10 @@ def merge_content_events(call: dict[str, Any], events: list[tuple[str, Any]]) ->
 
 #: How far a trace's calls may start outside its spans' time (clocks of producers).
 _TRACE_SKEW = timedelta(minutes=5)
+#: A trace's window is read up to its last end and this past it (an end rounded down).
+TRACE_EDGE = timedelta(milliseconds=1)
+#: Reads of one answer run side by side on these (DuckDB reads from several cursors).
+_READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gensight-read")
 #: Calls whose scores one query looks up at most (the statement binds each id).
 _LOOKUP_CHUNK = 1000
 
@@ -245,23 +250,25 @@ class SQLStore(SavingsQueries):
         call["scores"] = self.scores_of([call["id"]], [])
         return call
 
-    def _trace_window(self, trace_id: str) -> tuple[datetime, datetime] | None:
+    def trace_window(self, trace_id: str) -> tuple[datetime, datetime] | None:
         """From the first start to the last end of everything stored of a trace, when a
         backend keeps it (the DuckDB store's search index); None: unknown."""
         return None
 
-    def get_trace(self, trace_id: str) -> dict[str, Any] | None:
-        """Spans (oldest first) and calls of a trace."""
-        window = self._trace_window(trace_id)
+    def get_trace(
+        self, trace_id: str, window: tuple[datetime, datetime] | None = None
+    ) -> dict[str, Any] | None:
+        """Spans (oldest first) and calls of a trace; ``window``: its ``trace_window``,
+        when the caller has it already."""
+        window = window or self.trace_window(trace_id)
         if window is not None:
-            # every span and call of it starts within its window (a microsecond apart
-            # at most, rounded): both reads skip all but that time's blocks
-            since, until = window[0], window[1] + timedelta(milliseconds=1)
-            spans = self._rows(sql.trace_spans(self.dialect, trace_id, (since, until)))
-            calls, _ = self.list_calls(
-                CallFilters(trace_id=trace_id, since=since, until=until), 10_000, None
-            )
-            return self._trace_answer(trace_id, spans, calls)
+            # every span and call of it starts within its window: both reads skip all but
+            # that time's blocks, side by side (the spans on another thread)
+            bounds = (window[0], window[1] + TRACE_EDGE)
+            spans = _READS.submit(self._rows, sql.trace_spans(self.dialect, trace_id, bounds))
+            calls, _ = self.list_calls(CallFilters(trace_id=trace_id, since=bounds[0],
+                                                   until=bounds[1]), 10_000, None)  # fmt: skip
+            return self._trace_answer(trace_id, spans.result(), calls)
         spans = self._rows(sql.trace_spans(self.dialect, trace_id))
         filters = CallFilters(trace_id=trace_id)
         if spans:

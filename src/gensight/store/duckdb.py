@@ -244,7 +244,7 @@ class DuckDBStore(SQLStore):
             for cur in (calls, events, traces):
                 cur.close()
 
-    def _trace_window(self, trace_id: str) -> tuple[datetime, datetime] | None:
+    def trace_window(self, trace_id: str) -> tuple[datetime, datetime] | None:
         return self.search.trace_window(trace_id) if self.search is not None else None
 
     def _list_rows(
