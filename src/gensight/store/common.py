@@ -206,7 +206,7 @@ class SQLStore(SavingsQueries):
         traces = sorted({c["trace_id"] for c in calls})
         sessions = sorted({c["session"] for c in calls if c.get("session")})
         rows = self.scores_of([c["id"] for c in calls], traces)
-        if sessions:
+        if sessions and self._may_have_scores():
             for r in self._rows(score_sql.scores_of_sessions(self.dialect, sessions)):
                 r["ts"] = iso(r["ts"])
                 rows.append(r)
@@ -302,9 +302,15 @@ class SQLStore(SavingsQueries):
         return {"trace_id": trace_id, "spans": spans, "calls": calls, "scores": scores}
 
     # -- scores (#20) ---------------------------------------------------------------
+    def _may_have_scores(self) -> bool:
+        """False when the store knows it holds no score (its lookups are skipped)."""
+        return True
+
     def scores_of(self, call_ids: list[str], trace_ids: list[str]) -> list[dict[str, Any]]:
         """The scores of these calls and traces, oldest first."""
         out: list[dict[str, Any]] = []
+        if not self._may_have_scores():
+            return out
         for i in range(0, max(len(call_ids), 1), _LOOKUP_CHUNK):
             chunk = call_ids[i : i + _LOOKUP_CHUNK]
             if not chunk and not trace_ids:

@@ -81,6 +81,10 @@ class DuckDBStore(SQLStore):
         self._closed = False
         self._migrate()
         rollups.create(self._con)
+        # a score is written by this process only (the file is its own): until the first,
+        # the lookups of a trace's or a page's scores are skipped
+        row = self._con.execute("SELECT EXISTS (SELECT 1 FROM scores)").fetchone()
+        self._scored = bool(row and row[0])
         self.search: SearchIndex | None = None
         if search_index:
             self._open_search()
@@ -192,6 +196,7 @@ class DuckDBStore(SQLStore):
             except Exception:
                 con.execute("ROLLBACK")
                 raise
+            self._scored = self._scored or bool(scores)
             if self.search is not None:
                 try:
                     self.search.add(calls, events, spans)
@@ -243,6 +248,9 @@ class DuckDBStore(SQLStore):
         finally:
             for cur in (calls, events, traces):
                 cur.close()
+
+    def _may_have_scores(self) -> bool:
+        return self._scored
 
     def trace_window(self, trace_id: str) -> tuple[datetime, datetime] | None:
         return self.search.trace_window(trace_id) if self.search is not None else None
