@@ -121,9 +121,10 @@ def test_index_survives_reopen_and_is_rebuilt(tmp_path: Path):
     s.close()
     import shutil
 
-    shutil.rmtree(f"{path}.search")  # lost: opening builds it again
+    shutil.rmtree(f"{path}.search")  # lost: opening builds it again (beside the store)
     s = DuckDBStore(path)
     assert s.search.created and len(_ids(s, q="refund")) == 20
+    assert s.wait_search(30)
     s.close()
     # an index of another schema under this layout's name: opening builds it again
     import tantivy
@@ -137,6 +138,7 @@ def test_index_survives_reopen_and_is_rebuilt(tmp_path: Path):
     marker.touch()
     s = DuckDBStore(path)
     assert s.search.created and len(_ids(s, q="refund")) == 20
+    assert s.wait_search(30)
     s.close()
     result = CliRunner().invoke(app, ["rebuild", "search", "--store", f"duckdb://{path}"], env=_ENV)
     assert result.exit_code == 0, result.output
@@ -292,5 +294,90 @@ def test_retention_drops_documents_and_writes_are_searchable_at_once(tmp_path: P
         assert s.search._pending == 0
         s.write([dataclasses.replace(_calls()[1], id="new", input_messages="fresh words")], [], [])
         assert _ids(s, q="fresh") == ["new"]  # pending documents are committed by a search
+    finally:
+        s.close()
+
+
+def test_an_index_built_at_open_runs_beside_writes_and_misses_none(tmp_path: Path, monkeypatch):
+    """A store whose index is lost (or of an older layout) opens at once: the index is
+    built beside it, q= scans and traces are found by their spans meanwhile; calls
+    written (or rewritten) and trace windows kept during the build are in the index
+    when it is done; a build stopped by close is built again at the next open."""
+    import shutil
+    import threading
+
+    from gensight.model.records import SpanRecord
+    from gensight.store.search import SearchIndex
+
+    path = tmp_path / "b.duckdb"
+    s = DuckDBStore(path)
+    s.write(_calls(), [], [])
+    s.close()
+    shutil.rmtree(f"{path}.search")
+
+    started, go = threading.Event(), threading.Event()
+    real = SearchIndex._add_rows
+
+    def held(self, w, calls, events, traces, replace):
+        if not replace:  # the build, after its snapshot: held until the test has written
+            started.set()
+            assert go.wait(30)
+        return real(self, w, calls, events, traces, replace)
+
+    monkeypatch.setattr(SearchIndex, "_add_rows", held)
+    s = DuckDBStore(path)
+    try:
+        assert started.wait(30) and not s.wait_search(0)
+        assert len(_ids(s, q="invoice")) == 20  # scanned meanwhile
+        said = [{"role": "user", "content": "a zebra?"}]
+        new = dataclasses.replace(_calls(1)[0], id="z001", trace_id="ab" * 16, span_id="e" * 16,
+                                  input_messages=said)  # fmt: skip
+        said = [{"role": "user", "content": "a walrus, nothing more"}]
+        moved = dataclasses.replace(_calls(4)[3], input_messages=said)
+        span = SpanRecord(trace_id="ab" * 16, span_id="f" * 16, name="agent", kind="internal",
+                          ts=NOW - timedelta(hours=3), duration_ms=10.0)  # fmt: skip
+        said = {"role": "assistant", "content": "okapi"}
+        event = ContentEvent(trace_id=new.trace_id, span_id=new.span_id, ts=new.ts, seq=0,
+                             kind="output", message=said)  # fmt: skip
+        s.write([new, moved], [span], [event])
+        go.set()
+        assert s.wait_search(30)
+        assert _ids(s, q="zebra") == ["z001"]
+        assert _ids(s, q="walrus") == ["c003"]
+        assert _ids(s, q="okapi") == ["z001"]  # through its content event
+        asked = [
+            "invoice",
+            "walrus",
+            "zebra",
+            "okapi",
+            "answer 1",
+        ]  # where substring and words agree
+        from_index = [(_ids(s, q=q), s.count_calls(CallFilters(q=q))) for q in asked]
+        index, s.search = s.search, None
+        scanned = [(_ids(s, q=q), s.count_calls(CallFilters(q=q))) for q in asked]
+        s.search = index
+        assert from_index == scanned and from_index[0][1] == 19  # c003's invoice is gone
+        assert s.trace_window("ab" * 16) == (span.ts, new.ts + timedelta(milliseconds=10))
+    finally:
+        go.set()
+        s.close()
+    s = DuckDBStore(path)  # complete: kept
+    try:
+        assert not s.search.created and _ids(s, q="zebra") == ["z001"]
+    finally:
+        s.close()
+
+    shutil.rmtree(f"{path}.search")
+    go.clear()
+    started.clear()
+    s = DuckDBStore(path)
+    assert started.wait(30)
+    threading.Timer(0.5, go.set).start()  # close asks it to stop; it stops when let go
+    s.close()
+    s = DuckDBStore(path)  # an index whose build was stopped is built again
+    try:
+        assert s.search.created
+        go.set()
+        assert s.wait_search(30) and _ids(s, q="zebra") == ["z001"]
     finally:
         s.close()

@@ -86,6 +86,8 @@ class DuckDBStore(SQLStore):
         row = self._con.execute("SELECT EXISTS (SELECT 1 FROM scores)").fetchone()
         self._scored = bool(row and row[0])
         self.search: SearchIndex | None = None
+        self._search_build: threading.Thread | None = None
+        self._build_lock = threading.Lock()
         if search_index:
             self._open_search()
         # Bounded memory (DuckDB's default is 80% of RAM) and fewer, larger checkpoints:
@@ -232,28 +234,107 @@ class DuckDBStore(SQLStore):
         except ImportError:  # tantivy not installed: q= scans the messages
             return
         self.search = index
-        if index.created:
+        if not index.created:
+            return
+        row = self._con.execute("SELECT EXISTS (SELECT 1 FROM calls)").fetchone()
+        if not (row and row[0]):
+            self.rebuild_search()  # nothing to read: at once
+            return
+        # an index lost or of an older layout, over stored calls (minutes at 10M): built
+        # beside the server, which answers q= by scanning and finds traces by their
+        # spans meanwhile, and indexes what is written meanwhile when it is done
+        index.ready = False
+        log.info(
+            "building the search index of %s beside the store (q= scans until then)", self.path
+        )
+        self._search_build = threading.Thread(
+            target=self._build_search, name="gensight-search-build", daemon=True
+        )
+        self._search_build.start()
+
+    def _build_search(self) -> None:
+        assert self.search is not None
+        try:
             self.rebuild_search()
+        except Exception as e:  # derived data: `gensight rebuild search`, or the next open
+            if not self._closed:
+                log.error("building the search index failed (q= scans): %s", e)
+            return
+        self.search.ready = True
+        log.info("search index built")
+
+    def _index(self) -> SearchIndex | None:
+        """The search index when it answers (not while it is being built)."""
+        return self.search if self.search is not None and self.search.ready else None
+
+    def wait_search(self, timeout: float | None = None) -> bool:
+        """Wait for a search index build started at open; whether the index answers."""
+        if self._search_build is not None:
+            self._search_build.join(timeout)
+        return self._index() is not None
 
     def rebuild_search(self) -> None:
-        """Index every stored call's and content event's text again."""
+        """Index every stored call's, content event's and trace's text and time again
+        (what is written meanwhile is indexed after)."""
         if self.search is None:
             raise RuntimeError("no search index (install tantivy)")
-        calls, events, traces = (self._con.cursor() for _ in range(3))
+        build = self._search_build
+        if build is not None and build is not threading.current_thread() and build.is_alive():
+            build.join()  # the build at open: complete with what was written meanwhile
+            if self._index() is not None:
+                return
+        with self._build_lock:
+            self._rebuild_search()
+
+    def _rebuild_search(self) -> None:
+        assert self.search is not None
+        cursors = [self._con.cursor() for _ in range(3)]
+
+        def read() -> tuple[Any, Any, Any]:
+            for cur, q in zip(cursors, (search.rebuild_calls_sql(), search.REBUILD_EVENTS_SQL,
+                                        search.REBUILD_TRACES_SQL), strict=True):  # fmt: skip
+                cur.execute(q)
+            return tuple(_fetch(cur) for cur in cursors)  # type: ignore[return-value]
+
         try:
-            calls.execute(search.rebuild_calls_sql())
-            events.execute(search.REBUILD_EVENTS_SQL)
-            traces.execute(search.REBUILD_TRACES_SQL)
-            self.search.rebuild(_fetch(calls), _fetch(events), _fetch(traces))
+            backlog = self.search.rebuild(read)
         finally:
-            for cur in (calls, events, traces):
+            for cur in cursors:
                 cur.close()
+        with self._write_lock:  # read back and indexed before the writer writes again
+            if not self._closed:
+                self._index_backlog(backlog)
+
+    def _index_backlog(self, backlog: search.Backlog) -> None:
+        """Index again what the writer wrote while a rebuild ran (read back by id)."""
+        assert self.search is not None
+        cur = self._con.cursor()
+        try:
+            ids = sorted(backlog.calls)
+            for i in range(0, len(ids), 1000):
+                cur.execute(f"{search.rebuild_calls_sql()} AND id IN"
+                            " (SELECT unnest(?::VARCHAR[]))", [ids[i : i + 1000]])  # fmt: skip
+                calls = cur.fetchall()
+                self.search.add_rows(calls, [], [])
+            spans = sorted(backlog.spans)
+            for i in range(0, len(spans), 1000):
+                chunk = spans[i : i + 1000]
+                cur.execute(f"{search.REBUILD_EVENTS_SQL} WHERE (trace_id, span_id) IN"
+                            " (SELECT (unnest(?::VARCHAR[]), unnest(?::VARCHAR[])))",
+                            [[t for t, _ in chunk], [s for _, s in chunk]])  # fmt: skip
+                self.search.add_rows([], cur.fetchall(), [])
+        finally:
+            cur.close()
+        self.search.add_rows([], [], [(t, t0, t1) for t, (t0, t1) in backlog.traces.items()])
+        if backlog.cutoff is not None:
+            self.search.forget_before(backlog.cutoff)
 
     def _may_have_scores(self) -> bool:
         return self._scored
 
     def trace_window(self, trace_id: str) -> tuple[datetime, datetime] | None:
-        return self.search.trace_window(trace_id) if self.search is not None else None
+        index = self._index()
+        return index.trace_window(trace_id) if index is not None else None
 
     def _list_rows(
         self,
@@ -265,15 +346,17 @@ class DuckDBStore(SQLStore):
         order: str = "desc",
     ) -> list[dict[str, Any]]:
         # the index reads hits newest first: other orders scan the messages in SQL
-        if filters.q and self.search is not None and (sort, order) == ("ts", "desc"):
-            rows = search_calls.list_rows(self, self.search, filters, limit, cursor, full)
+        index = self._index()
+        if filters.q and index is not None and (sort, order) == ("ts", "desc"):
+            rows = search_calls.list_rows(self, index, filters, limit, cursor, full)
             if rows is not None:
                 return rows
         return super()._list_rows(filters, limit, cursor, full, sort, order)
 
     def count_calls(self, filters: CallFilters) -> int:
-        if filters.q and self.search is not None:
-            n = search_calls.count(self, self.search, filters)
+        index = self._index()
+        if filters.q and index is not None:
+            n = search_calls.count(self, index, filters)
             if n is not None:
                 return n
         n = rollup_reader.count(self, filters)
@@ -354,6 +437,9 @@ class DuckDBStore(SQLStore):
 
     def close(self) -> None:
         """Checkpoint and close the file (again: nothing)."""
+        if self.search is not None and self._search_build is not None:
+            self.search.abort()  # a build at open stops within ~10,000 rows
+            self._search_build.join(30)
         with self._write_lock:
             if self._closed:
                 return

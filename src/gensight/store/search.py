@@ -34,7 +34,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -109,8 +109,8 @@ def rebuild_calls_sql() -> str:
     return (
         f"SELECT id, ts, coalesce(request_model, response_model), {cols}, input_messages,"
         " output_messages, system_instructions, error_message FROM calls"
-        " WHERE input_messages IS NOT NULL OR output_messages IS NOT NULL"
-        " OR system_instructions IS NOT NULL OR error_message IS NOT NULL"
+        " WHERE (input_messages IS NOT NULL OR output_messages IS NOT NULL"
+        " OR system_instructions IS NOT NULL OR error_message IS NOT NULL)"
     )
 
 
@@ -145,6 +145,27 @@ def trace_windows(*records: Iterable[Any]) -> dict[str, tuple[int, int]]:
 
 def _event_key(trace_id: str, span_id: str, ts: datetime, seq: int, kind: str) -> str:
     return f"e:{trace_id}:{span_id}:{us(ts)}:{seq}:{kind}"
+
+
+class Backlog:
+    """What the writer wrote while a rebuild ran: call ids, content events' spans, trace
+    windows and a retention cut, to be indexed (or applied) again after it."""
+
+    def __init__(self) -> None:
+        self.calls: set[str] = set()
+        self.spans: set[tuple[str, str]] = set()
+        self.traces: dict[str, tuple[int, int]] = {}
+        self.cutoff: datetime | None = None
+        self.documents = 0  # how many documents the rebuild wrote
+
+    def note(
+        self, calls: Sequence[CallRecord], events: Sequence[ContentEvent], spans: Sequence[Any]
+    ) -> None:
+        self.calls.update(c.id for c in calls)
+        self.spans.update((e.trace_id, e.span_id) for e in events)
+        for trace_id, (t0, t1) in trace_windows(calls, spans).items():
+            had = self.traces.get(trace_id)
+            self.traces[trace_id] = (min(t0, had[0]), max(t1, had[1])) if had else (t0, t1)
 
 
 class SearchIndex:
@@ -189,10 +210,17 @@ class SearchIndex:
                 p.mkdir(parents=True)
                 index = tantivy.Index(self.schema, path=str(p), reuse=False)
             self.index = index
-            marker.touch()
+            if not self.created:
+                marker.touch()
+        self._marker = None if path is None else Path(path) / _LAYOUT
         self._writer: Any = None
         self._writer_opts = (_HEAP, 1)
         self._lock = threading.Lock()
+        #: False while a rebuild of a store with rows runs (the store's queries scan)
+        self.ready = True
+        #: While a rebuild runs: what the writer wrote meanwhile, added again after it
+        self._backlog: Backlog | None = None
+        self._abort = threading.Event()
         self._pending = 0  # documents added or deleted since the last commit
         self._committed = time.monotonic()
 
@@ -260,6 +288,9 @@ class SearchIndex:
         if not docs:
             return
         with self._lock:
+            if self._backlog is not None:  # a rebuild's snapshot may not hold these
+                self._backlog.note(calls, events, spans)
+                return
             w = self._w()
             for key, doc in docs:
                 if key is not None:
@@ -275,6 +306,9 @@ class SearchIndex:
         of traces that ended before it."""
         t = self._t
         with self._lock:
+            if self._backlog is not None:
+                self._backlog.cutoff = max(self._backlog.cutoff or cutoff, cutoff)
+                return
             for field in ("ts", "t1"):
                 query = t.Query.range_query(
                     self.schema, field, t.FieldType.Integer, None, us(cutoff), include_upper=False
@@ -283,46 +317,87 @@ class SearchIndex:
             self._pending += 1
             self._commit()
 
-    def rebuild(
-        self,
-        calls: Iterable[tuple[Any, ...]],
-        events: Iterable[tuple[Any, ...]],
-        traces: Iterable[tuple[str, int, int]] = (),
-    ) -> int:
-        """Index everything again: ``calls`` as ``rebuild_calls_sql()`` rows, ``events``
-        as ``REBUILD_EVENTS_SQL`` rows, ``traces`` as ``REBUILD_TRACES_SQL`` rows;
-        returns how many documents it holds."""
-        n_filters = len(FILTER_FIELDS)
+    def rebuild(self, read: Callable[[], tuple[Iterable[Any], ...]]) -> Backlog:
+        """Index everything again: ``read()`` opens one snapshot of the store and gives
+        its ``rebuild_calls_sql()``, ``REBUILD_EVENTS_SQL`` and ``REBUILD_TRACES_SQL``
+        rows. What the writer adds from before that snapshot on is not written but noted:
+        the returned ``Backlog``, for ``add_rows`` once read again. The layout's marker is
+        written when the build is complete (an interrupted one is built again at the
+        next open). ``abort()`` stops it."""
         with self._lock:
             if self._writer is not None:
                 self._writer.wait_merging_threads()
             self._writer = None
             self._writer_opts = (_REBUILD_HEAP, _REBUILD_THREADS)
-            try:
-                w = self._w()
-                w.delete_all_documents()
-                n = 0
-                for cid, ts, model, *rest in calls:
-                    text = text_of(*rest[n_filters:])
-                    if text:
-                        w.add_json(self._call_doc(cid, ts, text, model, rest[:n_filters]))
-                        n += 1
-                for trace_id, span_id, ts, seq, kind, message in events:
-                    text = text_of(message)
-                    if text:
-                        key = _event_key(trace_id, span_id, ts, seq, kind)
-                        w.add_json(self._event_doc(key, span_id, ts, text))
-                        n += 1
-                for trace_id, t0, t1 in traces:
-                    w.add_json(self._trace_doc(trace_id, int(t0), int(t1)))
-                    n += 1
-                self._pending += 1
-                self._commit()
-                w.wait_merging_threads()
-            finally:
-                self._writer = None
+            self._backlog = Backlog()
+            self._pending = 0  # what the dropped writer held is in the snapshot
+            w = self._w()
+        try:
+            calls, events, traces = read()
+            w.delete_all_documents()
+            n = self._add_rows(w, calls, events, traces, replace=False)
+            self._check(0)  # stopped: not committed, nor marked complete
+            w.commit()
+            w.wait_merging_threads()
+        finally:
+            with self._lock:
+                self._writer = None  # the rebuild's writer goes before the next is made
+                del w
                 self._writer_opts = (_HEAP, 1)
+                backlog, self._backlog = self._backlog, None
+        self.index.reload()
+        if self._marker is not None:
+            self._marker.touch()
+        backlog.documents = n
+        return backlog
+
+    def add_rows(
+        self,
+        calls: Iterable[tuple[Any, ...]],
+        events: Iterable[tuple[Any, ...]],
+        traces: Iterable[tuple[str, int, int]] = (),
+    ) -> None:
+        """Index rows as a rebuild reads them, replacing the documents of the same calls
+        and events (a rebuild's backlog, read again from the store)."""
+        with self._lock:
+            self._add_rows(self._w(), calls, events, traces, replace=True)
+            self._pending += 1
+            self._commit()
+
+    def _add_rows(self, w: Any, calls: Iterable[tuple[Any, ...]],
+                  events: Iterable[tuple[Any, ...]], traces: Iterable[tuple[str, int, int]],
+                  replace: bool) -> int:  # fmt: skip
+        n_filters, n = len(FILTER_FIELDS), 0
+        for cid, ts, model, *rest in calls:
+            if replace:
+                w.delete_documents_by_term("doc", f"c:{cid}")
+            text = text_of(*rest[n_filters:])
+            if text:
+                w.add_json(self._call_doc(cid, ts, text, model, rest[:n_filters]))
+                n += 1
+            self._check(n)
+        for trace_id, span_id, ts, seq, kind, message in events:
+            key = _event_key(trace_id, span_id, ts, seq, kind)
+            if replace:
+                w.delete_documents_by_term("doc", key)
+            text = text_of(message)
+            if text:
+                w.add_json(self._event_doc(key, span_id, ts, text))
+                n += 1
+            self._check(n)
+        for trace_id, t0, t1 in traces:
+            w.add_json(self._trace_doc(trace_id, int(t0), int(t1)))
+            n += 1
+            self._check(n)
         return n
+
+    def _check(self, n: int) -> None:
+        if not n % 10_000 and self._abort.is_set():
+            raise RuntimeError("search index build stopped")
+
+    def abort(self) -> None:
+        """Stop a rebuild that runs (it raises; the index is built again at next open)."""
+        self._abort.set()
 
     # -- reading ---------------------------------------------------------------
     def searcher(self) -> Any:
@@ -349,6 +424,7 @@ class SearchIndex:
         return _from_us(lo), _from_us(hi)
 
     def close(self) -> None:
+        self.abort()
         with self._lock:
             if self._writer is not None:
                 self._commit()
