@@ -236,7 +236,10 @@ class DuckDBStore(SQLStore):
         self.search = index
         if not index.created:
             return
-        row = self._con.execute("SELECT EXISTS (SELECT 1 FROM calls)").fetchone()
+        row = self._con.execute(
+            "SELECT EXISTS (SELECT 1 FROM calls) OR EXISTS (SELECT 1 FROM spans)"
+            " OR EXISTS (SELECT 1 FROM content_events)"
+        ).fetchone()
         if not (row and row[0]):
             self.rebuild_search()  # nothing to read: at once
             return
