@@ -260,7 +260,9 @@ class DuckDBStore(SQLStore):
         try:
             self.rebuild_search()
         except Exception as e:  # derived data: `gensight rebuild search`, or the next open
-            if not self._closed:
+            if self.search.stopping:
+                log.info("search index build stopped: it is built again at the next open")
+            else:
                 log.error("building the search index failed (q= scans): %s", e)
             return
         self.search.ready = True

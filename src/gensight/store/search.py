@@ -399,6 +399,10 @@ class SearchIndex:
         """Stop a rebuild that runs (it raises; the index is built again at next open)."""
         self._abort.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._abort.is_set()
+
     # -- reading ---------------------------------------------------------------
     def searcher(self) -> Any:
         """A searcher that sees every document added so far."""
