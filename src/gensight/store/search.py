@@ -130,9 +130,12 @@ def _end_us(ts: datetime, duration_ms: float | None) -> int:
     return us(ts) + int((duration_ms or 0) * 1000)
 
 
-def trace_windows(*records: Iterable[Any]) -> dict[str, tuple[int, int]]:
-    """Per trace id of these calls and spans: (first start, last end) in µs."""
-    out: dict[str, tuple[int, int]] = {}
+def trace_windows(
+    *records: Iterable[Any], into: dict[str, tuple[int, int]] | None = None
+) -> dict[str, tuple[int, int]]:
+    """Per trace id of these calls and spans: (first start, last end) in µs, widening
+    the windows of ``into`` when given."""
+    out: dict[str, tuple[int, int]] = {} if into is None else into
     for group in records:
         for r in group:
             if not r.trace_id:
@@ -156,16 +159,13 @@ class Backlog:
         self.spans: set[tuple[str, str]] = set()
         self.traces: dict[str, tuple[int, int]] = {}
         self.cutoff: datetime | None = None
-        self.documents = 0  # how many documents the rebuild wrote
 
     def note(
         self, calls: Sequence[CallRecord], events: Sequence[ContentEvent], spans: Sequence[Any]
     ) -> None:
         self.calls.update(c.id for c in calls)
         self.spans.update((e.trace_id, e.span_id) for e in events)
-        for trace_id, (t0, t1) in trace_windows(calls, spans).items():
-            had = self.traces.get(trace_id)
-            self.traces[trace_id] = (min(t0, had[0]), max(t1, had[1])) if had else (t0, t1)
+        trace_windows(calls, spans, into=self.traces)
 
 
 class SearchIndex:
@@ -269,6 +269,9 @@ class SearchIndex:
         """Index a written batch: a call replaces its document; events are kept once; a
         trace document per trace of the batch (a replay adds one more of the same window,
         which changes no answer)."""
+        with self._lock:
+            if self._noted(calls, events, spans):  # no documents to build meanwhile
+                return
         docs: list[tuple[str | None, str | None]] = []
         for c in calls:
             text = text_of(c.input_messages, c.output_messages, c.system_instructions,
@@ -288,8 +291,7 @@ class SearchIndex:
         if not docs:
             return
         with self._lock:
-            if self._backlog is not None:  # a rebuild's snapshot may not hold these
-                self._backlog.note(calls, events, spans)
+            if self._noted(calls, events, spans):  # a rebuild began since
                 return
             w = self._w()
             for key, doc in docs:
@@ -300,6 +302,16 @@ class SearchIndex:
             self._pending += len(docs)
             if time.monotonic() - self._committed >= COMMIT_EVERY:
                 self._commit()
+
+    def _noted(
+        self, calls: Sequence[CallRecord], events: Sequence[ContentEvent], spans: Sequence[Any]
+    ) -> bool:
+        """While a rebuild runs (its snapshot may not hold them): note these in its
+        backlog instead of indexing them. Under ``_lock``."""
+        if self._backlog is None:
+            return False
+        self._backlog.note(calls, events, spans)
+        return True
 
     def forget_before(self, cutoff: datetime) -> None:
         """Drop the documents of calls and events older than ``cutoff`` (retention), and
@@ -335,7 +347,7 @@ class SearchIndex:
         try:
             calls, events, traces = read()
             w.delete_all_documents()
-            n = self._add_rows(w, calls, events, traces, replace=False)
+            self._add_rows(w, calls, events, traces, replace=False)
             self._check(0)  # stopped: not committed, nor marked complete
             w.commit()
             w.wait_merging_threads()
@@ -348,7 +360,6 @@ class SearchIndex:
         self.index.reload()
         if self._marker is not None:
             self._marker.touch()
-        backlog.documents = n
         return backlog
 
     def add_rows(
@@ -366,7 +377,7 @@ class SearchIndex:
 
     def _add_rows(self, w: Any, calls: Iterable[tuple[Any, ...]],
                   events: Iterable[tuple[Any, ...]], traces: Iterable[tuple[str, int, int]],
-                  replace: bool) -> int:  # fmt: skip
+                  replace: bool) -> None:  # fmt: skip
         n_filters, n = len(FILTER_FIELDS), 0
         for cid, ts, model, *rest in calls:
             if replace:
@@ -389,7 +400,6 @@ class SearchIndex:
             w.add_json(self._trace_doc(trace_id, int(t0), int(t1)))
             n += 1
             self._check(n)
-        return n
 
     def _check(self, n: int) -> None:
         if not n % 10_000 and self._abort.is_set():
