@@ -61,7 +61,7 @@ class Gateway:
         return self.calls(session)[0]
 
     def trace(self, trace_id: str) -> dict[str, Any]:
-        # the gateway hands its record over once the response is sent: wait for it
+        # the record is journaled before the answer ends, stored by the writer later: wait
         deadline = time.monotonic() + 10
         while True:
             self.app.state.pipeline.flush()

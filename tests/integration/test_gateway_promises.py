@@ -502,3 +502,36 @@ def test_otlp_sent_with_a_bound_key_is_that_apps(make_gateway: Any) -> None:
         g.app.state.pipeline.flush()
         time.sleep(0.05)
     assert {c["app"] for c in t.json()["calls"]} == {"checkout"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_whole_answer_reaches_the_client_only_once_its_call_is_journaled(
+    upstream: Any, make_gateway: Any, stream: bool
+) -> None:
+    """A client that has a whole answer has a call that survives a crash right after (a
+    SIGKILL, the OOM killer): the gateway journals the record before the answer's last
+    byte. Here the journal write is slow (a busy disk): the client must not get the end
+    of its answer before that write is done."""
+    g = make_gateway(upstreams={"openai": upstream.state.url})
+    journal = g.app.state.pipeline.journal
+    real_append = journal.append
+    journaled: list[str] = []
+
+    def slow_append(kind: str, payload: bytes):
+        time.sleep(0.3)
+        entry = real_append(kind, payload)
+        journaled.append(kind)
+        return entry
+
+    journal.append = slow_append
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+            "stream": stream}  # fmt: skip
+    with httpx.Client(base_url=g.url, timeout=10) as c:
+        r = c.post("/openai/v1/chat/completions", json=body,
+                   headers={"authorization": f"Bearer {KEY}"})  # fmt: skip
+        assert r.status_code == 200
+        assert len(journaled) == 1  # in the journal before the answer was whole
+        if stream:
+            assert r.text.rstrip().endswith("data: [DONE]")
+        else:
+            assert r.json()["choices"][0]["message"]["content"]

@@ -268,3 +268,44 @@ def test_replayed_segments_are_deleted_once_stored(tmp_path: Path) -> None:
     finally:
         p.stop()
         store.close()
+
+
+class _StoreThatRecords:
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def write(self, calls, spans, events) -> None:
+        self.ids += [c.id for c in calls]
+
+
+def test_a_batch_journaled_first_is_never_committed_over_by_a_later_one(tmp_path: Path):
+    """Two receivers submit at once: A's batch gets the earlier journal seq, B's the later.
+    If B's could reach the queue (and the store, and the commit mark) while A's had its seq
+    but was not yet queued, the mark would pass A's seq with A unstored, and a crash then
+    would lose A: the replay starts after the mark. A's journal entry and its place in the
+    queue must be taken together."""
+    store = _StoreThatRecords()
+    j = Journal(tmp_path, max_bytes=10_000_000)
+    p = Pipeline(store, flush_interval=0.01, journal=j)
+    p.start()
+    real_append = j.append
+    seen: dict[str, int] = {}
+
+    def append(kind: str, payload: bytes):
+        entry = real_append(kind, payload)
+        if not seen:  # A: between its seq and its queue place, B submits and is written
+            seen["a"] = entry.seq
+            b = threading.Thread(target=lambda: (p.submit([_call(2)]), p.flush(timeout=5)))
+            b.start()
+            b.join(1.0)
+            seen["committed"] = j.committed
+            seen["stored_a"] = "c1" in store.ids
+        return entry
+
+    j.append = append  # type: ignore[method-assign]
+    assert p.submit([_call(1)])
+    assert p.flush(timeout=10)
+    p.stop()
+    # at no time did the mark pass A's seq before A was stored
+    assert seen["committed"] < seen["a"] or seen["stored_a"]
+    assert sorted(store.ids) == ["c1", "c2"]

@@ -195,20 +195,24 @@ class Pipeline(Worker):
         if n == 0:
             return True
         batch: Batch = (list(calls), list(spans), list(events), list(scores))
-        entry = None
-        if self.journal is not None:
-            kind, payload = raw or (RECORDS, encode_batch(*batch))
-            try:
-                entry = self.journal.append(kind, payload)
-            except (JournalFull, OSError) as e:
-                with self._cond:
+        journaled = self.journal is not None
+        kind, payload = (raw or (RECORDS, encode_batch(*batch))) if journaled else ("", b"")
+        with self._cond:
+            # The journal entry and the batch's place in the queue are taken together: the
+            # queue is then in journal order, so the writer's commit mark (everything up to
+            # the last seq it wrote) never passes a batch that has its seq but is not yet
+            # queued by another receiver's thread; a crash then would lose that batch.
+            entry = None
+            if self.journal is not None:
+                try:
+                    entry = self.journal.append(kind, payload)
+                except (JournalFull, OSError) as e:
                     self.dropped += n
                     self.last_error = f"journal: {e}"
-                self.conditions.set("ingest", cause(e), str(e))
-                return False
-            if self.conditions.clear("ingest") and self.conditions.reason() is None:
-                self.last_error = None  # recovered: what failed before is no longer news
-        with self._cond:
+                    self.conditions.set("ingest", cause(e), str(e))
+                    return False
+                if self.conditions.clear("ingest") and self.conditions.reason() is None:
+                    self.last_error = None  # recovered: what failed before is no longer news
             if self._stopping and entry is None:
                 self.dropped += n
                 return False

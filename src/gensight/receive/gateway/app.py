@@ -153,19 +153,6 @@ class Gateway:
         call.target = upstream
         return call, name, upstream, rest, headers
 
-    @staticmethod
-    def _stamped(send: Send, call: Call) -> Send:
-        """``send`` adding ``X-Gensight-Call-Id`` to the answer of a call (the id its
-        record is stored under: ``GET /api/calls/{id}``, ``POST /api/scores``)."""
-        header = (b"x-gensight-call-id", call.id.encode())
-
-        async def stamped(message: Message) -> None:
-            if message["type"] == "http.response.start" and call.capture.is_call:
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
-        return stamped
-
     async def refuse(
         self, scope: Scope, send: Send, status: int, message: str, type_: str, code: str
     ) -> None:
@@ -175,14 +162,33 @@ class Gateway:
         # Who sent it is unproven: its X-Gensight-* headers (app, user, session, trace)
         # are not taken, so nobody without a key can write into an app's figures.
         call.meta = {}
-        send = self._stamped(send, call)
+        answer = _Answer(send, call)
         body = wire_error(upstream.wire if upstream else None, status, message, type_, code)
-        await self._answer(call, send, status, "auth", message, code, body)
+        try:
+            await self._answer(call, answer, status, "auth", message, code, body)
+        finally:
+            await answer.release()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Proxy one request to the upstream its path names and record it."""
         call, name, upstream, rest, headers = self._open(scope)
-        send = self._stamped(send, call)
+        answer = _Answer(send, call)
+        try:
+            await self._handle(scope, receive, answer, call, name, upstream, rest, headers)
+        finally:
+            await answer.release()  # the answer's last bytes, once the call is journaled
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        call: Call,
+        name: str,
+        upstream: Upstream | None,
+        rest: bytes | None,
+        headers: list[tuple[str, str]],
+    ) -> None:
         if upstream is None:
             known = ", ".join(sorted(self.upstreams)) or "(none)"
             message = (
@@ -454,6 +460,43 @@ class Gateway:
         except Exception:  # fail-open: the pipeline counts its own drops
             self._count("gateway_submit_errors")
             log.exception("pipeline refused a gateway record")
+
+
+class _Answer:
+    """The client's ``send`` for one gateway call: adds ``X-Gensight-Call-Id`` to the
+    answer of a call (the id its record is stored under: ``GET /api/calls/{id}``,
+    ``POST /api/scores``) and holds back the answer's last message until ``release``.
+
+    The gateway records a call once its answer is complete, and that record is journaled
+    before the client has the answer's last byte: a client that got a whole answer has a
+    call that survives a crash (SIGKILL, OOM) right after, as an acknowledged OTLP batch
+    does. The wait is the record's own building and journal write, at the answer's end
+    only (time to first token is untouched).
+    """
+
+    __slots__ = ("_send", "_call", "_last")
+
+    def __init__(self, send: Send, call: Call) -> None:
+        self._send = send
+        self._call = call
+        self._last: Message | None = None
+
+    async def __call__(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self._call.capture.is_call:
+                header = (b"x-gensight-call-id", self._call.id.encode())
+                message["headers"] = [*message.get("headers", ()), header]
+        elif kind == "http.response.body" and not message.get("more_body"):
+            self._last = message
+            return
+        await self._send(message)
+
+    async def release(self) -> None:
+        """Send the held last message (once)."""
+        last, self._last = self._last, None
+        if last is not None:
+            await self._send(last)
 
 
 class GatewayMiddleware:
