@@ -939,6 +939,11 @@ def serve_and_time(
             server.pid,
         )
         own_peak = (status_kb(server.pid, "VmHWM") or 0) / 1024
+        # what the process holds at the end: its own memory apart from file pages (the
+        # libraries' code and the search index's mapped segments, which the kernel can
+        # drop and read again)
+        anon_end = (status_kb(server.pid, "RssAnon") or 0) / 1024
+        file_end = (status_kb(server.pid, "RssFile") or 0) / 1024
         mem.stop()
     finally:
         code = server.stop()
@@ -952,6 +957,8 @@ def serve_and_time(
         "rss_peak_mb": mem.peak_mb,
         "server_hwm_start_mb": own_start,
         "server_hwm_peak_mb": own_peak,
+        "server_rss_anon_end_mb": anon_end,
+        "server_rss_file_end_mb": file_end,
         "queries": rows,
     }
 
@@ -1155,7 +1162,9 @@ def main() -> int:
         + f": server ready in {served['ready_s']:.1f}s, RSS {served['rss_start_mb']:.0f} MB"
         f" at start, peak {served['rss_peak_mb']:.0f} MB (target 300; the process tree);"
         f" the server process alone {served['server_hwm_start_mb']:.0f} MB at start,"
-        f" peak {served['server_hwm_peak_mb']:.0f} MB"
+        f" peak {served['server_hwm_peak_mb']:.0f} MB (at the end"
+        f" {served['server_rss_anon_end_mb']:.0f} MB anonymous,"
+        f" {served['server_rss_file_end_mb']:.0f} MB file pages)"
     )
     print_table(
         served["queries"],
