@@ -126,7 +126,9 @@ def test_sigkill_with_otlp_and_gateway_traffic_in_flight(tmp_path: Path, upstrea
     """Kill -9 while OTLP exports and gateway calls are arriving: after the restart every
     acknowledged call is stored, and none twice (a batch stored before the kill and
     replayed after it must not count double: that is the store's idempotent write)."""
-    srv = Server(tmp_path / "d", "--upstream", f"openai={upstream.state.url}")
+    fault = tmp_path / "store-down"  # while it exists the writer's store is unreachable
+    srv = Server(tmp_path / "d", "--upstream", f"openai={upstream.state.url}",
+                 env={"GENSIGHT_FAULT_STORE_DOWN_FILE": str(fault)})  # fmt: skip
     otlp_acked: list[str] = []  # span ids of acknowledged OTLP calls
     gw_acked: list[str] = []  # response ids of answered gateway calls
     stop = threading.Event()
@@ -159,7 +161,12 @@ def test_sigkill_with_otlp_and_gateway_traffic_in_flight(tmp_path: Path, upstrea
     workers = [threading.Thread(target=f) for f in (otlp, gateway, gateway)]
     for w in workers:
         w.start()
-    time.sleep(2.0)  # several flushes (0.5 s) in: some batches stored, some only journaled
+    time.sleep(2.0)  # several flushes (0.5 s) in: some batches stored
+    # then the store stops taking writes while traffic goes on, so that the kill surely
+    # leaves batches only the journal has (with the store up, a kill right after a commit
+    # and before the next request left none, and the replay went untested)
+    fault.touch()
+    time.sleep(0.7)
     srv.stop(signal.SIGKILL)
     stop.set()
     for w in workers:
