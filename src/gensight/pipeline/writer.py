@@ -195,8 +195,8 @@ class Pipeline(Worker):
         if n == 0:
             return True
         batch: Batch = (list(calls), list(spans), list(events), list(scores))
-        journaled = self.journal is not None
-        kind, payload = (raw or (RECORDS, encode_batch(*batch))) if journaled else ("", b"")
+        if self.journal is not None:  # encoded before the lock is taken
+            kind, payload = raw or (RECORDS, encode_batch(*batch))
         with self._cond:
             # The journal entry and the batch's place in the queue are taken together: the
             # queue is then in journal order, so the writer's commit mark (everything up to
