@@ -413,6 +413,9 @@ class DuckDBStore(SQLStore):
 
     def _arrow(self, q: Query) -> pa.Table:
         """A statement's result as an Arrow table (many rows, no Python objects)."""
+        from gensight.store import arrow
+
+        arrow.setup_without_pandas()  # or pyarrow's first ``to_numpy`` imports pandas
         cur = self._cursor()
         try:
             return cur.sql(q.sql, params=q.params).to_arrow_table()
